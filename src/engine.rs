@@ -1,0 +1,476 @@
+//! Runs a pipeline: starts the timely workers, builds the dataflow on each,
+//! feeds the sources into it in event time, and collects the measurements.
+//!
+//! Each worker owns a share of every source (see `sources/`). A batch from a
+//! source is split into on-time records, sent into the dataflow at their own
+//! coarsened event time through an unordered input, and late or malformed
+//! records, written to their files. The input capability then moves up to the
+//! coarsened watermark. The driver bounds the event time in flight with a
+//! probe at the end of the dataflow, so memory stays bounded when the sources
+//! outrun the operators.
+
+use crate::metrics::{spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary};
+use crate::operators::bars::Bars;
+use crate::operators::pane_window::window;
+use crate::operators::stats::Stats;
+use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
+use crate::record::{route_hash, Event, Interaction, Trade};
+use crate::sinks::{self, CsvSink, LateRow, MalformedRow};
+use crate::sources::csv_replay::CsvReplay;
+use crate::sources::interactions::InteractionGenerator;
+use crate::sources::market::MarketGenerator;
+use crate::sources::schedule::{Schedule, Timing};
+use crate::sources::{Batch, Poll, Source};
+use crate::time::{Tick, Watermark};
+use anyhow::Context;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::{Exchange, Inspect, Probe, UnorderedInput};
+use timely::dataflow::operators::ActivateCapability;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
+
+/// Event time of a simulated run's start when the pipeline names none: 2023-11-14.
+pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
+
+/// How many malformed rows are reported on the terminal (all go to malformed.csv).
+const MALFORMED_REPORTED: u64 = 5;
+
+/// A pipeline ready to run, with what the command line added.
+pub struct Job {
+    pub pipeline: Pipeline,
+    /// Set to stop the sources early (Ctrl-C); the run then drains and reports.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Files shared by the workers of this process.
+struct Outputs {
+    dir: Option<PathBuf>,
+    bars: Option<Arc<CsvSink<crate::operators::bars::Bar>>>,
+    stats: Option<Arc<CsvSink<crate::operators::stats::PriceStats>>>,
+    late: Option<Arc<CsvSink<LateRow>>>,
+    malformed: Option<Arc<CsvSink<MalformedRow>>>,
+}
+
+impl Outputs {
+    fn create(pipeline: &Pipeline) -> anyhow::Result<Outputs> {
+        let Some(dir) = pipeline.output.dir.clone() else {
+            return Ok(Outputs {
+                dir: None,
+                bars: None,
+                stats: None,
+                late: None,
+                malformed: None,
+            });
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        let q = &pipeline.queries;
+        let has_trades = pipeline.sources.trades.is_some();
+        Ok(Outputs {
+            bars: if q.bars_1s.enabled && has_trades {
+                Some(CsvSink::create(&dir, "bars_1s.csv", sinks::BARS_HEADER)?)
+            } else {
+                None
+            },
+            stats: if q.stats_10s.enabled && has_trades {
+                Some(CsvSink::create(&dir, "stats_10s.csv", sinks::STATS_HEADER)?)
+            } else {
+                None
+            },
+            late: Some(CsvSink::create(&dir, "late.csv", sinks::LATE_HEADER)?),
+            malformed: Some(CsvSink::create(&dir, "malformed.csv", sinks::MALFORMED_HEADER)?),
+            dir: Some(dir),
+        })
+    }
+
+    fn flush(&self) -> anyhow::Result<()> {
+        if let Some(s) = &self.bars {
+            s.flush()?;
+        }
+        if let Some(s) = &self.stats {
+            s.flush()?;
+        }
+        if let Some(s) = &self.late {
+            s.flush()?;
+        }
+        if let Some(s) = &self.malformed {
+            s.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the job to its end and returns (and writes) its measurements.
+pub fn run(job: Job) -> anyhow::Result<Summary> {
+    let pipeline = Arc::new(job.pipeline);
+    pipeline.validate().map_err(anyhow::Error::msg)?;
+    // Open the files first, so that a bad path fails before any work.
+    for (name, path) in csv_paths(&pipeline) {
+        std::fs::metadata(&path).with_context(|| format!("cannot open {name} file {}", path.display()))?;
+    }
+    let outputs = Arc::new(Outputs::create(&pipeline)?);
+    let workers = pipeline.engine.workers;
+    let metrics = Metrics::new(workers);
+    let reporter = pipeline
+        .engine
+        .status
+        .then(|| spawn_reporter(Arc::clone(&metrics), Duration::from_secs(1)));
+    if let Some(d) = pipeline.engine.duration_s {
+        let stop = Arc::clone(&job.stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(d));
+            stop.store(true, Relaxed);
+        });
+    }
+    let start = RunStart::now(&pipeline);
+    let malformed_reported = Arc::new(AtomicU64::new(0));
+
+    let config = if workers == 1 {
+        timely::Config::thread()
+    } else {
+        timely::Config::process(workers)
+    };
+    let shared = (Arc::clone(&pipeline), Arc::clone(&outputs), Arc::clone(&metrics), job.stop, malformed_reported);
+    let guards = timely::execute(config, move |worker| {
+        let (pipeline, outputs, metrics, stop, reported) = shared.clone();
+        run_worker(worker, &pipeline, &outputs, &metrics, &stop, &reported, start)
+    })
+    .map_err(anyhow::Error::msg)?;
+    let mut first_error = None;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(panic) => {
+                first_error.get_or_insert(anyhow::anyhow!("a worker failed: {panic}"));
+            }
+        }
+    }
+    metrics.finished.store(true, Relaxed);
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
+    outputs.flush()?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let summary = metrics.summary(workers, 1);
+    if let Some(dir) = &outputs.dir {
+        let path = dir.join("metrics.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
+    let mut paths = Vec::new();
+    if let Some(TradeSource::Csv(c)) = &p.sources.trades {
+        paths.push(("trades", c.path.clone()));
+    }
+    if let Some(InteractionSource::Csv(c)) = &p.sources.interactions {
+        paths.push(("interactions", c.path.clone()));
+    }
+    paths
+}
+
+/// The common start of every worker's clocks.
+#[derive(Clone, Copy)]
+struct RunStart {
+    wall: Instant,
+    event_ms: u64,
+}
+
+impl RunStart {
+    fn now(p: &Pipeline) -> Self {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let configured = match &p.sources.trades {
+            Some(TradeSource::Market(m)) => m.arrivals.start_ms,
+            _ => None,
+        }
+        .or(match &p.sources.interactions {
+            Some(InteractionSource::Generator(g)) => g.arrivals.start_ms,
+            _ => None,
+        });
+        let event_ms = configured.unwrap_or(match p.engine.timing {
+            Timing::RealTime => wall_ms,
+            Timing::AsFast => DEFAULT_START_MS,
+        });
+        RunStart {
+            wall: Instant::now(),
+            event_ms,
+        }
+    }
+}
+
+/// One input of one worker: its source, watermark and capability.
+struct Feed<E: Event> {
+    source: Box<dyn Source<E>>,
+    handle: UnorderedHandle<u64, CapacityContainerBuilder<Vec<E>>>,
+    cap: Option<ActivateCapability<u64>>,
+    watermark: Watermark,
+    batch: Batch<E>,
+    tick: Tick,
+}
+
+/// What a worker shares with its feeds.
+struct FeedContext<'a> {
+    metrics: &'a Metrics,
+    outputs: &'a Outputs,
+    reported: &'a AtomicU64,
+    local_index: usize,
+    report_progress: bool,
+}
+
+impl<E: Event> Feed<E> {
+    /// The time this input can still send at; none once closed.
+    fn time(&self) -> Option<u64> {
+        self.cap.as_ref().map(|c| *c.time())
+    }
+
+    fn close(&mut self) {
+        self.cap = None;
+    }
+
+    /// Takes one batch from the source into the dataflow. Returns what the source said.
+    fn pump(&mut self, ctx: &FeedContext) -> anyhow::Result<Poll> {
+        if self.cap.is_none() {
+            return Ok(Poll::Done);
+        }
+        self.batch.clear();
+        let poll = self.source.next_batch(&mut self.batch, &mut self.watermark)?;
+        let counters: &StreamCounters = ctx.metrics.stream(E::STREAM);
+        let b = &mut self.batch;
+        counters.generated.fetch_add(b.generated, Relaxed);
+        counters.ingested.fetch_add(b.on_time.len() as u64, Relaxed);
+        ctx.metrics.add_worker_ingested(ctx.local_index, b.on_time.len() as u64);
+        if !b.late.is_empty() {
+            counters.late.fetch_add(b.late.len() as u64, Relaxed);
+            if let Some(sink) = &ctx.outputs.late {
+                let rows: Vec<LateRow> = b.late.iter().map(LateRow::of).collect();
+                sink.write_all(&rows)?;
+            }
+        }
+        if !b.malformed.is_empty() {
+            counters.malformed.fetch_add(b.malformed.len() as u64, Relaxed);
+            for m in &b.malformed {
+                if ctx.reported.fetch_add(1, Relaxed) < MALFORMED_REPORTED {
+                    tracing::warn!("{}: malformed row at line {}: {}", E::STREAM, m.line, m.error);
+                }
+            }
+            if let Some(sink) = &ctx.outputs.malformed {
+                let rows: Vec<MalformedRow> = b.malformed.iter().map(|m| MalformedRow::of(E::STREAM, m)).collect();
+                sink.write_all(&rows)?;
+            }
+        }
+        if let Some(lag) = b.lag_ms {
+            ctx.metrics.record_lag(lag);
+        }
+        if ctx.report_progress {
+            if let Some((done, total)) = self.source.progress() {
+                counters.progress_done.store(done, Relaxed);
+                counters.progress_total.store(total, Relaxed);
+            }
+        }
+        self.send_on_time();
+        if poll == Poll::Done {
+            self.close();
+        }
+        Ok(poll)
+    }
+
+    /// Sends on-time records at their coarsened event times, then moves the
+    /// capability up to the coarsened watermark.
+    fn send_on_time(&mut self) {
+        let cap = self.cap.as_mut().expect("open feed");
+        let tick = self.tick;
+        let records = &mut self.batch.on_time;
+        if !records.is_empty() {
+            records.sort_by_key(|r| tick.coarsen(r.ts_ms()));
+            let mut activated = self.handle.activate();
+            let mut rest = &mut records[..];
+            while let Some(first) = rest.first() {
+                let time = tick.coarsen(first.ts_ms());
+                let run = rest.iter().take_while(|r| tick.coarsen(r.ts_ms()) == time).count();
+                let (now, later) = rest.split_at_mut(run);
+                let at = cap.delayed(&time);
+                activated.session(&at).give_iterator(now.iter().cloned());
+                rest = later;
+            }
+        }
+        let watermark_time = tick.coarsen(self.watermark.current());
+        if watermark_time > *cap.time() {
+            cap.downgrade(&watermark_time);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    pipeline: &Pipeline,
+    outputs: &Outputs,
+    metrics: &Arc<Metrics>,
+    stop: &AtomicBool,
+    reported: &AtomicU64,
+    start: RunStart,
+) -> anyhow::Result<()> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let engine = &pipeline.engine;
+    let probe = ProbeHandle::new();
+    let advance_log = Rc::new(RefCell::new(AdvanceLog::default()));
+    let due = match engine.timing {
+        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => Due::Schedule {
+            start_wall: start.wall,
+            start_event_ms: start.event_ms,
+            speed: engine.speed,
+            max_delay_ms: engine.max_delay_ms,
+        },
+        _ => Due::InputAdvance(Rc::clone(&advance_log)),
+    };
+    let latency = LatencyProbe::new(due, Arc::clone(metrics));
+    let queries = &pipeline.queries;
+
+    let ((trade_handle, trade_cap), (ix_handle, ix_cap)) = worker.dataflow::<u64, _, _>(|scope| {
+        let (trade_input, trades) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
+        let (ix_input, interactions) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
+        let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
+        if queries.bars_1s.enabled {
+            let sink = outputs.bars.clone();
+            let counters = metrics.query("trades/bars_1s");
+            window(trades.clone(), "bars_1s", queries.bars_1s.spec(), Bars, counters, latency.clone())
+                .inspect_core(move |event| write_rows(&sink, event))
+                .probe_with(&probe);
+        }
+        if queries.stats_10s.enabled {
+            let sink = outputs.stats.clone();
+            let counters = metrics.query("trades/stats_10s");
+            window(trades.clone(), "stats_10s", queries.stats_10s.spec(), Stats, counters, latency.clone())
+                .inspect_core(move |event| write_rows(&sink, event))
+                .probe_with(&probe);
+        }
+        trades.probe_with(&probe);
+        interactions.probe_with(&probe);
+        (trade_input, ix_input)
+    });
+
+    let schedule = || {
+        let span_us = |rate: f64| ((engine.batch_size as f64 / rate) * 1e6) as u64;
+        move |rate: f64| Schedule::new(engine.timing, engine.speed, start.event_ms, start.wall, span_us(rate))
+    };
+    let trade_source: Option<Box<dyn Source<Trade>>> = match &pipeline.sources.trades {
+        None => None,
+        Some(TradeSource::Market(m)) => Some(Box::new(MarketGenerator::new(
+            m,
+            schedule()(m.arrivals.rate),
+            engine.batch_size,
+            index,
+            peers,
+        ))),
+        Some(TradeSource::Csv(c)) => Some(Box::new(CsvReplay::<Trade>::open(&c.path, engine.batch_size, index, peers)?)),
+    };
+    let ix_source: Option<Box<dyn Source<Interaction>>> = match &pipeline.sources.interactions {
+        None => None,
+        Some(InteractionSource::Generator(g)) => Some(Box::new(InteractionGenerator::new(
+            g,
+            schedule()(g.arrivals.rate),
+            engine.batch_size,
+            index,
+            peers,
+        ))),
+        Some(InteractionSource::Csv(c)) => Some(Box::new(CsvReplay::<Interaction>::open(
+            &c.path,
+            engine.batch_size,
+            index,
+            peers,
+        )?)),
+    };
+    let tick = Tick::new(engine.tick_ms);
+    let mut trades = trade_source.map(|source| Feed {
+        source,
+        handle: trade_handle,
+        cap: Some(trade_cap),
+        watermark: Watermark::new(engine.max_delay_ms),
+        batch: Batch::default(),
+        tick,
+    });
+    let mut interactions = ix_source.map(|source| Feed {
+        source,
+        handle: ix_handle,
+        cap: Some(ix_cap),
+        watermark: Watermark::new(engine.max_delay_ms),
+        batch: Batch::default(),
+        tick,
+    });
+    // An absent input's capability was dropped with its handle above: it is closed.
+
+    let ctx = FeedContext {
+        metrics,
+        outputs,
+        reported,
+        local_index: index % engine.workers,
+        report_progress: index == 0,
+    };
+    loop {
+        if stop.load(Relaxed) {
+            trades.iter_mut().for_each(|f| f.close());
+            interactions.iter_mut().for_each(|f| f.close());
+        }
+        let mut wait: Option<Duration> = None;
+        let mut ready = false;
+        let mut note = |poll: Poll| match poll {
+            Poll::Ready => ready = true,
+            Poll::Wait(d) => wait = Some(wait.map_or(d, |w| w.min(d))),
+            Poll::Done => {}
+        };
+        if let Some(f) = trades.as_mut() {
+            note(f.pump(&ctx)?);
+        }
+        if let Some(f) = interactions.as_mut() {
+            note(f.pump(&ctx)?);
+        }
+        let input_time = [trades.as_ref().and_then(|f| f.time()), interactions.as_ref().and_then(|f| f.time())]
+            .into_iter()
+            .flatten()
+            .min();
+        advance_log.borrow_mut().advanced(input_time.unwrap_or(u64::MAX));
+        let Some(input_time) = input_time else { break };
+        worker.step();
+        // Bound the event time in flight: wait for the dataflow to catch up.
+        let bound = input_time.saturating_sub(engine.max_inflight_ms);
+        while probe.less_than(&bound) {
+            worker.step();
+        }
+        probe.with_frontier(|f| {
+            if let Some(t) = f.first() {
+                advance_log.borrow_mut().forget_before(*t);
+            }
+        });
+        if !ready {
+            worker.step_or_park(wait);
+        }
+    }
+    while !probe.done() {
+        worker.step();
+    }
+    Ok(())
+}
+
+fn write_rows<T: serde::Serialize>(
+    sink: &Option<Arc<CsvSink<T>>>,
+    event: Result<(&timely::dataflow::channels::Stamp<u64>, &Vec<T>), &[u64]>,
+) {
+    if let (Some(sink), Ok((_, rows))) = (sink, event) {
+        if let Err(e) = sink.write_all(rows.iter()) {
+            tracing::error!("cannot write results: {e}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! eddy: a real-time stream processing engine on timely-dataflow and
+//! differential-dataflow. See README.md for a tour and docs/ for the design.
+
+pub mod engine;
+pub mod generate;
+pub mod metrics;
+pub mod operators;
+pub mod pipeline;
+pub mod record;
+pub mod sinks;
+pub mod sources;
+pub mod time;

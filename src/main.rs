@@ -1,0 +1,289 @@
+//! The `eddy` command line: run a pipeline, replay files, generate data sets.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use eddy::engine::{self, Job};
+use eddy::generate;
+use eddy::pipeline::{self, CsvSource, InteractionSource, Pipeline, TradeSource};
+use eddy::sources::interactions::InteractionConfig;
+use eddy::sources::market::MarketConfig;
+use eddy::sources::schedule::Timing;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// eddy: a real-time stream processing engine for market data and user
+/// interaction logs, on timely-dataflow.
+///
+/// With no command, runs the built-in demo (`eddy run`): a live market and an
+/// interaction log in real time for 30 s, results in out/demo/.
+#[derive(Parser)]
+#[command(name = "eddy", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline file (dataflows/*.toml), or the built-in demo when none is given.
+    Run(RunArgs),
+    /// Replay recorded CSV files (WORKLOAD.md formats) and write every result file.
+    Replay(ReplayArgs),
+    /// Write a generated data set to a CSV file (WORKLOAD.md format).
+    Generate(GenerateArgs),
+}
+
+/// Settings of the engine that every command that runs a dataflow takes.
+#[derive(Args, Default)]
+struct EngineArgs {
+    /// Worker threads.
+    #[arg(short, long)]
+    workers: Option<usize>,
+    /// Out-of-orderness bound in ms: records more than this behind the latest seen are late.
+    #[arg(long)]
+    max_delay_ms: Option<u64>,
+    /// Timely timestamps are event times rounded down to this many ms.
+    #[arg(long)]
+    tick_ms: Option<u64>,
+    /// Records handed to the dataflow per batch and worker.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Event time (ms) allowed in flight behind the inputs before the sources wait.
+    #[arg(long)]
+    max_inflight_ms: Option<u64>,
+    /// No live status line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl EngineArgs {
+    fn apply(&self, p: &mut Pipeline) {
+        let e = &mut p.engine;
+        if let Some(w) = self.workers {
+            e.workers = w;
+        }
+        if let Some(d) = self.max_delay_ms {
+            e.max_delay_ms = d;
+        }
+        if let Some(t) = self.tick_ms {
+            e.tick_ms = t;
+        }
+        if let Some(b) = self.batch_size {
+            e.batch_size = b;
+        }
+        if let Some(m) = self.max_inflight_ms {
+            e.max_inflight_ms = m;
+        }
+        if self.quiet {
+            e.status = false;
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Pipeline file; the built-in demo when absent.
+    pipeline: Option<PathBuf>,
+    /// Stop after this many seconds of wall time.
+    #[arg(short, long)]
+    duration: Option<f64>,
+    /// Output folder for result files and metrics.json.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Generators in real time or as fast as possible.
+    #[arg(long, value_enum)]
+    timing: Option<Timing>,
+    /// Real time: event time runs this many times faster than the wall clock.
+    #[arg(long)]
+    speed: Option<f64>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// trades.csv to replay.
+    #[arg(long)]
+    trades: Option<PathBuf>,
+    /// interactions.csv to replay.
+    #[arg(long)]
+    interactions: Option<PathBuf>,
+    /// Output folder for result files and metrics.json.
+    #[arg(short, long)]
+    out: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StreamKind {
+    Trades,
+    Interactions,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Which stream to generate.
+    #[arg(value_enum)]
+    stream: StreamKind,
+    /// The CSV file to write.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Number of records.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    count: u64,
+    /// Seed: the same seed gives the same file.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Trades: number of symbols.
+    #[arg(long, conflicts_with_all = ["users", "items"])]
+    symbols: Option<u64>,
+    /// Interactions: number of users.
+    #[arg(long)]
+    users: Option<u64>,
+    /// Interactions: number of items.
+    #[arg(long)]
+    items: Option<u64>,
+    /// Records per second of event time.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Largest backwards displacement of a record's timestamp, in ms.
+    #[arg(long)]
+    disorder_ms: Option<u64>,
+    /// Event time of the first record, ms since the epoch.
+    #[arg(long)]
+    start_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line naming the problem, not a page of usage.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("bad arguments");
+            eprintln!("eddy: {} (see eddy --help)", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eddy: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => run(RunArgs {
+            pipeline: None,
+            duration: None,
+            out: None,
+            timing: None,
+            speed: None,
+            engine: EngineArgs::default(),
+        }),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Replay(args)) => replay(args),
+        Some(Command::Generate(args)) => generate(args),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut p = pipeline::load_or_demo(args.pipeline.as_deref())?;
+    args.engine.apply(&mut p);
+    if let Some(d) = args.duration {
+        p.engine.duration_s = Some(d);
+    }
+    if let Some(o) = args.out {
+        p.output.dir = Some(o);
+    }
+    if let Some(t) = args.timing {
+        p.engine.timing = t;
+    }
+    if let Some(s) = args.speed {
+        p.engine.speed = s;
+    }
+    let name = if p.name.is_empty() { "pipeline".to_string() } else { p.name.clone() };
+    tracing::info!(
+        "running {name}: {} worker(s), {:?}{}; Ctrl-C stops with a summary",
+        p.engine.workers,
+        p.engine.timing,
+        p.engine.duration_s.map_or(String::new(), |d| format!(", {d} s"))
+    );
+    run_pipeline(p)
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    if args.trades.is_none() && args.interactions.is_none() {
+        anyhow::bail!("replay needs --trades FILE and/or --interactions FILE");
+    }
+    let mut p = Pipeline::default();
+    p.name = "replay".into();
+    p.sources.trades = args.trades.map(|path| TradeSource::Csv(CsvSource { path }));
+    p.sources.interactions = args.interactions.map(|path| InteractionSource::Csv(CsvSource { path }));
+    p.output.dir = Some(args.out);
+    args.engine.apply(&mut p);
+    run_pipeline(p)
+}
+
+fn run_pipeline(p: Pipeline) -> anyhow::Result<()> {
+    let out = p.output.dir.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if on_signal.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("eddy: stopping: draining the dataflow (Ctrl-C again to quit at once)");
+    })?;
+    let summary = engine::run(Job { pipeline: p, stop })?;
+    eprintln!("{}", summary.report());
+    if let Some(dir) = out {
+        eprintln!("  results in {}/", dir.display());
+    }
+    Ok(())
+}
+
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let written = match args.stream {
+        StreamKind::Trades => {
+            let mut c = MarketConfig::default();
+            c.symbols = args.symbols.unwrap_or(c.symbols);
+            set_arrivals(&mut c.arrivals, &args);
+            generate::write_trades(&c, &args.out)?
+        }
+        StreamKind::Interactions => {
+            let mut c = InteractionConfig::default();
+            c.users = args.users.unwrap_or(c.users);
+            c.items = args.items.unwrap_or(c.items);
+            set_arrivals(&mut c.arrivals, &args);
+            generate::write_interactions(&c, &args.out)?
+        }
+    };
+    eprintln!("eddy: wrote {written} records to {}", args.out.display());
+    Ok(())
+}
+
+fn set_arrivals(a: &mut eddy::sources::arrivals::ArrivalConfig, args: &GenerateArgs) {
+    a.count = Some(args.count);
+    a.seed = args.seed;
+    a.rate = args.rate.unwrap_or(a.rate);
+    a.disorder_ms = args.disorder_ms.unwrap_or(a.disorder_ms);
+    a.start_ms = args.start_ms;
+}

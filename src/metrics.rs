@@ -1,0 +1,469 @@
+//! The engine measuring itself: record accounting, latency, throughput, lag,
+//! CPU and memory, a live status line, and `metrics.json`.
+//!
+//! Accounting: every source counts the records it took (`generated`), and
+//! each is either on time (`ingested` into the dataflow), `late` or `malformed`.
+//! Each query counts the records it consumed; `processed` is the least over
+//! the queries, and `unaccounted = ingested - processed` must be zero: the loss
+//! rate is `unaccounted / generated`.
+//!
+//! Latency, per window row: emission time minus the time the row became due.
+//! In real time a window ending at `E` is due when event time reaches
+//! `E + max_delay` by the generator's schedule (so generator stalls count);
+//! otherwise it is due when this worker's input passed `E` (see [`AdvanceLog`]).
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Counters of one input stream.
+#[derive(Default)]
+pub struct StreamCounters {
+    pub generated: AtomicU64,
+    pub ingested: AtomicU64,
+    pub late: AtomicU64,
+    pub malformed: AtomicU64,
+    /// Bytes read and total, for file progress (summed over workers).
+    pub progress_done: AtomicU64,
+    pub progress_total: AtomicU64,
+}
+
+/// Counters of one query.
+pub struct QueryCounters {
+    pub name: String,
+    consumed: AtomicU64,
+    rows: AtomicU64,
+}
+
+impl QueryCounters {
+    pub fn add_consumed(&self, n: u64) {
+        self.consumed.fetch_add(n, Relaxed);
+    }
+    pub fn add_rows(&self, n: u64) {
+        self.rows.fetch_add(n, Relaxed);
+    }
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Relaxed)
+    }
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Relaxed)
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Microseconds from 1 µs to one hour, three significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Everything one process measures, shared by its workers and the reporter.
+pub struct Metrics {
+    pub started: Instant,
+    pub trades: StreamCounters,
+    pub interactions: StreamCounters,
+    queries: Mutex<Vec<Arc<QueryCounters>>>,
+    per_worker_ingested: Vec<AtomicU64>,
+    latency_us: Mutex<Histogram<u64>>,
+    latency_interval_us: Mutex<Histogram<u64>>,
+    lag_us: Mutex<Histogram<u64>>,
+    current_lag_us: AtomicU64,
+    pub finished: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Metrics {
+            started: Instant::now(),
+            trades: StreamCounters::default(),
+            interactions: StreamCounters::default(),
+            queries: Mutex::new(Vec::new()),
+            per_worker_ingested: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            latency_us: Mutex::new(new_histogram()),
+            latency_interval_us: Mutex::new(new_histogram()),
+            lag_us: Mutex::new(new_histogram()),
+            current_lag_us: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    pub fn stream(&self, name: &str) -> &StreamCounters {
+        if name == "trades" {
+            &self.trades
+        } else {
+            &self.interactions
+        }
+    }
+
+    /// The counters of a query, shared by all workers of the process.
+    pub fn query(&self, name: &str) -> Arc<QueryCounters> {
+        let mut queries = self.queries.lock().expect("metrics lock");
+        if let Some(q) = queries.iter().find(|q| q.name == name) {
+            return Arc::clone(q);
+        }
+        let q = Arc::new(QueryCounters {
+            name: name.to_string(),
+            consumed: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+        });
+        queries.push(Arc::clone(&q));
+        q
+    }
+
+    pub fn add_worker_ingested(&self, local_worker: usize, n: u64) {
+        if let Some(c) = self.per_worker_ingested.get(local_worker) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    pub fn record_latency(&self, latency: Duration) {
+        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        self.latency_us.lock().expect("metrics lock").saturating_record(us);
+        self.latency_interval_us.lock().expect("metrics lock").saturating_record(us);
+    }
+
+    pub fn record_lag(&self, lag_ms: f64) {
+        let us = ((lag_ms * 1000.0) as u64).clamp(1, 3_600_000_000);
+        self.current_lag_us.store(us, Relaxed);
+        self.lag_us.lock().expect("metrics lock").saturating_record(us);
+    }
+
+    fn totals(&self) -> (u64, u64, u64, u64, u64) {
+        let s = [&self.trades, &self.interactions];
+        let sum = |f: fn(&StreamCounters) -> &AtomicU64| s.iter().map(|c| f(c).load(Relaxed)).sum::<u64>();
+        let rows = self.queries.lock().expect("metrics lock").iter().map(|q| q.rows()).sum();
+        (
+            sum(|c| &c.generated),
+            sum(|c| &c.ingested),
+            sum(|c| &c.late),
+            sum(|c| &c.malformed),
+            rows,
+        )
+    }
+
+    /// One line of live figures; resets the interval histogram.
+    pub fn status_line(&self, previous_in: &mut u64, interval: Duration) -> String {
+        let (generated, ingested, late, malformed, rows) = self.totals();
+        let rate = (generated - (*previous_in).min(generated)) as f64 / interval.as_secs_f64();
+        *previous_in = generated;
+        let mut h = self.latency_interval_us.lock().expect("metrics lock");
+        let lat = if h.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "p50 {:.1} ms  p99 {:.1} ms",
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3
+            )
+        };
+        h.reset();
+        let progress = self.file_progress();
+        let mut line = format!(
+            "[{:>6.1}s] in {} ({:.0}/s)  ingested {}  out {} rows  latency {}  late {}  malformed {}  lag {:.1} ms",
+            self.started.elapsed().as_secs_f64(),
+            generated,
+            rate,
+            ingested,
+            rows,
+            lat,
+            late,
+            malformed,
+            self.current_lag_us.load(Relaxed) as f64 / 1e3
+        );
+        if let Some((done, total)) = progress {
+            let frac = done as f64 / total.max(1) as f64;
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let eta = if frac > 0.0 { elapsed * (1.0 - frac) / frac } else { f64::NAN };
+            line.push_str(&format!("  file {:.0}% eta {:.0}s", frac * 100.0, eta));
+        }
+        line
+    }
+
+    fn file_progress(&self) -> Option<(u64, u64)> {
+        let s = [&self.trades, &self.interactions];
+        let total: u64 = s.iter().map(|c| c.progress_total.load(Relaxed)).sum();
+        let done: u64 = s.iter().map(|c| c.progress_done.load(Relaxed)).sum();
+        (total > 0).then_some((done, total))
+    }
+
+    /// The end-of-run figures.
+    pub fn summary(&self, workers: usize, processes: usize) -> Summary {
+        let wall = self.started.elapsed().as_secs_f64();
+        let queries = self.queries.lock().expect("metrics lock").clone();
+        let stream = |c: &StreamCounters| StreamSummary {
+            generated: c.generated.load(Relaxed),
+            ingested: c.ingested.load(Relaxed),
+            late: c.late.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+        };
+        let (generated, ingested, late, malformed, rows_out) = self.totals();
+        // Records of a stream must reach every query on that stream.
+        let processed: u64 = [("trades", &self.trades), ("interactions", &self.interactions)]
+            .iter()
+            .map(|(name, c)| {
+                let consumers: Vec<u64> = queries
+                    .iter()
+                    .filter(|q| q.name.starts_with(&format!("{name}/")))
+                    .map(|q| q.consumed())
+                    .collect();
+                consumers.into_iter().min().unwrap_or(c.ingested.load(Relaxed))
+            })
+            .sum();
+        let unaccounted = ingested.saturating_sub(processed);
+        let lat = self.latency_us.lock().expect("metrics lock");
+        let lag = self.lag_us.lock().expect("metrics lock");
+        let (cpu_user_s, cpu_system_s, peak_rss_bytes) = resource_usage();
+        Summary {
+            wall_time_s: wall,
+            workers,
+            processes,
+            records: RecordSummary {
+                generated,
+                ingested,
+                processed,
+                late,
+                malformed,
+                unaccounted,
+                loss_rate: if generated == 0 { 0.0 } else { unaccounted as f64 / generated as f64 },
+                rows_out,
+            },
+            streams: [("trades", stream(&self.trades)), ("interactions", stream(&self.interactions))]
+                .into_iter()
+                .filter(|(_, s)| s.generated > 0)
+                .map(|(n, s)| (n.to_string(), s))
+                .collect(),
+            queries: queries
+                .iter()
+                .map(|q| QuerySummary {
+                    name: q.name.clone(),
+                    consumed: q.consumed(),
+                    rows: q.rows(),
+                })
+                .collect(),
+            throughput: Throughput {
+                records_per_s: generated as f64 / wall.max(1e-9),
+                ingested_per_s_per_worker: self
+                    .per_worker_ingested
+                    .iter()
+                    .map(|c| c.load(Relaxed) as f64 / wall.max(1e-9))
+                    .collect(),
+                rows_out_per_s: rows_out as f64 / wall.max(1e-9),
+            },
+            latency_ms: Percentiles::of(&lat),
+            generator_lag_ms: (!lag.is_empty()).then(|| Percentiles::of(&lag)),
+            cpu_user_s,
+            cpu_system_s,
+            peak_rss_bytes,
+        }
+    }
+}
+
+/// Percentiles of a µs histogram, in ms.
+#[derive(Serialize, Debug, Clone)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        let q = |x: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(x) as f64 / 1e3 };
+        Percentiles {
+            count: h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RecordSummary {
+    pub generated: u64,
+    pub ingested: u64,
+    pub processed: u64,
+    pub late: u64,
+    pub malformed: u64,
+    pub unaccounted: u64,
+    pub loss_rate: f64,
+    pub rows_out: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct StreamSummary {
+    pub generated: u64,
+    pub ingested: u64,
+    pub late: u64,
+    pub malformed: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct QuerySummary {
+    pub name: String,
+    pub consumed: u64,
+    pub rows: u64,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Throughput {
+    pub records_per_s: f64,
+    pub ingested_per_s_per_worker: Vec<f64>,
+    pub rows_out_per_s: f64,
+}
+
+/// What `metrics.json` holds.
+#[derive(Serialize, Debug, Clone)]
+pub struct Summary {
+    pub wall_time_s: f64,
+    pub workers: usize,
+    pub processes: usize,
+    pub records: RecordSummary,
+    pub streams: std::collections::BTreeMap<String, StreamSummary>,
+    pub queries: Vec<QuerySummary>,
+    pub throughput: Throughput,
+    pub latency_ms: Percentiles,
+    pub generator_lag_ms: Option<Percentiles>,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    pub peak_rss_bytes: u64,
+}
+
+impl Summary {
+    /// A few lines for the terminal at the end of a run.
+    pub fn report(&self) -> String {
+        let r = &self.records;
+        format!(
+            "eddy: {:.2} s, {} worker(s) x {} process(es)\n  records: generated {}  ingested {}  processed {}  late {}  malformed {}  unaccounted {} (loss rate {})\n  throughput: {:.0} records/s  rows out {}\n  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  ({} windows)\n  cpu {:.2} s user + {:.2} s system, peak RSS {:.1} MiB",
+            self.wall_time_s,
+            self.workers,
+            self.processes,
+            r.generated,
+            r.ingested,
+            r.processed,
+            r.late,
+            r.malformed,
+            r.unaccounted,
+            r.loss_rate,
+            self.throughput.records_per_s,
+            r.rows_out,
+            self.latency_ms.p50,
+            self.latency_ms.p90,
+            self.latency_ms.p99,
+            self.latency_ms.p999,
+            self.latency_ms.max,
+            self.latency_ms.count,
+            self.cpu_user_s,
+            self.cpu_system_s,
+            self.peak_rss_bytes as f64 / (1 << 20) as f64
+        )
+    }
+}
+
+/// (user CPU s, system CPU s, peak RSS bytes) of this process.
+pub fn resource_usage() -> (f64, f64, u64) {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    // ru_maxrss is in KiB on Linux.
+    (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss as u64 * 1024)
+}
+
+/// When this worker's input frontier passed which event time (as-fast runs and replays).
+#[derive(Default)]
+pub struct AdvanceLog {
+    entries: VecDeque<(u64, Instant)>,
+}
+
+impl AdvanceLog {
+    /// The worker's inputs are now all at or beyond `time`.
+    pub fn advanced(&mut self, time: u64) {
+        if self.entries.back().is_none_or(|(t, _)| *t < time) {
+            self.entries.push_back((time, Instant::now()));
+        }
+    }
+
+    /// When the inputs first reached `time` or beyond.
+    fn reached(&self, time: u64) -> Option<Instant> {
+        let i = self.entries.partition_point(|(t, _)| *t < time);
+        self.entries.get(i).map(|(_, at)| *at)
+    }
+
+    /// Forgets what no open window can ask about: entries before the last one below `time`.
+    pub fn forget_before(&mut self, time: u64) {
+        while self.entries.len() > 1 && self.entries[1].0 <= time {
+            self.entries.pop_front();
+        }
+    }
+}
+
+/// When a window's rows became due (see the module doc).
+#[derive(Clone)]
+pub enum Due {
+    Schedule {
+        start_wall: Instant,
+        start_event_ms: u64,
+        speed: f64,
+        max_delay_ms: u64,
+    },
+    InputAdvance(Rc<RefCell<AdvanceLog>>),
+}
+
+/// Records window latencies for one worker.
+#[derive(Clone)]
+pub struct LatencyProbe {
+    due: Due,
+    metrics: Arc<Metrics>,
+}
+
+impl LatencyProbe {
+    pub fn new(due: Due, metrics: Arc<Metrics>) -> Self {
+        LatencyProbe { due, metrics }
+    }
+
+    /// A window ending (exclusive) at `end_ms` was emitted now.
+    pub fn window_closed(&self, end_ms: u64) {
+        let now = Instant::now();
+        let due = match &self.due {
+            Due::Schedule {
+                start_wall,
+                start_event_ms,
+                speed,
+                max_delay_ms,
+            } => {
+                let event_ms = (end_ms + max_delay_ms).saturating_sub(*start_event_ms);
+                Some(*start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed))
+            }
+            Due::InputAdvance(log) => log.borrow().reached(end_ms),
+        };
+        if let Some(due) = due {
+            self.metrics.record_latency(now.saturating_duration_since(due));
+        }
+    }
+}
+
+/// Prints the status line every `every` until the run finishes.
+pub fn spawn_reporter(metrics: Arc<Metrics>, every: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut previous = 0;
+        let mut last = Instant::now();
+        while !metrics.finished.load(Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= every && !metrics.finished.load(Relaxed) {
+                eprintln!("{}", metrics.status_line(&mut previous, last.elapsed()));
+                last = Instant::now();
+            }
+        }
+    })
+}

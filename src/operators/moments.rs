@@ -1,0 +1,99 @@
+//! Numerically stable, mergeable moments of a sample (count, mean, M2).
+//!
+//! Values are added with Welford's update and partial states are merged with
+//! Chan et al.'s pairwise formula, so variance stays exact to rounding even
+//! for prices near 100 with tiny spread, where sum-of-squares cancels.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    pub count: u64,
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
+}
+
+impl Moments {
+    pub fn of(value: f64) -> Self {
+        Moments {
+            count: 1,
+            mean: value,
+            m2: 0.0,
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, value: f64) {
+        self.count += 1;
+        let delta = value - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (value - self.mean);
+    }
+
+    #[inline]
+    pub fn merge(&mut self, other: &Moments) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        let n = (self.count + other.count) as f64;
+        let delta = other.mean - self.mean;
+        let (na, nb) = (self.count as f64, other.count as f64);
+        self.mean += delta * nb / n;
+        self.m2 += other.m2 + delta * delta * na * nb / n;
+        self.count += other.count;
+    }
+
+    /// Sample variance (divisor n - 1); none below two values.
+    pub fn variance(&self) -> Option<f64> {
+        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).max(0.0))
+    }
+
+    /// Sample standard deviation; none below two values.
+    pub fn std(&self) -> Option<f64> {
+        self.variance().map(f64::sqrt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn two_pass(xs: &[f64]) -> (f64, f64) {
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let ss: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
+        (mean, ss / (xs.len() - 1) as f64)
+    }
+
+    #[test]
+    fn stable_near_large_means() {
+        let xs: Vec<f64> = (0..1000).map(|i| 1e9 + (i % 7) as f64 * 1e-3).collect();
+        let mut m = Moments::default();
+        xs.iter().for_each(|&x| m.add(x));
+        let (mean, var) = two_pass(&xs);
+        assert!((m.mean - mean).abs() / mean < 1e-12);
+        assert!((m.variance().unwrap() - var).abs() / var < 1e-6, "{} vs {var}", m.variance().unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn merging_any_split_equals_adding_all(xs in prop::collection::vec(50.0f64..150.0, 2..200), cut in 0usize..200) {
+            let cut = cut.min(xs.len());
+            let mut whole = Moments::default();
+            xs.iter().for_each(|&x| whole.add(x));
+            let (mut left, mut right) = (Moments::default(), Moments::default());
+            xs[..cut].iter().for_each(|&x| left.add(x));
+            xs[cut..].iter().for_each(|&x| right.add(x));
+            left.merge(&right);
+            let (mean, var) = two_pass(&xs);
+            prop_assert_eq!(left.count, whole.count);
+            prop_assert!((left.mean - mean).abs() <= 1e-9 * mean);
+            prop_assert!((left.variance().unwrap() - var).abs() <= 1e-9 * var.max(1e-9));
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The event-time window operator shared by every windowed aggregate.
+//!
+//! Semantics: a window of length `L` and slide `H` starting at `k*H` covers
+//! `[k*H, k*H + L)` of event time (`ts_ms`, not the timely time). Records are
+//! folded into panes of `gcd(L, H)` ms, one partial state per key and pane, so
+//! the work per record is one fold whatever `L / H`; a window is the merge of
+//! its `L / gcd` panes, done once when it closes. A window closes exactly when
+//! the input frontier passes `start + L - 1`; its rows are emitted at that
+//! time and its panes are released once no open window needs them. Windows
+//! with no record produce no row. When the input ends, every window closes.
+//!
+//! The operator expects its input already partitioned by key (it runs with the
+//! pipeline pact after an exchange), and holds a single capability: at the
+//! time of the earliest row it still owes.
+
+use crate::metrics::{LatencyProbe, QueryCounters};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+/// Length and slide of a window, in ms of event time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    pub length_ms: u64,
+    pub slide_ms: u64,
+}
+
+impl WindowSpec {
+    pub fn tumbling(size_ms: u64) -> Self {
+        WindowSpec {
+            length_ms: size_ms,
+            slide_ms: size_ms,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.length_ms == 0 || self.slide_ms == 0 {
+            return Err("window length and slide must be positive".into());
+        }
+        if self.slide_ms > self.length_ms {
+            return Err(format!(
+                "window slide ({} ms) must not exceed its length ({} ms)",
+                self.slide_ms, self.length_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pane size: the greatest common divisor of length and slide.
+    pub fn pane_ms(&self) -> u64 {
+        let (mut a, mut b) = (self.length_ms, self.slide_ms);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+
+    /// The start of the earliest window that contains `ts_ms`.
+    pub fn first_window_containing(&self, ts_ms: u64) -> u64 {
+        // Smallest multiple of slide strictly greater than ts - length.
+        match ts_ms.checked_sub(self.length_ms) {
+            None => 0,
+            Some(below) => (below / self.slide_ms + 1) * self.slide_ms,
+        }
+    }
+}
+
+/// A mergeable per-key aggregate over a window: one file in operators/ each.
+pub trait WindowAggregate: 'static {
+    type In: Clone + 'static;
+    type Key: Copy + Eq + Hash + Ord + 'static;
+    type State: Clone + 'static;
+    type Out: Clone + 'static;
+
+    fn key(&self, record: &Self::In) -> Self::Key;
+    fn ts_ms(&self, record: &Self::In) -> u64;
+    /// The state of a pane holding only `record`.
+    fn init(&self, record: &Self::In) -> Self::State;
+    fn add(&self, state: &mut Self::State, record: &Self::In);
+    fn merge(&self, into: &mut Self::State, other: &Self::State);
+    /// The row for a closed window, if it makes one.
+    fn finish(&self, key: Self::Key, window_start_ms: u64, state: &Self::State) -> Option<Self::Out>;
+}
+
+/// Partial states of every key, per pane, for the windows still open.
+pub struct PaneStore<A: WindowAggregate> {
+    spec: WindowSpec,
+    pane_ms: u64,
+    panes: BTreeMap<u64, FxHashMap<A::Key, A::State>>,
+    /// Windows starting before this were emitted already.
+    next_window_ms: u64,
+}
+
+impl<A: WindowAggregate> PaneStore<A> {
+    pub fn new(spec: WindowSpec) -> Self {
+        PaneStore {
+            spec,
+            pane_ms: spec.pane_ms(),
+            panes: BTreeMap::new(),
+            next_window_ms: 0,
+        }
+    }
+
+    /// Folds one record into its pane.
+    #[inline]
+    pub fn insert(&mut self, agg: &A, record: &A::In) {
+        let ts = agg.ts_ms(record);
+        let pane = ts - ts % self.pane_ms;
+        let states = self.panes.entry(pane).or_default();
+        match states.get_mut(&agg.key(record)) {
+            Some(state) => agg.add(state, record),
+            None => {
+                states.insert(agg.key(record), agg.init(record));
+            }
+        }
+    }
+
+    /// The start and last ms of the next window to close, if any data is pending.
+    pub fn next_window(&self) -> Option<(u64, u64)> {
+        let (&first_pane, _) = self.panes.first_key_value()?;
+        let start = self
+            .spec
+            .first_window_containing(first_pane)
+            .max(self.next_window_ms);
+        Some((start, start + self.spec.length_ms - 1))
+    }
+
+    /// Emits the next window's rows (sorted by key) and releases the panes no open window needs.
+    pub fn close_next(&mut self, agg: &A, rows: &mut Vec<A::Out>) -> Option<u64> {
+        let (start, _) = self.next_window()?;
+        let end = start + self.spec.length_ms;
+        let mut keyed: Vec<(A::Key, A::Out)> = Vec::new();
+        if self.spec.length_ms == self.pane_ms {
+            if let Some(states) = self.panes.get(&start) {
+                keyed.extend(states.iter().filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))));
+            }
+        } else {
+            let mut merged: FxHashMap<A::Key, A::State> = FxHashMap::default();
+            for (_, states) in self.panes.range(start..end) {
+                for (key, state) in states {
+                    match merged.get_mut(key) {
+                        Some(m) => agg.merge(m, state),
+                        None => {
+                            merged.insert(*key, state.clone());
+                        }
+                    }
+                }
+            }
+            keyed.extend(merged.iter().filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))));
+        }
+        keyed.sort_by_key(|(k, _)| *k);
+        rows.extend(keyed.into_iter().map(|(_, row)| row));
+        self.next_window_ms = start + self.spec.slide_ms;
+        while let Some((&pane, _)) = self.panes.first_key_value() {
+            if pane + self.pane_ms > self.next_window_ms {
+                break;
+            }
+            self.panes.pop_first();
+        }
+        Some(start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.panes.is_empty()
+    }
+}
+
+/// Applies a window aggregate to a key-partitioned stream (see the module doc).
+pub fn window<'scope, A: WindowAggregate>(
+    input: Stream<'scope, u64, Vec<A::In>>,
+    name: &str,
+    spec: WindowSpec,
+    agg: A,
+    counters: Arc<QueryCounters>,
+    latency: LatencyProbe,
+) -> Stream<'scope, u64, Vec<A::Out>> {
+    input.unary_frontier(Pipeline, name, move |_initial, _info| {
+        let mut store = PaneStore::<A>::new(spec);
+        let mut held: Option<Capability<u64>> = None;
+        let mut rows = Vec::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, batches| {
+                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
+                    held = Some(cap);
+                }
+                let mut consumed = 0;
+                for batch in batches {
+                    consumed += batch.len() as u64;
+                    for record in batch.drain(..) {
+                        store.insert(&agg, &record);
+                    }
+                }
+                counters.add_consumed(consumed);
+            });
+            while let Some((start, last_ms)) = store.next_window() {
+                if frontier.less_equal(&last_ms) {
+                    break;
+                }
+                let cap = held.as_ref().expect("pending windows hold a capability");
+                rows.clear();
+                store.close_next(&agg, &mut rows);
+                if !rows.is_empty() {
+                    counters.add_rows(rows.len() as u64);
+                    latency.window_closed(start + spec.length_ms);
+                    let at = if *cap.time() <= last_ms { last_ms } else { *cap.time() };
+                    output.session(&cap.delayed(&at)).give_iterator(rows.drain(..));
+                }
+            }
+            match store.next_window() {
+                None => held = None,
+                Some((_, last_ms)) => {
+                    if let Some(cap) = held.as_mut() {
+                        if *cap.time() < last_ms {
+                            cap.downgrade(&last_ms);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pane_is_the_gcd() {
+        assert_eq!(WindowSpec { length_ms: 10_000, slide_ms: 1_000 }.pane_ms(), 1_000);
+        assert_eq!(WindowSpec { length_ms: 10_000, slide_ms: 4_000 }.pane_ms(), 2_000);
+        assert_eq!(WindowSpec::tumbling(60_000).pane_ms(), 60_000);
+    }
+
+    #[test]
+    fn first_window_containing_a_time() {
+        let hop = WindowSpec { length_ms: 10_000, slide_ms: 1_000 };
+        // Windows [91000, 101000) .. [100000, 110000) contain 100_000.
+        assert_eq!(hop.first_window_containing(100_000), 91_000);
+        assert_eq!(hop.first_window_containing(100_999), 91_000);
+        assert_eq!(hop.first_window_containing(5), 0);
+        assert_eq!(WindowSpec::tumbling(1_000).first_window_containing(1_999), 1_000);
+    }
+}

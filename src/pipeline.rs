@@ -1,0 +1,250 @@
+//! Pipeline files (`dataflows/*.toml`): which sources, which queries with which
+//! parameters, and where results go. The same structs carry the CLI's settings,
+//! so a flag and a key always mean the same thing.
+//!
+//! Unknown keys and bad values are refused with one line naming the key and
+//! the line of the file.
+
+use crate::operators::bars::BarsConfig;
+use crate::operators::stats::StatsConfig;
+use crate::sources::interactions::InteractionConfig;
+use crate::sources::market::MarketConfig;
+use crate::sources::schedule::Timing;
+use anyhow::{anyhow, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole pipeline.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// A name for reports.
+    pub name: String,
+    pub engine: EngineConfig,
+    pub sources: Sources,
+    pub queries: Queries,
+    pub output: OutputConfig,
+}
+
+/// How the engine runs (`[engine]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// Generators: real time or as fast as possible.
+    pub timing: Timing,
+    /// Real time: event time runs this many times faster than the wall clock.
+    pub speed: f64,
+    /// Out-of-orderness bound: watermark = max event time seen - max_delay_ms.
+    pub max_delay_ms: u64,
+    /// Timely timestamps are event times rounded down to this tick.
+    pub tick_ms: u64,
+    /// Records per batch handed to the dataflow (per worker, about).
+    pub batch_size: usize,
+    /// At most this much event time may be in flight behind the inputs.
+    pub max_inflight_ms: u64,
+    /// Stop after this many seconds of wall time (none: when the sources end).
+    pub duration_s: Option<f64>,
+    /// Print the live status line (every second).
+    pub status: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            timing: Timing::AsFast,
+            speed: 1.0,
+            max_delay_ms: 200,
+            tick_ms: 10,
+            batch_size: 1_024,
+            max_inflight_ms: 2_000,
+            duration_s: None,
+            status: true,
+        }
+    }
+}
+
+/// `[sources]`: either input may be absent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    pub trades: Option<TradeSource>,
+    pub interactions: Option<InteractionSource>,
+}
+
+/// `[sources.trades]`: `kind = "market"` (generator) or `kind = "csv"` with a `path`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TradeSource {
+    Market(MarketConfig),
+    Csv(CsvSource),
+}
+
+/// `[sources.interactions]`: `kind = "generator"` or `kind = "csv"` with a `path`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InteractionSource {
+    Generator(InteractionConfig),
+    Csv(CsvSource),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSource {
+    pub path: PathBuf,
+}
+
+/// `[queries.*]`: each can be switched off and parameterised.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queries {
+    pub bars_1s: BarsConfig,
+    pub stats_10s: StatsConfig,
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Folder for result files and metrics.json; none writes no files.
+    pub dir: Option<PathBuf>,
+}
+
+/// The built-in demo: both generators in real time for 30 s.
+pub const DEMO: &str = include_str!("../dataflows/demo.toml");
+
+impl Pipeline {
+    /// Parses a pipeline, naming the offending key and line on error.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<Pipeline> {
+        let pipeline: Pipeline = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().replace('\n', " ");
+            match line {
+                Some(l) => anyhow!("{origin}:{l}: {message}"),
+                None => anyhow!("{origin}: {message}"),
+            }
+        })?;
+        pipeline.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        Ok(pipeline)
+    }
+
+    pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read pipeline file {}: {e}", path.display()))?;
+        let mut pipeline = Self::parse(&text, &path.display().to_string())?;
+        // Relative CSV paths are relative to the pipeline file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(TradeSource::Csv(c)) = pipeline.sources.trades.as_mut() {
+            rebase(&mut c.path);
+        }
+        if let Some(InteractionSource::Csv(c)) = pipeline.sources.interactions.as_mut() {
+            rebase(&mut c.path);
+        }
+        Ok(pipeline)
+    }
+
+    pub fn demo() -> Pipeline {
+        Self::parse(DEMO, "dataflows/demo.toml").expect("the built-in demo pipeline is valid")
+    }
+
+    /// Checks values that types alone do not.
+    pub fn validate(&self) -> Result<(), String> {
+        let e = &self.engine;
+        if e.workers == 0 || e.workers > 1024 {
+            return Err(format!("engine.workers must be between 1 and 1024, got {}", e.workers));
+        }
+        if !(e.speed.is_finite() && e.speed > 0.0) {
+            return Err(format!("engine.speed must be positive, got {}", e.speed));
+        }
+        if e.tick_ms == 0 || e.batch_size == 0 {
+            return Err("engine.tick_ms and engine.batch_size must be positive".into());
+        }
+        if let Some(d) = e.duration_s {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(format!("engine.duration_s must be positive, got {d}"));
+            }
+        }
+        if let Some(TradeSource::Market(m)) = &self.sources.trades {
+            m.validate().map_err(|err| format!("sources.trades: {err}"))?;
+        }
+        if let Some(InteractionSource::Generator(g)) = &self.sources.interactions {
+            g.validate().map_err(|err| format!("sources.interactions: {err}"))?;
+        }
+        if self.sources.trades.is_none() && self.sources.interactions.is_none() {
+            return Err("no source: give [sources.trades] or [sources.interactions]".into());
+        }
+        let q = &self.queries;
+        q.bars_1s.spec().validate().map_err(|err| format!("queries.bars_1s: {err}"))?;
+        q.stats_10s.spec().validate().map_err(|err| format!("queries.stats_10s: {err}"))?;
+        Ok(())
+    }
+}
+
+/// Reads a pipeline from a path given on the command line, or fails with one line.
+pub fn load_or_demo(path: Option<&Path>) -> anyhow::Result<Pipeline> {
+    match path {
+        Some(p) if !p.exists() => bail!("pipeline file {} does not exist", p.display()),
+        Some(p) => Pipeline::load(p),
+        None => Ok(Pipeline::demo()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = "[engine]\nworkers = 2\nwrokers = 3\n[sources.trades]\nkind = \"market\"\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("p.toml:3") && err.contains("wrokers"), "{err}");
+        let text = "[sources.trades]\nkind = \"market\"\nsymbolz = 4\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("symbolz"), "{err}");
+        let text = "[sources.trades]\nkind = \"market\"\nrate = 5.0\nseedz = 4\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("seedz"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let text = "[sources.trades]\nkind = \"market\"\nsymbols = 0\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("symbols"), "{err}");
+        let text = "[sources.trades]\nkind = \"csv\"\npath = \"x\"\n[queries.stats_10s]\nslide_ms = 20000\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("stats_10s") && err.contains("slide"), "{err}");
+        let text = "[engine]\nworkers = \"two\"\n[sources.trades]\nkind = \"market\"\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("p.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn sources_parse_with_their_settings() {
+        let text = "[sources.trades]\nkind = \"market\"\nsymbols = 4\nrate = 100.0\ndisorder_ms = 50\n[sources.interactions]\nkind = \"csv\"\npath = \"/tmp/x.csv\"\n";
+        let p = Pipeline::parse(text, "p.toml").unwrap();
+        match p.sources.trades {
+            Some(TradeSource::Market(m)) => {
+                assert_eq!((m.symbols, m.arrivals.rate, m.arrivals.disorder_ms), (4, 100.0, 50))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(p.sources.interactions, Some(InteractionSource::Csv(_))));
+    }
+
+    #[test]
+    fn the_demo_parses() {
+        let p = Pipeline::demo();
+        assert_eq!(p.engine.timing, Timing::RealTime);
+        assert!(p.sources.trades.is_some() && p.sources.interactions.is_some());
+    }
+}

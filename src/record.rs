@@ -1,0 +1,208 @@
+//! The records that flow through eddy, and the symbol encoding that interns
+//! ticker symbols to integers at the source.
+//!
+//! A symbol is `[A-Z0-9]{1,12}` (WORKLOAD.md). Such a string fits losslessly in a
+//! `u64` as base-37 digits (0 is padding), most significant character first, so
+//! the integer order is the string order and every worker or process derives the
+//! same id with no shared table. Hot loops hash and compare plain integers.
+
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// A ticker symbol interned as a base-37 integer (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Symbol(pub u64);
+
+const SYMBOL_MAX_LEN: usize = 12;
+
+fn symbol_digit(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some((b - b'0') as u64 + 1),
+        b'A'..=b'Z' => Some((b - b'A') as u64 + 11),
+        _ => None,
+    }
+}
+
+impl Symbol {
+    /// Interns a symbol; `None` unless it matches `[A-Z0-9]{1,12}`.
+    pub fn parse(text: &[u8]) -> Option<Symbol> {
+        if text.is_empty() || text.len() > SYMBOL_MAX_LEN {
+            return None;
+        }
+        let mut code = 0u64;
+        for i in 0..SYMBOL_MAX_LEN {
+            let digit = match text.get(i) {
+                Some(&b) => symbol_digit(b)?,
+                None => 0,
+            };
+            code = code * 37 + digit;
+        }
+        Some(Symbol(code))
+    }
+
+    /// The symbol's text, e.g. `SYM004`.
+    pub fn text(self) -> String {
+        let mut digits = [0u8; SYMBOL_MAX_LEN];
+        let mut code = self.0;
+        for slot in digits.iter_mut().rev() {
+            *slot = (code % 37) as u8;
+            code /= 37;
+        }
+        digits
+            .iter()
+            .take_while(|&&d| d != 0)
+            .map(|&d| match d {
+                1..=10 => (b'0' + d - 1) as char,
+                _ => (b'A' + d - 11) as char,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// Serialises as its text, so result files carry `SYM004`, not the integer.
+pub fn serialize_symbol<S: Serializer>(symbol: &Symbol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&symbol.text())
+}
+
+/// One trade of the market stream (`ts_ms,symbol,price,size`).
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Trade {
+    pub ts_ms: u64,
+    /// Arrival sequence number: breaks `ts_ms` ties (file: data row index).
+    pub seq: u64,
+    pub symbol: Symbol,
+    pub price: f64,
+    pub size: u64,
+}
+
+/// The kind of a user interaction.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum InteractionKind {
+    View,
+    Click,
+    Purchase,
+}
+
+impl InteractionKind {
+    pub fn parse(text: &[u8]) -> Option<InteractionKind> {
+        match text {
+            b"view" => Some(InteractionKind::View),
+            b"click" => Some(InteractionKind::Click),
+            b"purchase" => Some(InteractionKind::Purchase),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InteractionKind::View => "view",
+            InteractionKind::Click => "click",
+            InteractionKind::Purchase => "purchase",
+        }
+    }
+}
+
+/// One record of the interaction stream (`ts_ms,user_id,item_id,interaction`).
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Interaction {
+    pub ts_ms: u64,
+    pub seq: u64,
+    pub user: u64,
+    pub item: u64,
+    pub kind: InteractionKind,
+}
+
+/// What every source record offers the event-time machinery.
+pub trait Event: Clone + Send + 'static {
+    /// The input's name in reports and file names (`trades`, `interactions`).
+    const STREAM: &'static str;
+    /// The header line of the input's CSV format.
+    const CSV_HEADER: &'static str;
+    fn ts_ms(&self) -> u64;
+    fn seq(&self) -> u64;
+    /// The record as one line of its CSV format (no newline).
+    fn to_csv_line(&self) -> String;
+}
+
+impl Event for Trade {
+    const STREAM: &'static str = "trades";
+    const CSV_HEADER: &'static str = "ts_ms,symbol,price,size";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn to_csv_line(&self) -> String {
+        format!("{},{},{},{}", self.ts_ms, self.symbol, self.price, self.size)
+    }
+}
+
+impl Event for Interaction {
+    const STREAM: &'static str = "interactions";
+    const CSV_HEADER: &'static str = "ts_ms,user_id,item_id,interaction";
+    fn ts_ms(&self) -> u64 {
+        self.ts_ms
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn to_csv_line(&self) -> String {
+        format!("{},{},{},{}", self.ts_ms, self.user, self.item, self.kind.as_str())
+    }
+}
+
+/// Spreads integer keys evenly over workers. Used both by the exchange of the
+/// dataflow and by generators choosing which keys a worker owns, so that a
+/// generated record is born on the worker that will process it.
+pub fn route_hash(key: u64) -> u64 {
+    // splitmix64 finaliser: cheap, and low bits depend on all input bits.
+    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The worker that owns `key` among `peers` workers.
+pub fn owner_of(key: u64, peers: usize) -> usize {
+    (route_hash(key) % peers as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_round_trip_and_keep_string_order() {
+        let names = ["A", "AB", "B", "SYM000", "SYM019", "Z9", "ZZZZZZZZZZZZ", "0"];
+        for n in names {
+            assert_eq!(Symbol::parse(n.as_bytes()).unwrap().text(), n);
+        }
+        let mut by_code: Vec<_> = names.iter().map(|n| Symbol::parse(n.as_bytes()).unwrap()).collect();
+        by_code.sort();
+        let mut by_text: Vec<_> = names.to_vec();
+        by_text.sort();
+        assert_eq!(by_code.iter().map(|s| s.text()).collect::<Vec<_>>(), by_text);
+    }
+
+    #[test]
+    fn bad_symbols_are_refused() {
+        for bad in ["", "abc", "SYM-1", "ABCDEFGHIJKLM", "A B"] {
+            assert!(Symbol::parse(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exchange_does_not_depend_on_exchange_implementation() {
+        // timely's exchange masks for powers of two and takes % otherwise; both agree.
+        for key in 0..1000u64 {
+            assert_eq!(route_hash(key) & 3, route_hash(key) % 4);
+        }
+    }
+}

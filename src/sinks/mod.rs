@@ -1,0 +1,112 @@
+//! Sinks: result rows, late records and malformed rows written as CSV files.
+//!
+//! One writer per file and process, shared by the workers (rows arrive at a
+//! few per window and key, so a lock per batch costs nothing measurable).
+//! Rows keep their WORKLOAD.md headers; floats are written in their shortest
+//! exact form, so pandas reads back the very same numbers.
+
+use crate::record::Event;
+use crate::sources::{Late, Malformed};
+use anyhow::Context;
+use serde::Serialize;
+use std::fs::File;
+use std::io::BufWriter;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// A CSV file of rows of type `T`, written by every worker of the process.
+pub struct CsvSink<T> {
+    writer: Mutex<csv::Writer<BufWriter<File>>>,
+    _rows: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize> CsvSink<T> {
+    /// Creates `dir/name`, writing `header` at once so that a run without rows still
+    /// leaves a well-formed file.
+    pub fn create(dir: &Path, name: &str, header: &[&str]) -> anyhow::Result<Arc<Self>> {
+        let path = dir.join(name);
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(BufWriter::with_capacity(1 << 16, file));
+        writer.write_record(header)?;
+        Ok(Arc::new(CsvSink {
+            writer: Mutex::new(writer),
+            _rows: PhantomData,
+        }))
+    }
+
+    pub fn write_all<'a>(&self, rows: impl IntoIterator<Item = &'a T>) -> anyhow::Result<()>
+    where
+        T: 'a,
+    {
+        let mut w = self.writer.lock().expect("sink lock");
+        for row in rows {
+            w.serialize(row)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.writer.lock().expect("sink lock").flush()?;
+        Ok(())
+    }
+}
+
+/// `late.csv`: `stream,seq,ts_ms,watermark_ms,record`.
+#[derive(Serialize)]
+pub struct LateRow {
+    pub stream: &'static str,
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub watermark_ms: u64,
+    pub record: String,
+}
+
+impl LateRow {
+    pub fn of<E: Event>(late: &Late<E>) -> Self {
+        LateRow {
+            stream: E::STREAM,
+            seq: late.record.seq(),
+            ts_ms: late.record.ts_ms(),
+            watermark_ms: late.watermark_ms,
+            record: late.record.to_csv_line(),
+        }
+    }
+}
+
+/// `malformed.csv`: `stream,line,error,raw`.
+#[derive(Serialize)]
+pub struct MalformedRow {
+    pub stream: &'static str,
+    pub line: u64,
+    pub error: String,
+    pub raw: String,
+}
+
+impl MalformedRow {
+    pub fn of(stream: &'static str, m: &Malformed) -> Self {
+        MalformedRow {
+            stream,
+            line: m.line,
+            error: m.error.clone(),
+            raw: m.raw.clone(),
+        }
+    }
+}
+
+pub const LATE_HEADER: &[&str] = &["stream", "seq", "ts_ms", "watermark_ms", "record"];
+pub const MALFORMED_HEADER: &[&str] = &["stream", "line", "error", "raw"];
+pub const BARS_HEADER: &[&str] = &[
+    "symbol",
+    "window_start_ms",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "trades",
+    "vwap",
+];
+pub const STATS_HEADER: &[&str] = &["symbol", "window_start_ms", "count", "mean", "std"];

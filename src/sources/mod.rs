@@ -1,0 +1,103 @@
+//! Sources feed one worker's share of an input stream into the dataflow.
+//!
+//! Every source yields batches in arrival order and decides, record by record,
+//! whether a record is on time or late against the input's [`Watermark`]
+//! (see `time.rs`). File rows that do not parse are handed back as
+//! [`Malformed`] with their line number; nothing is dropped silently.
+
+pub mod arrivals;
+pub mod csv_replay;
+pub mod interactions;
+pub mod market;
+pub mod parse;
+pub mod schedule;
+
+use crate::record::Event;
+use crate::time::Watermark;
+use std::time::Duration;
+
+/// A row of an input file that could not be read as a record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Malformed {
+    /// 1-based line number in the file (the header is line 1).
+    pub line: u64,
+    /// What is wrong, naming the field.
+    pub error: String,
+    /// The row as it was read, fields joined by commas.
+    pub raw: String,
+}
+
+/// A late record and the watermark it missed.
+#[derive(Clone, Debug)]
+pub struct Late<E> {
+    pub record: E,
+    pub watermark_ms: u64,
+}
+
+/// What one call to [`Source::next_batch`] produced.
+pub struct Batch<E> {
+    pub on_time: Vec<E>,
+    pub late: Vec<Late<E>>,
+    pub malformed: Vec<Malformed>,
+    /// Records this worker took from its source in this batch (on time + late + malformed).
+    pub generated: u64,
+    /// How far the generator is behind its real-time schedule, in ms of wall time.
+    pub lag_ms: Option<f64>,
+}
+
+impl<E> Default for Batch<E> {
+    fn default() -> Self {
+        Batch {
+            on_time: Vec::new(),
+            late: Vec::new(),
+            malformed: Vec::new(),
+            generated: 0,
+            lag_ms: None,
+        }
+    }
+}
+
+impl<E> Batch<E> {
+    pub fn clear(&mut self) {
+        self.on_time.clear();
+        self.late.clear();
+        self.malformed.clear();
+        self.generated = 0;
+        self.lag_ms = None;
+    }
+
+    /// Files a record as on time or late against the watermark.
+    #[inline]
+    pub fn admit(&mut self, record: E, ts_ms: u64, watermark: &Watermark) {
+        if watermark.is_late(ts_ms) {
+            self.late.push(Late {
+                record,
+                watermark_ms: watermark.current(),
+            });
+        } else {
+            self.on_time.push(record);
+        }
+    }
+}
+
+/// What a source says after a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Poll {
+    /// More may follow at once.
+    Ready,
+    /// Nothing is due yet (real time); ask again after about this long.
+    Wait(Duration),
+    /// The source is exhausted.
+    Done,
+}
+
+/// One worker's share of an input stream.
+pub trait Source<E: Event> {
+    /// Appends the next records to `batch` and advances `watermark`.
+    fn next_batch(&mut self, batch: &mut Batch<E>, watermark: &mut Watermark) -> anyhow::Result<Poll>;
+
+    /// Progress through the input, for the status line: (done, total) when known.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+}

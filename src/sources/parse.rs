@@ -1,0 +1,121 @@
+//! Parsing of the WORKLOAD.md line formats. Errors name the field and the value.
+
+use crate::record::{Interaction, InteractionKind, Symbol, Trade};
+use csv::ByteRecord;
+
+/// Reads one record of a stream from a CSV row.
+pub trait ParseRow: Sized {
+    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Self, String>;
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn field<'a>(row: &'a ByteRecord, index: usize, expected: usize) -> Result<&'a [u8], String> {
+    if row.len() != expected {
+        return Err(format!("expected {expected} fields, found {}", row.len()));
+    }
+    Ok(row.get(index).unwrap_or_default())
+}
+
+/// A non-negative integer field.
+pub fn parse_u64(bytes: &[u8], name: &str) -> Result<u64, String> {
+    let s = std::str::from_utf8(bytes).map_err(|_| format!("field `{name}` is not UTF-8"))?;
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("field `{name}`: `{s}` is not a non-negative integer"))
+}
+
+/// The `ts_ms` of a row, without looking at the rest (for rows another worker owns).
+pub fn row_ts(row: &ByteRecord) -> Option<u64> {
+    parse_u64(row.get(0)?, "ts_ms").ok()
+}
+
+impl ParseRow for Trade {
+    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Trade, String> {
+        let ts_ms = parse_u64(field(row, 0, 4)?, "ts_ms")?;
+        let symbol_text = field(row, 1, 4)?;
+        let symbol = Symbol::parse(symbol_text)
+            .ok_or_else(|| format!("field `symbol`: `{}` is not [A-Z0-9]{{1,12}}", text(symbol_text)))?;
+        let price_text = field(row, 2, 4)?;
+        let price = std::str::from_utf8(price_text)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|p| p.is_finite() && *p > 0.0)
+            .ok_or_else(|| format!("field `price`: `{}` is not a positive number", text(price_text)))?;
+        let size = parse_u64(field(row, 3, 4)?, "size")?;
+        if size == 0 {
+            return Err("field `size`: `0` is not a positive integer".into());
+        }
+        Ok(Trade {
+            ts_ms,
+            seq,
+            symbol,
+            price,
+            size,
+        })
+    }
+}
+
+impl ParseRow for Interaction {
+    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Interaction, String> {
+        let ts_ms = parse_u64(field(row, 0, 4)?, "ts_ms")?;
+        let user = parse_u64(field(row, 1, 4)?, "user_id")?;
+        let item = parse_u64(field(row, 2, 4)?, "item_id")?;
+        let kind_text = field(row, 3, 4)?;
+        let kind = InteractionKind::parse(kind_text).ok_or_else(|| {
+            format!(
+                "field `interaction`: `{}` is not view, click or purchase",
+                text(kind_text)
+            )
+        })?;
+        Ok(Interaction {
+            ts_ms,
+            seq,
+            user,
+            item,
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(s: &str) -> ByteRecord {
+        ByteRecord::from(s.split(',').collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn good_rows_parse() {
+        let t = Trade::parse_row(&row("1700000000002,SYM004,460.9788,89"), 7).unwrap();
+        assert_eq!((t.ts_ms, t.seq, t.symbol.text(), t.price, t.size), (1700000000002, 7, "SYM004".into(), 460.9788, 89));
+        let i = Interaction::parse_row(&row("1700000000003,197,81,click"), 1).unwrap();
+        assert_eq!((i.user, i.item, i.kind), (197, 81, InteractionKind::Click));
+    }
+
+    #[test]
+    fn bad_rows_name_the_field() {
+        let cases = [
+            ("1,SYM1,2.0", "expected 4 fields, found 3"),
+            ("-5,SYM1,2.0,3", "`ts_ms`"),
+            ("1,,2.0,3", "`symbol`"),
+            ("1,sym,2.0,3", "`symbol`"),
+            ("1,SYM1,abc,3", "`price`"),
+            ("1,SYM1,-2.0,3", "`price`"),
+            ("1,SYM1,NaN,3", "`price`"),
+            ("1,SYM1,2.0,0", "`size`"),
+            ("1,SYM1,2.0,-3", "`size`"),
+        ];
+        for (line, needle) in cases {
+            let err = Trade::parse_row(&row(line), 0).unwrap_err();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+        let err = Interaction::parse_row(&row("1,2,3,like"), 0).unwrap_err();
+        assert!(err.contains("`interaction`"), "{err}");
+        let err = Interaction::parse_row(&row("1,x,3,view"), 0).unwrap_err();
+        assert!(err.contains("`user_id`"), "{err}");
+    }
+}
