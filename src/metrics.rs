@@ -447,8 +447,10 @@ impl LatencyProbe {
             }
             Due::InputAdvance(log) => log.borrow().reached(end_ms),
         };
-        if let Some(due) = due {
-            self.metrics.record_latency(now.saturating_duration_since(due));
+        // A window closed before it was due was closed by the end of the input
+        // (a stop or the end of a file), not by time: it has no latency.
+        if let Some(due) = due.filter(|d| *d <= now) {
+            self.metrics.record_latency(now - due);
         }
     }
 }
