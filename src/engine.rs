@@ -9,7 +9,9 @@
 //! probe at the end of the dataflow, so memory stays bounded when the sources
 //! outrun the operators.
 
-use crate::metrics::{spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary};
+use crate::metrics::{
+    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary,
+};
 use crate::operators::bars::Bars;
 use crate::operators::pane_window::window;
 use crate::operators::stats::Stats;
@@ -30,10 +32,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Exchange, Inspect, Probe, UnorderedInput};
 use timely::dataflow::operators::ActivateCapability;
 use timely::dataflow::ProbeHandle;
-use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 
 /// Event time of a simulated run's start when the pipeline names none: 2023-11-14.
 pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
@@ -68,7 +70,8 @@ impl Outputs {
                 malformed: None,
             });
         };
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let q = &pipeline.queries;
         let has_trades = pipeline.sources.trades.is_some();
         Ok(Outputs {
@@ -83,7 +86,11 @@ impl Outputs {
                 None
             },
             late: Some(CsvSink::create(&dir, "late.csv", sinks::LATE_HEADER)?),
-            malformed: Some(CsvSink::create(&dir, "malformed.csv", sinks::MALFORMED_HEADER)?),
+            malformed: Some(CsvSink::create(
+                &dir,
+                "malformed.csv",
+                sinks::MALFORMED_HEADER,
+            )?),
             dir: Some(dir),
         })
     }
@@ -111,7 +118,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     pipeline.validate().map_err(anyhow::Error::msg)?;
     // Open the files first, so that a bad path fails before any work.
     for (name, path) in csv_paths(&pipeline) {
-        std::fs::metadata(&path).with_context(|| format!("cannot open {name} file {}", path.display()))?;
+        std::fs::metadata(&path)
+            .with_context(|| format!("cannot open {name} file {}", path.display()))?;
     }
     let outputs = Arc::new(Outputs::create(&pipeline)?);
     let workers = pipeline.engine.workers;
@@ -135,10 +143,18 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     } else {
         timely::Config::process(workers)
     };
-    let shared = (Arc::clone(&pipeline), Arc::clone(&outputs), Arc::clone(&metrics), job.stop, malformed_reported);
+    let shared = (
+        Arc::clone(&pipeline),
+        Arc::clone(&outputs),
+        Arc::clone(&metrics),
+        job.stop,
+        malformed_reported,
+    );
     let guards = timely::execute(config, move |worker| {
         let (pipeline, outputs, metrics, stop, reported) = shared.clone();
-        run_worker(worker, &pipeline, &outputs, &metrics, &stop, &reported, start)
+        run_worker(
+            worker, &pipeline, &outputs, &metrics, &stop, &reported, start,
+        )
     })
     .map_err(anyhow::Error::msg)?;
     let mut first_error = None;
@@ -190,7 +206,9 @@ struct RunStart {
 
 impl RunStart {
     fn now(p: &Pipeline) -> Self {
-        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let configured = match &p.sources.trades {
             Some(TradeSource::Market(m)) => m.arrivals.start_ms,
             _ => None,
@@ -245,12 +263,15 @@ impl<E: Event> Feed<E> {
             return Ok(Poll::Done);
         }
         self.batch.clear();
-        let poll = self.source.next_batch(&mut self.batch, &mut self.watermark)?;
+        let poll = self
+            .source
+            .next_batch(&mut self.batch, &mut self.watermark)?;
         let counters: &StreamCounters = ctx.metrics.stream(E::STREAM);
         let b = &mut self.batch;
         counters.generated.fetch_add(b.generated, Relaxed);
         counters.ingested.fetch_add(b.on_time.len() as u64, Relaxed);
-        ctx.metrics.add_worker_ingested(ctx.local_index, b.on_time.len() as u64);
+        ctx.metrics
+            .add_worker_ingested(ctx.local_index, b.on_time.len() as u64);
         if !b.late.is_empty() {
             counters.late.fetch_add(b.late.len() as u64, Relaxed);
             if let Some(sink) = &ctx.outputs.late {
@@ -259,14 +280,25 @@ impl<E: Event> Feed<E> {
             }
         }
         if !b.malformed.is_empty() {
-            counters.malformed.fetch_add(b.malformed.len() as u64, Relaxed);
+            counters
+                .malformed
+                .fetch_add(b.malformed.len() as u64, Relaxed);
             for m in &b.malformed {
                 if ctx.reported.fetch_add(1, Relaxed) < MALFORMED_REPORTED {
-                    tracing::warn!("{}: malformed row at line {}: {}", E::STREAM, m.line, m.error);
+                    tracing::warn!(
+                        "{}: malformed row at line {}: {}",
+                        E::STREAM,
+                        m.line,
+                        m.error
+                    );
                 }
             }
             if let Some(sink) = &ctx.outputs.malformed {
-                let rows: Vec<MalformedRow> = b.malformed.iter().map(|m| MalformedRow::of(E::STREAM, m)).collect();
+                let rows: Vec<MalformedRow> = b
+                    .malformed
+                    .iter()
+                    .map(|m| MalformedRow::of(E::STREAM, m))
+                    .collect();
                 sink.write_all(&rows)?;
             }
         }
@@ -298,7 +330,10 @@ impl<E: Event> Feed<E> {
             let mut rest = &mut records[..];
             while let Some(first) = rest.first() {
                 let time = tick.coarsen(first.ts_ms());
-                let run = rest.iter().take_while(|r| tick.coarsen(r.ts_ms()) == time).count();
+                let run = rest
+                    .iter()
+                    .take_while(|r| tick.coarsen(r.ts_ms()) == time)
+                    .count();
                 let (now, later) = rest.split_at_mut(run);
                 let at = cap.delayed(&time);
                 activated.session(&at).give_iterator(now.iter().cloned());
@@ -328,34 +363,52 @@ fn run_worker(
     let probe = ProbeHandle::new();
     let advance_log = Rc::new(RefCell::new(AdvanceLog::default()));
     let due = match engine.timing {
-        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => Due::Schedule {
-            start_wall: start.wall,
-            start_event_ms: start.event_ms,
-            speed: engine.speed,
-            max_delay_ms: engine.max_delay_ms,
-        },
+        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => {
+            Due::Schedule {
+                start_wall: start.wall,
+                start_event_ms: start.event_ms,
+                speed: engine.speed,
+                max_delay_ms: engine.max_delay_ms,
+            }
+        }
         _ => Due::InputAdvance(Rc::clone(&advance_log)),
     };
     let latency = LatencyProbe::new(due, Arc::clone(metrics));
     let queries = &pipeline.queries;
 
     let ((trade_handle, trade_cap), (ix_handle, ix_cap)) = worker.dataflow::<u64, _, _>(|scope| {
-        let (trade_input, trades) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
-        let (ix_input, interactions) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
+        let (trade_input, trades) =
+            scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
+        let (ix_input, interactions) =
+            scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
         let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
         if queries.bars_1s.enabled {
             let sink = outputs.bars.clone();
             let counters = metrics.query("trades/bars_1s");
-            window(trades.clone(), "bars_1s", queries.bars_1s.spec(), Bars, counters, latency.clone())
-                .inspect_core(move |event| write_rows(&sink, event))
-                .probe_with(&probe);
+            window(
+                trades.clone(),
+                "bars_1s",
+                queries.bars_1s.spec(),
+                Bars,
+                counters,
+                latency.clone(),
+            )
+            .inspect_core(move |event| write_rows(&sink, event))
+            .probe_with(&probe);
         }
         if queries.stats_10s.enabled {
             let sink = outputs.stats.clone();
             let counters = metrics.query("trades/stats_10s");
-            window(trades.clone(), "stats_10s", queries.stats_10s.spec(), Stats, counters, latency.clone())
-                .inspect_core(move |event| write_rows(&sink, event))
-                .probe_with(&probe);
+            window(
+                trades.clone(),
+                "stats_10s",
+                queries.stats_10s.spec(),
+                Stats,
+                counters,
+                latency.clone(),
+            )
+            .inspect_core(move |event| write_rows(&sink, event))
+            .probe_with(&probe);
         }
         trades.probe_with(&probe);
         interactions.probe_with(&probe);
@@ -364,7 +417,15 @@ fn run_worker(
 
     let schedule = || {
         let span_us = |rate: f64| ((engine.batch_size as f64 / rate) * 1e6) as u64;
-        move |rate: f64| Schedule::new(engine.timing, engine.speed, start.event_ms, start.wall, span_us(rate))
+        move |rate: f64| {
+            Schedule::new(
+                engine.timing,
+                engine.speed,
+                start.event_ms,
+                start.wall,
+                span_us(rate),
+            )
+        }
     };
     let trade_source: Option<Box<dyn Source<Trade>>> = match &pipeline.sources.trades {
         None => None,
@@ -375,7 +436,12 @@ fn run_worker(
             index,
             peers,
         ))),
-        Some(TradeSource::Csv(c)) => Some(Box::new(CsvReplay::<Trade>::open(&c.path, engine.batch_size, index, peers)?)),
+        Some(TradeSource::Csv(c)) => Some(Box::new(CsvReplay::<Trade>::open(
+            &c.path,
+            engine.batch_size,
+            index,
+            peers,
+        )?)),
     };
     let ix_source: Option<Box<dyn Source<Interaction>>> = match &pipeline.sources.interactions {
         None => None,
@@ -437,11 +503,16 @@ fn run_worker(
         if let Some(f) = interactions.as_mut() {
             note(f.pump(&ctx)?);
         }
-        let input_time = [trades.as_ref().and_then(|f| f.time()), interactions.as_ref().and_then(|f| f.time())]
-            .into_iter()
-            .flatten()
-            .min();
-        advance_log.borrow_mut().advanced(input_time.unwrap_or(u64::MAX));
+        let input_time = [
+            trades.as_ref().and_then(|f| f.time()),
+            interactions.as_ref().and_then(|f| f.time()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        advance_log
+            .borrow_mut()
+            .advanced(input_time.unwrap_or(u64::MAX));
         let Some(input_time) = input_time else { break };
         worker.step();
         // Bound the event time in flight: wait for the dataflow to catch up.

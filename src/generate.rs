@@ -34,14 +34,25 @@ pub fn write_interactions(config: &InteractionConfig, path: &Path) -> anyhow::Re
 
 fn schedule(start_ms: Option<u64>, rate: f64) -> Schedule {
     let span_us = (BATCH as f64 / rate * 1e6) as u64;
-    Schedule::new(Timing::AsFast, 1.0, start_ms.unwrap_or(START_MS), Instant::now(), span_us)
+    Schedule::new(
+        Timing::AsFast,
+        1.0,
+        start_ms.unwrap_or(START_MS),
+        Instant::now(),
+        span_us,
+    )
 }
 
-fn write_all<E: Event>(mut source: impl Source<E>, count: Option<u64>, path: &Path) -> anyhow::Result<u64> {
+fn write_all<E: Event>(
+    mut source: impl Source<E>,
+    count: Option<u64>,
+    path: &Path,
+) -> anyhow::Result<u64> {
     if count.is_none() {
         bail!("generate needs a record count (--count)");
     }
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 16, file);
     writeln!(out, "{}", E::CSV_HEADER)?;
     // No watermark applies when writing a file: every record is written as generated.
@@ -59,6 +70,7 @@ fn write_all<E: Event>(mut source: impl Source<E>, count: Option<u64>, path: &Pa
             break;
         }
     }
-    out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(written)
 }

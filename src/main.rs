@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eddy::engine::{self, Job};
 use eddy::generate;
-use eddy::pipeline::{self, CsvSource, InteractionSource, Pipeline, TradeSource};
+use eddy::pipeline::{
+    self, CsvSource, InteractionSource, OutputConfig, Pipeline, Sources, TradeSource,
+};
 use eddy::sources::interactions::InteractionConfig;
 use eddy::sources::market::MarketConfig;
 use eddy::sources::schedule::Timing;
@@ -175,7 +177,10 @@ fn main() -> ExitCode {
             // One line naming the problem, not a page of usage.
             let rendered = e.to_string();
             let first = rendered.lines().next().unwrap_or("bad arguments");
-            eprintln!("eddy: {} (see eddy --help)", first.trim_start_matches("error: "));
+            eprintln!(
+                "eddy: {} (see eddy --help)",
+                first.trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -219,12 +224,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.speed {
         p.engine.speed = s;
     }
-    let name = if p.name.is_empty() { "pipeline".to_string() } else { p.name.clone() };
+    p.validate().map_err(anyhow::Error::msg)?;
+    let name = if p.name.is_empty() {
+        "pipeline".to_string()
+    } else {
+        p.name.clone()
+    };
     tracing::info!(
         "running {name}: {} worker(s), {:?}{}; Ctrl-C stops with a summary",
         p.engine.workers,
         p.engine.timing,
-        p.engine.duration_s.map_or(String::new(), |d| format!(", {d} s"))
+        p.engine
+            .duration_s
+            .map_or(String::new(), |d| format!(", {d} s"))
     );
     run_pipeline(p)
 }
@@ -233,11 +245,19 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if args.trades.is_none() && args.interactions.is_none() {
         anyhow::bail!("replay needs --trades FILE and/or --interactions FILE");
     }
-    let mut p = Pipeline::default();
-    p.name = "replay".into();
-    p.sources.trades = args.trades.map(|path| TradeSource::Csv(CsvSource { path }));
-    p.sources.interactions = args.interactions.map(|path| InteractionSource::Csv(CsvSource { path }));
-    p.output.dir = Some(args.out);
+    let mut p = Pipeline {
+        name: "replay".into(),
+        sources: Sources {
+            trades: args.trades.map(|path| TradeSource::Csv(CsvSource { path })),
+            interactions: args
+                .interactions
+                .map(|path| InteractionSource::Csv(CsvSource { path })),
+        },
+        output: OutputConfig {
+            dir: Some(args.out),
+        },
+        ..Pipeline::default()
+    };
     args.engine.apply(&mut p);
     run_pipeline(p)
 }
@@ -263,15 +283,20 @@ fn run_pipeline(p: Pipeline) -> anyhow::Result<()> {
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let written = match args.stream {
         StreamKind::Trades => {
-            let mut c = MarketConfig::default();
-            c.symbols = args.symbols.unwrap_or(c.symbols);
+            let mut c = MarketConfig {
+                symbols: args.symbols.unwrap_or(MarketConfig::default().symbols),
+                ..MarketConfig::default()
+            };
             set_arrivals(&mut c.arrivals, &args);
             generate::write_trades(&c, &args.out)?
         }
         StreamKind::Interactions => {
-            let mut c = InteractionConfig::default();
-            c.users = args.users.unwrap_or(c.users);
-            c.items = args.items.unwrap_or(c.items);
+            let defaults = InteractionConfig::default();
+            let mut c = InteractionConfig {
+                users: args.users.unwrap_or(defaults.users),
+                items: args.items.unwrap_or(defaults.items),
+                ..defaults
+            };
             set_arrivals(&mut c.arrivals, &args);
             generate::write_interactions(&c, &args.out)?
         }

@@ -121,20 +121,37 @@ impl Metrics {
 
     pub fn record_latency(&self, latency: Duration) {
         let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
-        self.latency_us.lock().expect("metrics lock").saturating_record(us);
-        self.latency_interval_us.lock().expect("metrics lock").saturating_record(us);
+        self.latency_us
+            .lock()
+            .expect("metrics lock")
+            .saturating_record(us);
+        self.latency_interval_us
+            .lock()
+            .expect("metrics lock")
+            .saturating_record(us);
     }
 
     pub fn record_lag(&self, lag_ms: f64) {
         let us = ((lag_ms * 1000.0) as u64).clamp(1, 3_600_000_000);
         self.current_lag_us.store(us, Relaxed);
-        self.lag_us.lock().expect("metrics lock").saturating_record(us);
+        self.lag_us
+            .lock()
+            .expect("metrics lock")
+            .saturating_record(us);
     }
 
     fn totals(&self) -> (u64, u64, u64, u64, u64) {
         let s = [&self.trades, &self.interactions];
-        let sum = |f: fn(&StreamCounters) -> &AtomicU64| s.iter().map(|c| f(c).load(Relaxed)).sum::<u64>();
-        let rows = self.queries.lock().expect("metrics lock").iter().map(|q| q.rows()).sum();
+        let sum = |f: fn(&StreamCounters) -> &AtomicU64| {
+            s.iter().map(|c| f(c).load(Relaxed)).sum::<u64>()
+        };
+        let rows = self
+            .queries
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|q| q.rows())
+            .sum();
         (
             sum(|c| &c.generated),
             sum(|c| &c.ingested),
@@ -176,7 +193,11 @@ impl Metrics {
         if let Some((done, total)) = progress {
             let frac = done as f64 / total.max(1) as f64;
             let elapsed = self.started.elapsed().as_secs_f64();
-            let eta = if frac > 0.0 { elapsed * (1.0 - frac) / frac } else { f64::NAN };
+            let eta = if frac > 0.0 {
+                elapsed * (1.0 - frac) / frac
+            } else {
+                f64::NAN
+            };
             line.push_str(&format!("  file {:.0}% eta {:.0}s", frac * 100.0, eta));
         }
         line
@@ -201,17 +222,23 @@ impl Metrics {
         };
         let (generated, ingested, late, malformed, rows_out) = self.totals();
         // Records of a stream must reach every query on that stream.
-        let processed: u64 = [("trades", &self.trades), ("interactions", &self.interactions)]
-            .iter()
-            .map(|(name, c)| {
-                let consumers: Vec<u64> = queries
-                    .iter()
-                    .filter(|q| q.name.starts_with(&format!("{name}/")))
-                    .map(|q| q.consumed())
-                    .collect();
-                consumers.into_iter().min().unwrap_or(c.ingested.load(Relaxed))
-            })
-            .sum();
+        let processed: u64 = [
+            ("trades", &self.trades),
+            ("interactions", &self.interactions),
+        ]
+        .iter()
+        .map(|(name, c)| {
+            let consumers: Vec<u64> = queries
+                .iter()
+                .filter(|q| q.name.starts_with(&format!("{name}/")))
+                .map(|q| q.consumed())
+                .collect();
+            consumers
+                .into_iter()
+                .min()
+                .unwrap_or(c.ingested.load(Relaxed))
+        })
+        .sum();
         let unaccounted = ingested.saturating_sub(processed);
         let lat = self.latency_us.lock().expect("metrics lock");
         let lag = self.lag_us.lock().expect("metrics lock");
@@ -227,14 +254,21 @@ impl Metrics {
                 late,
                 malformed,
                 unaccounted,
-                loss_rate: if generated == 0 { 0.0 } else { unaccounted as f64 / generated as f64 },
+                loss_rate: if generated == 0 {
+                    0.0
+                } else {
+                    unaccounted as f64 / generated as f64
+                },
                 rows_out,
             },
-            streams: [("trades", stream(&self.trades)), ("interactions", stream(&self.interactions))]
-                .into_iter()
-                .filter(|(_, s)| s.generated > 0)
-                .map(|(n, s)| (n.to_string(), s))
-                .collect(),
+            streams: [
+                ("trades", stream(&self.trades)),
+                ("interactions", stream(&self.interactions)),
+            ]
+            .into_iter()
+            .filter(|(_, s)| s.generated > 0)
+            .map(|(n, s)| (n.to_string(), s))
+            .collect(),
             queries: queries
                 .iter()
                 .map(|q| QuerySummary {
@@ -274,14 +308,24 @@ pub struct Percentiles {
 
 impl Percentiles {
     fn of(h: &Histogram<u64>) -> Self {
-        let q = |x: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(x) as f64 / 1e3 };
+        let q = |x: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(x) as f64 / 1e3
+            }
+        };
         Percentiles {
             count: h.len(),
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
             p999: q(0.999),
-            max: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
+            max: if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1e3
+            },
         }
     }
 }
@@ -377,7 +421,11 @@ pub fn resource_usage() -> (f64, f64, u64) {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // ru_maxrss is in KiB on Linux.
-    (secs(usage.ru_utime), secs(usage.ru_stime), usage.ru_maxrss as u64 * 1024)
+    (
+        secs(usage.ru_utime),
+        secs(usage.ru_stime),
+        usage.ru_maxrss as u64 * 1024,
+    )
 }
 
 /// When this worker's input frontier passed which event time (as-fast runs and replays).

@@ -160,7 +160,10 @@ impl Pipeline {
     pub fn validate(&self) -> Result<(), String> {
         let e = &self.engine;
         if e.workers == 0 || e.workers > 1024 {
-            return Err(format!("engine.workers must be between 1 and 1024, got {}", e.workers));
+            return Err(format!(
+                "engine.workers must be between 1 and 1024, got {}",
+                e.workers
+            ));
         }
         if !(e.speed.is_finite() && e.speed > 0.0) {
             return Err(format!("engine.speed must be positive, got {}", e.speed));
@@ -174,17 +177,25 @@ impl Pipeline {
             }
         }
         if let Some(TradeSource::Market(m)) = &self.sources.trades {
-            m.validate().map_err(|err| format!("sources.trades: {err}"))?;
+            m.validate()
+                .map_err(|err| format!("sources.trades: {err}"))?;
         }
         if let Some(InteractionSource::Generator(g)) = &self.sources.interactions {
-            g.validate().map_err(|err| format!("sources.interactions: {err}"))?;
+            g.validate()
+                .map_err(|err| format!("sources.interactions: {err}"))?;
         }
         if self.sources.trades.is_none() && self.sources.interactions.is_none() {
             return Err("no source: give [sources.trades] or [sources.interactions]".into());
         }
         let q = &self.queries;
-        q.bars_1s.spec().validate().map_err(|err| format!("queries.bars_1s: {err}"))?;
-        q.stats_10s.spec().validate().map_err(|err| format!("queries.stats_10s: {err}"))?;
+        q.bars_1s
+            .spec()
+            .validate()
+            .map_err(|err| format!("queries.bars_1s: {err}"))?;
+        q.stats_10s
+            .spec()
+            .validate()
+            .map_err(|err| format!("queries.stats_10s: {err}"))?;
         Ok(())
     }
 }
@@ -234,11 +245,17 @@ mod tests {
         let p = Pipeline::parse(text, "p.toml").unwrap();
         match p.sources.trades {
             Some(TradeSource::Market(m)) => {
-                assert_eq!((m.symbols, m.arrivals.rate, m.arrivals.disorder_ms), (4, 100.0, 50))
+                assert_eq!(
+                    (m.symbols, m.arrivals.rate, m.arrivals.disorder_ms),
+                    (4, 100.0, 50)
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(p.sources.interactions, Some(InteractionSource::Csv(_))));
+        assert!(matches!(
+            p.sources.interactions,
+            Some(InteractionSource::Csv(_))
+        ));
     }
 
     #[test]

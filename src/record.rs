@@ -140,7 +140,10 @@ impl Event for Trade {
         self.seq
     }
     fn to_csv_line(&self) -> String {
-        format!("{},{},{},{}", self.ts_ms, self.symbol, self.price, self.size)
+        format!(
+            "{},{},{},{}",
+            self.ts_ms, self.symbol, self.price, self.size
+        )
     }
 }
 
@@ -154,7 +157,13 @@ impl Event for Interaction {
         self.seq
     }
     fn to_csv_line(&self) -> String {
-        format!("{},{},{},{}", self.ts_ms, self.user, self.item, self.kind.as_str())
+        format!(
+            "{},{},{},{}",
+            self.ts_ms,
+            self.user,
+            self.item,
+            self.kind.as_str()
+        )
     }
 }
 
@@ -180,15 +189,30 @@ mod tests {
 
     #[test]
     fn symbols_round_trip_and_keep_string_order() {
-        let names = ["A", "AB", "B", "SYM000", "SYM019", "Z9", "ZZZZZZZZZZZZ", "0"];
+        let names = [
+            "A",
+            "AB",
+            "B",
+            "SYM000",
+            "SYM019",
+            "Z9",
+            "ZZZZZZZZZZZZ",
+            "0",
+        ];
         for n in names {
             assert_eq!(Symbol::parse(n.as_bytes()).unwrap().text(), n);
         }
-        let mut by_code: Vec<_> = names.iter().map(|n| Symbol::parse(n.as_bytes()).unwrap()).collect();
+        let mut by_code: Vec<_> = names
+            .iter()
+            .map(|n| Symbol::parse(n.as_bytes()).unwrap())
+            .collect();
         by_code.sort();
         let mut by_text: Vec<_> = names.to_vec();
         by_text.sort();
-        assert_eq!(by_code.iter().map(|s| s.text()).collect::<Vec<_>>(), by_text);
+        assert_eq!(
+            by_code.iter().map(|s| s.text()).collect::<Vec<_>>(),
+            by_text
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ mod tests {
         xs.iter().for_each(|&x| m.add(x));
         let (mean, var) = two_pass(&xs);
         assert!((m.mean - mean).abs() / mean < 1e-12);
-        assert!((m.variance().unwrap() - var).abs() / var < 1e-6, "{} vs {var}", m.variance().unwrap());
+        assert!(
+            (m.variance().unwrap() - var).abs() / var < 1e-6,
+            "{} vs {var}",
+            m.variance().unwrap()
+        );
     }
 
     proptest! {

@@ -85,7 +85,12 @@ pub trait WindowAggregate: 'static {
     fn add(&self, state: &mut Self::State, record: &Self::In);
     fn merge(&self, into: &mut Self::State, other: &Self::State);
     /// The row for a closed window, if it makes one.
-    fn finish(&self, key: Self::Key, window_start_ms: u64, state: &Self::State) -> Option<Self::Out>;
+    fn finish(
+        &self,
+        key: Self::Key,
+        window_start_ms: u64,
+        state: &Self::State,
+    ) -> Option<Self::Out>;
 }
 
 /// Partial states of every key, per pane, for the windows still open.
@@ -138,7 +143,11 @@ impl<A: WindowAggregate> PaneStore<A> {
         let mut keyed: Vec<(A::Key, A::Out)> = Vec::new();
         if self.spec.length_ms == self.pane_ms {
             if let Some(states) = self.panes.get(&start) {
-                keyed.extend(states.iter().filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))));
+                keyed.extend(
+                    states
+                        .iter()
+                        .filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))),
+                );
             }
         } else {
             let mut merged: FxHashMap<A::Key, A::State> = FxHashMap::default();
@@ -152,7 +161,11 @@ impl<A: WindowAggregate> PaneStore<A> {
                     }
                 }
             }
-            keyed.extend(merged.iter().filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))));
+            keyed.extend(
+                merged
+                    .iter()
+                    .filter_map(|(k, s)| agg.finish(*k, start, s).map(|row| (*k, row))),
+            );
         }
         keyed.sort_by_key(|(k, _)| *k);
         rows.extend(keyed.into_iter().map(|(_, row)| row));
@@ -186,7 +199,9 @@ pub fn window<'scope, A: WindowAggregate>(
         let mut rows = Vec::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, batches| {
-                let Some(cap) = cap.retain_least(output.output_index()) else { return };
+                let Some(cap) = cap.retain_least(output.output_index()) else {
+                    return;
+                };
                 if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
                     held = Some(cap);
                 }
@@ -209,8 +224,14 @@ pub fn window<'scope, A: WindowAggregate>(
                 if !rows.is_empty() {
                     counters.add_rows(rows.len() as u64);
                     latency.window_closed(start + spec.length_ms);
-                    let at = if *cap.time() <= last_ms { last_ms } else { *cap.time() };
-                    output.session(&cap.delayed(&at)).give_iterator(rows.drain(..));
+                    let at = if *cap.time() <= last_ms {
+                        last_ms
+                    } else {
+                        *cap.time()
+                    };
+                    output
+                        .session(&cap.delayed(&at))
+                        .give_iterator(rows.drain(..));
                 }
             }
             match store.next_window() {
@@ -233,18 +254,38 @@ mod tests {
 
     #[test]
     fn pane_is_the_gcd() {
-        assert_eq!(WindowSpec { length_ms: 10_000, slide_ms: 1_000 }.pane_ms(), 1_000);
-        assert_eq!(WindowSpec { length_ms: 10_000, slide_ms: 4_000 }.pane_ms(), 2_000);
+        assert_eq!(
+            WindowSpec {
+                length_ms: 10_000,
+                slide_ms: 1_000
+            }
+            .pane_ms(),
+            1_000
+        );
+        assert_eq!(
+            WindowSpec {
+                length_ms: 10_000,
+                slide_ms: 4_000
+            }
+            .pane_ms(),
+            2_000
+        );
         assert_eq!(WindowSpec::tumbling(60_000).pane_ms(), 60_000);
     }
 
     #[test]
     fn first_window_containing_a_time() {
-        let hop = WindowSpec { length_ms: 10_000, slide_ms: 1_000 };
+        let hop = WindowSpec {
+            length_ms: 10_000,
+            slide_ms: 1_000,
+        };
         // Windows [91000, 101000) .. [100000, 110000) contain 100_000.
         assert_eq!(hop.first_window_containing(100_000), 91_000);
         assert_eq!(hop.first_window_containing(100_999), 91_000);
         assert_eq!(hop.first_window_containing(5), 0);
-        assert_eq!(WindowSpec::tumbling(1_000).first_window_containing(1_999), 1_000);
+        assert_eq!(
+            WindowSpec::tumbling(1_000).first_window_containing(1_999),
+            1_000
+        );
     }
 }

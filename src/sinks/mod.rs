@@ -26,7 +26,8 @@ impl<T: Serialize> CsvSink<T> {
     /// leaves a well-formed file.
     pub fn create(dir: &Path, name: &str, header: &[&str]) -> anyhow::Result<Arc<Self>> {
         let path = dir.join(name);
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file =
+            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut writer = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(BufWriter::with_capacity(1 << 16, file));

@@ -56,7 +56,10 @@ impl ArrivalConfig {
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(format!("rate must be a positive number, got {}", self.rate));
         }
-        for (name, p) in [("disorder_prob", self.disorder_prob), ("tie_prob", self.tie_prob)] {
+        for (name, p) in [
+            ("disorder_prob", self.disorder_prob),
+            ("tie_prob", self.tie_prob),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{name} must be between 0 and 1, got {p}"));
             }
@@ -66,8 +69,7 @@ impl ArrivalConfig {
 
     /// How many of `count` records key `key` of `keys` produces (none: unbounded).
     pub fn share_of(&self, key: u64, keys: u64) -> Option<u64> {
-        self.count
-            .map(|c| c / keys + u64::from(key < c % keys))
+        self.count.map(|c| c / keys + u64::from(key < c % keys))
     }
 }
 
@@ -83,7 +85,13 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    pub fn new(config: &ArrivalConfig, keys: u64, key: u64, start_us: u64, rng: &mut ChaCha8Rng) -> Self {
+    pub fn new(
+        config: &ArrivalConfig,
+        keys: u64,
+        key: u64,
+        start_us: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
         let mean_gap_us = 1e6 * keys as f64 / config.rate;
         let mut arrivals = Arrivals {
             mean_gap_us,

@@ -36,8 +36,14 @@ pub struct CsvReplay<E> {
 
 impl<E: Event + ParseRow> CsvReplay<E> {
     /// Opens `path` and checks its header against the stream's format.
-    pub fn open(path: &Path, batch_rows: usize, index: usize, peers: usize) -> anyhow::Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open {} file {}", E::STREAM, path.display()))?;
+    pub fn open(
+        path: &Path,
+        batch_rows: usize,
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<Self> {
+        let file = File::open(path)
+            .with_context(|| format!("cannot open {} file {}", E::STREAM, path.display()))?;
         let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -48,7 +54,10 @@ impl<E: Event + ParseRow> CsvReplay<E> {
         let has_header = reader
             .read_byte_record(&mut header)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let found: Vec<String> = header.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
+        let found: Vec<String> = header
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect();
         if !has_header || found.join(",") != E::CSV_HEADER {
             bail!(
                 "{}: line 1 must be the header `{}`, found `{}`",
@@ -73,7 +82,11 @@ impl<E: Event + ParseRow> CsvReplay<E> {
 }
 
 impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
-    fn next_batch(&mut self, batch: &mut Batch<E>, watermark: &mut Watermark) -> anyhow::Result<Poll> {
+    fn next_batch(
+        &mut self,
+        batch: &mut Batch<E>,
+        watermark: &mut Watermark,
+    ) -> anyhow::Result<Poll> {
         if self.done {
             return Ok(Poll::Done);
         }

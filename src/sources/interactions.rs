@@ -54,7 +54,9 @@ impl InteractionConfig {
         }
         let p = self.click_prob + self.purchase_prob;
         if self.click_prob < 0.0 || self.purchase_prob < 0.0 || p > 1.0 {
-            return Err(format!("click_prob and purchase_prob must be non-negative and sum to at most 1, got {p}"));
+            return Err(format!(
+                "click_prob and purchase_prob must be non-negative and sum to at most 1, got {p}"
+            ));
         }
         self.arrivals.validate()
     }
@@ -79,7 +81,13 @@ pub struct InteractionGenerator {
 }
 
 impl InteractionGenerator {
-    pub fn new(config: &InteractionConfig, schedule: Schedule, batch_limit: usize, index: usize, peers: usize) -> Self {
+    pub fn new(
+        config: &InteractionConfig,
+        schedule: Schedule,
+        batch_limit: usize,
+        index: usize,
+        peers: usize,
+    ) -> Self {
         let start_us = schedule.position_us();
         let mut users = Vec::new();
         for user in (0..config.users).filter(|&u| owner_of(u, peers) == index) {
@@ -144,10 +152,17 @@ impl KeyedGenerator<Interaction> for InteractionGenerator {
     fn batch_limit(&self) -> usize {
         self.batch_limit
     }
-    fn emit(&mut self, until_us: u64, limit: usize, each: &mut dyn FnMut(u64, Interaction)) -> usize {
+    fn emit(
+        &mut self,
+        until_us: u64,
+        limit: usize,
+        each: &mut dyn FnMut(u64, Interaction),
+    ) -> usize {
         let mut emitted = 0;
         while emitted < limit {
-            let Some(slot) = self.merge.pop_due(until_us) else { break };
+            let Some(slot) = self.merge.pop_due(until_us) else {
+                break;
+            };
             let (arrival, record) = self.interaction(slot);
             each(arrival, record);
             self.merge.push(self.users[slot].arrivals.peek_us(), slot);
@@ -158,7 +173,11 @@ impl KeyedGenerator<Interaction> for InteractionGenerator {
 }
 
 impl Source<Interaction> for InteractionGenerator {
-    fn next_batch(&mut self, batch: &mut Batch<Interaction>, watermark: &mut Watermark) -> anyhow::Result<Poll> {
+    fn next_batch(
+        &mut self,
+        batch: &mut Batch<Interaction>,
+        watermark: &mut Watermark,
+    ) -> anyhow::Result<Poll> {
         generator_batch(self, batch, watermark)
     }
 }

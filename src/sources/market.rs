@@ -66,7 +66,10 @@ impl Default for MarketConfig {
 impl MarketConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.symbols == 0 || self.symbols > 1_000_000 {
-            return Err(format!("symbols must be between 1 and 1000000, got {}", self.symbols));
+            return Err(format!(
+                "symbols must be between 1 and 1000000, got {}",
+                self.symbols
+            ));
         }
         let ranges = [
             ("beta", self.beta_min, self.beta_max),
@@ -75,11 +78,19 @@ impl MarketConfig {
         ];
         for (name, lo, hi) in ranges {
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-                return Err(format!("{name}_min must not exceed {name}_max ({lo} > {hi})"));
+                return Err(format!(
+                    "{name}_min must not exceed {name}_max ({lo} > {hi})"
+                ));
             }
         }
-        if self.price_min <= 0.0 || self.market_vol < 0.0 || self.idio_vol_min < 0.0 || self.size_median < 1.0 {
-            return Err("prices must be positive, volatilities non-negative, size_median at least 1".into());
+        if self.price_min <= 0.0
+            || self.market_vol < 0.0
+            || self.idio_vol_min < 0.0
+            || self.size_median < 1.0
+        {
+            return Err(
+                "prices must be positive, volatilities non-negative, size_median at least 1".into(),
+            );
         }
         self.arrivals.validate()
     }
@@ -139,12 +150,19 @@ pub struct MarketGenerator {
 
 impl MarketGenerator {
     /// The generator for worker `index` of `peers` (`0` of `1` generates everything).
-    pub fn new(config: &MarketConfig, schedule: Schedule, batch_limit: usize, index: usize, peers: usize) -> Self {
+    pub fn new(
+        config: &MarketConfig,
+        schedule: Schedule,
+        batch_limit: usize,
+        index: usize,
+        peers: usize,
+    ) -> Self {
         let seed = config.arrivals.seed;
         let start_us = schedule.position_us();
         let mut symbols = Vec::new();
         for i in 0..config.symbols {
-            let symbol = Symbol::parse(symbol_name(i).as_bytes()).expect("generated names are valid");
+            let symbol =
+                Symbol::parse(symbol_name(i).as_bytes()).expect("generated names are valid");
             if owner_of(symbol.0, peers) != index {
                 continue;
             }
@@ -164,7 +182,8 @@ impl MarketGenerator {
                 log_price: price.ln(),
                 last_us: None,
                 last_factor: 0.0,
-                sizes: LogNormal::new(config.size_median.ln(), 1.0).expect("valid size distribution"),
+                sizes: LogNormal::new(config.size_median.ln(), 1.0)
+                    .expect("valid size distribution"),
                 emitted: 0,
             });
         }
@@ -194,7 +213,8 @@ impl MarketGenerator {
         if let Some(last) = s.last_us {
             let dt = (arrival_us - last) as f64 / 1e6;
             let z: f64 = StandardNormal.sample(&mut s.rng);
-            s.log_price += s.beta * (factor - s.last_factor) + s.idio_vol * dt.sqrt() * z + s.drift_per_s * dt;
+            s.log_price +=
+                s.beta * (factor - s.last_factor) + s.idio_vol * dt.sqrt() * z + s.drift_per_s * dt;
         }
         s.last_us = Some(arrival_us);
         s.last_factor = factor;
@@ -213,10 +233,17 @@ impl MarketGenerator {
     }
 
     /// Emits every trade due up to `until_us`, at most `limit` of them, in arrival order.
-    fn emit_until(&mut self, until_us: u64, limit: usize, mut each: impl FnMut(u64, Trade)) -> usize {
+    fn emit_until(
+        &mut self,
+        until_us: u64,
+        limit: usize,
+        mut each: impl FnMut(u64, Trade),
+    ) -> usize {
         let mut emitted = 0;
         while emitted < limit {
-            let Some(slot) = self.merge.pop_due(until_us) else { break };
+            let Some(slot) = self.merge.pop_due(until_us) else {
+                break;
+            };
             let (arrival, trade) = self.trade(slot);
             each(arrival, trade);
             self.merge.push(self.symbols[slot].arrivals.peek_us(), slot);
@@ -227,7 +254,11 @@ impl MarketGenerator {
 }
 
 impl Source<Trade> for MarketGenerator {
-    fn next_batch(&mut self, batch: &mut Batch<Trade>, watermark: &mut Watermark) -> anyhow::Result<Poll> {
+    fn next_batch(
+        &mut self,
+        batch: &mut Batch<Trade>,
+        watermark: &mut Watermark,
+    ) -> anyhow::Result<Poll> {
         generator_batch(self, batch, watermark)
     }
 }

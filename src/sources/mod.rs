@@ -94,7 +94,11 @@ pub enum Poll {
 /// One worker's share of an input stream.
 pub trait Source<E: Event> {
     /// Appends the next records to `batch` and advances `watermark`.
-    fn next_batch(&mut self, batch: &mut Batch<E>, watermark: &mut Watermark) -> anyhow::Result<Poll>;
+    fn next_batch(
+        &mut self,
+        batch: &mut Batch<E>,
+        watermark: &mut Watermark,
+    ) -> anyhow::Result<Poll>;
 
     /// Progress through the input, for the status line: (done, total) when known.
     fn progress(&self) -> Option<(u64, u64)> {

@@ -12,7 +12,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn field<'a>(row: &'a ByteRecord, index: usize, expected: usize) -> Result<&'a [u8], String> {
+fn field(row: &ByteRecord, index: usize, expected: usize) -> Result<&[u8], String> {
     if row.len() != expected {
         return Err(format!("expected {expected} fields, found {}", row.len()));
     }
@@ -36,14 +36,23 @@ impl ParseRow for Trade {
     fn parse_row(row: &ByteRecord, seq: u64) -> Result<Trade, String> {
         let ts_ms = parse_u64(field(row, 0, 4)?, "ts_ms")?;
         let symbol_text = field(row, 1, 4)?;
-        let symbol = Symbol::parse(symbol_text)
-            .ok_or_else(|| format!("field `symbol`: `{}` is not [A-Z0-9]{{1,12}}", text(symbol_text)))?;
+        let symbol = Symbol::parse(symbol_text).ok_or_else(|| {
+            format!(
+                "field `symbol`: `{}` is not [A-Z0-9]{{1,12}}",
+                text(symbol_text)
+            )
+        })?;
         let price_text = field(row, 2, 4)?;
         let price = std::str::from_utf8(price_text)
             .ok()
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|p| p.is_finite() && *p > 0.0)
-            .ok_or_else(|| format!("field `price`: `{}` is not a positive number", text(price_text)))?;
+            .ok_or_else(|| {
+                format!(
+                    "field `price`: `{}` is not a positive number",
+                    text(price_text)
+                )
+            })?;
         let size = parse_u64(field(row, 3, 4)?, "size")?;
         if size == 0 {
             return Err("field `size`: `0` is not a positive integer".into());
@@ -91,7 +100,10 @@ mod tests {
     #[test]
     fn good_rows_parse() {
         let t = Trade::parse_row(&row("1700000000002,SYM004,460.9788,89"), 7).unwrap();
-        assert_eq!((t.ts_ms, t.seq, t.symbol.text(), t.price, t.size), (1700000000002, 7, "SYM004".into(), 460.9788, 89));
+        assert_eq!(
+            (t.ts_ms, t.seq, t.symbol.text(), t.price, t.size),
+            (1700000000002, 7, "SYM004".into(), 460.9788, 89)
+        );
         let i = Interaction::parse_row(&row("1700000000003,197,81,click"), 1).unwrap();
         assert_eq!((i.user, i.item, i.kind), (197, 81, InteractionKind::Click));
     }

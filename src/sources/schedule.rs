@@ -34,7 +34,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new(timing: Timing, speed: f64, start_event_ms: u64, start_wall: Instant, batch_span_us: u64) -> Self {
+    pub fn new(
+        timing: Timing,
+        speed: f64,
+        start_event_ms: u64,
+        start_wall: Instant,
+        batch_span_us: u64,
+    ) -> Self {
         Schedule {
             timing,
             speed: if speed > 0.0 { speed } else { 1.0 },

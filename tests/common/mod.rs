@@ -50,7 +50,10 @@ pub type Table = BTreeMap<Vec<String>, BTreeMap<String, String>>;
 pub fn reference_bars(rows: &[Row], size_ms: u64) -> Table {
     let mut groups: BTreeMap<(String, u64), Vec<&Row>> = BTreeMap::new();
     for r in rows {
-        groups.entry((r.symbol.clone(), r.ts / size_ms * size_ms)).or_default().push(r);
+        groups
+            .entry((r.symbol.clone(), r.ts / size_ms * size_ms))
+            .or_default()
+            .push(r);
     }
     let mut table = Table::new();
     for ((symbol, start), mut g) in groups {
@@ -82,7 +85,10 @@ pub fn reference_stats(rows: &[Row], length_ms: u64, slide_ms: u64) -> Table {
             if start + length_ms <= r.ts {
                 break;
             }
-            windows.entry((r.symbol.clone(), start)).or_default().push(r.price);
+            windows
+                .entry((r.symbol.clone(), start))
+                .or_default()
+                .push(r.price);
             if start < slide_ms {
                 break;
             }
@@ -110,7 +116,8 @@ pub fn reference_stats(rows: &[Row], length_ms: u64, slide_ms: u64) -> Table {
 
 /// Reads a result file into a table keyed by `keys`.
 pub fn read_table(path: &Path, keys: &[&str]) -> Table {
-    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader =
+        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     let mut table = Table::new();
     for record in reader.records() {
@@ -124,7 +131,11 @@ pub fn read_table(path: &Path, keys: &[&str]) -> Table {
                 values.insert(h.clone(), v.to_string());
             }
         }
-        assert!(table.insert(key.clone(), values).is_none(), "duplicate key {key:?} in {}", path.display());
+        assert!(
+            table.insert(key.clone(), values).is_none(),
+            "duplicate key {key:?} in {}",
+            path.display()
+        );
     }
     table
 }
@@ -141,8 +152,16 @@ fn close(a: &str, b: &str) -> bool {
 
 /// Asserts two tables hold the same keys and values (floats to 1e-9, relative).
 pub fn assert_tables_match(expected: &Table, got: &Table, what: &str) {
-    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(3).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(3).collect();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(3)
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{what}: {} expected rows, {} got; missing {missing:?}, extra {extra:?}",
@@ -152,7 +171,10 @@ pub fn assert_tables_match(expected: &Table, got: &Table, what: &str) {
     for (key, values) in expected {
         for (column, want) in values {
             let have = &got[key][column];
-            assert!(close(want, have), "{what}: {key:?} {column}: expected {want}, got {have}");
+            assert!(
+                close(want, have),
+                "{what}: {key:?} {column}: expected {want}, got {have}"
+            );
         }
     }
 }
