@@ -29,7 +29,11 @@ fn trades() -> Vec<Trade> {
         .collect()
 }
 
-fn fold_and_close<A: WindowAggregate<In = Trade>>(agg: &A, spec: WindowSpec, trades: &[Trade]) -> usize {
+fn fold_and_close<A: WindowAggregate<In = Trade>>(
+    agg: &A,
+    spec: WindowSpec,
+    trades: &[Trade],
+) -> usize {
     let mut store = PaneStore::<A>::new(spec);
     let mut rows = Vec::new();
     for t in trades {
@@ -47,11 +51,32 @@ fn operators(c: &mut Criterion) {
         b.iter(|| fold_and_close(&Bars, WindowSpec::tumbling(1_000), &trades))
     });
     group.bench_function("stats_10s (hopping 10 s / 1 s)", |b| {
-        b.iter(|| fold_and_close(&Stats, WindowSpec { length_ms: 10_000, slide_ms: 1_000 }, &trades))
+        b.iter(|| {
+            fold_and_close(
+                &Stats,
+                WindowSpec {
+                    length_ms: 10_000,
+                    slide_ms: 1_000,
+                },
+                &trades,
+            )
+        })
     });
-    group.bench_function("stats 60 s / 1 s (cost per record independent of length)", |b| {
-        b.iter(|| fold_and_close(&Stats, WindowSpec { length_ms: 60_000, slide_ms: 1_000 }, &trades))
-    });
+    group.bench_function(
+        "stats 60 s / 1 s (cost per record independent of length)",
+        |b| {
+            b.iter(|| {
+                fold_and_close(
+                    &Stats,
+                    WindowSpec {
+                        length_ms: 60_000,
+                        slide_ms: 1_000,
+                    },
+                    &trades,
+                )
+            })
+        },
+    );
     group.finish();
 }
 

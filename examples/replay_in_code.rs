@@ -15,7 +15,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {
-    let out = std::env::args().nth(1).unwrap_or_else(|| "out/example".into());
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "out/example".into());
 
     // A market generator; every setting has a default, so name only what matters.
     let mut market = MarketConfig {
@@ -46,6 +48,9 @@ fn main() -> anyhow::Result<()> {
     for line in bars.lines().take(4) {
         println!("  {line}");
     }
-    assert_eq!(summary.records.processed, 100_000, "every trade reaches the queries");
+    assert_eq!(
+        summary.records.processed, 100_000,
+        "every trade reaches the queries"
+    );
     Ok(())
 }

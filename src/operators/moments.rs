@@ -78,12 +78,21 @@ mod tests {
         let (_, truth) = two_pass(&ks);
         let mut m = Moments::default();
         ks.iter().for_each(|&k| m.add(1e6 + k));
-        assert!((m.variance().unwrap() - truth).abs() / truth < 1e-9, "{} vs {truth}", m.variance().unwrap());
+        assert!(
+            (m.variance().unwrap() - truth).abs() / truth < 1e-9,
+            "{} vs {truth}",
+            m.variance().unwrap()
+        );
         // The naive formula loses every digit here, which is why it is not used.
         let n = ks.len() as f64;
-        let (s, ss) = ks.iter().fold((0.0, 0.0), |(s, ss), &k| (s + 1e6 + k, ss + (1e6 + k) * (1e6 + k)));
+        let (s, ss) = ks.iter().fold((0.0, 0.0), |(s, ss), &k| {
+            (s + 1e6 + k, ss + (1e6 + k) * (1e6 + k))
+        });
         let naive = (ss - s * s / n) / (n - 1.0);
-        assert!((naive - truth).abs() / truth > 1e-6, "naive {naive} vs {truth}");
+        assert!(
+            (naive - truth).abs() / truth > 1e-6,
+            "naive {naive} vs {truth}"
+        );
     }
 
     proptest! {

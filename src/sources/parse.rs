@@ -27,14 +27,27 @@ pub fn parse_u64(bytes: &[u8], name: &str) -> Result<u64, String> {
         .map_err(|_| format!("field `{name}`: `{s}` is not a non-negative integer"))
 }
 
+/// The largest event time accepted: the last millisecond of the year 9999.
+/// Larger values are errors in the data, and would overflow window arithmetic.
+pub const MAX_TS_MS: u64 = 253_402_300_799_999;
+
+/// An event time field: a non-negative integer no larger than [`MAX_TS_MS`].
+pub fn parse_ts(bytes: &[u8]) -> Result<u64, String> {
+    let ts = parse_u64(bytes, "ts_ms")?;
+    if ts > MAX_TS_MS {
+        return Err(format!("field `ts_ms`: `{ts}` is after the year 9999"));
+    }
+    Ok(ts)
+}
+
 /// The `ts_ms` of a row, without looking at the rest (for rows another worker owns).
 pub fn row_ts(row: &ByteRecord) -> Option<u64> {
-    parse_u64(row.get(0)?, "ts_ms").ok()
+    parse_ts(row.get(0)?).ok()
 }
 
 impl ParseRow for Trade {
     fn parse_row(row: &ByteRecord, seq: u64) -> Result<Trade, String> {
-        let ts_ms = parse_u64(field(row, 0, 4)?, "ts_ms")?;
+        let ts_ms = parse_ts(field(row, 0, 4)?)?;
         let symbol_text = field(row, 1, 4)?;
         let symbol = Symbol::parse(symbol_text).ok_or_else(|| {
             format!(
@@ -69,7 +82,7 @@ impl ParseRow for Trade {
 
 impl ParseRow for Interaction {
     fn parse_row(row: &ByteRecord, seq: u64) -> Result<Interaction, String> {
-        let ts_ms = parse_u64(field(row, 0, 4)?, "ts_ms")?;
+        let ts_ms = parse_ts(field(row, 0, 4)?)?;
         let user = parse_u64(field(row, 1, 4)?, "user_id")?;
         let item = parse_u64(field(row, 2, 4)?, "item_id")?;
         let kind_text = field(row, 3, 4)?;
@@ -120,6 +133,7 @@ mod tests {
             ("1,SYM1,NaN,3", "`price`"),
             ("1,SYM1,2.0,0", "`size`"),
             ("1,SYM1,2.0,-3", "`size`"),
+            ("99999999999999999,SYM1,2.0,3", "year 9999"),
         ];
         for (line, needle) in cases {
             let err = Trade::parse_row(&row(line), 0).unwrap_err();
