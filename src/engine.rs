@@ -10,10 +10,10 @@
 //! outrun the operators.
 
 use crate::metrics::{
-    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary,
+    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, QueryCounters, StreamCounters, Summary,
 };
 use crate::operators::bars::Bars;
-use crate::operators::pane_window::window;
+use crate::operators::pane_window::{window, WindowAggregate, WindowSpec};
 use crate::operators::stats::Stats;
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::record::{route_hash, Event, Interaction, Trade};
@@ -35,7 +35,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Exchange, Inspect, Probe, UnorderedInput};
 use timely::dataflow::operators::ActivateCapability;
-use timely::dataflow::ProbeHandle;
+use timely::dataflow::{ProbeHandle, Stream};
 
 /// Event time of a simulated run's start when the pipeline names none: 2023-11-14.
 pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
@@ -383,32 +383,32 @@ fn run_worker(
             scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
         let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
         if queries.bars_1s.enabled {
-            let sink = outputs.bars.clone();
             let counters = metrics.query("trades/bars_1s");
-            window(
+            let (spec, sink) = (queries.bars_1s.spec(), outputs.bars.clone());
+            attach_window(
                 trades.clone(),
                 "bars_1s",
-                queries.bars_1s.spec(),
+                spec,
                 Bars,
+                sink,
                 counters,
                 latency.clone(),
-            )
-            .inspect_core(move |event| write_rows(&sink, event))
-            .probe_with(&probe);
+                &probe,
+            );
         }
         if queries.stats_10s.enabled {
-            let sink = outputs.stats.clone();
             let counters = metrics.query("trades/stats_10s");
-            window(
+            let (spec, sink) = (queries.stats_10s.spec(), outputs.stats.clone());
+            attach_window(
                 trades.clone(),
                 "stats_10s",
-                queries.stats_10s.spec(),
+                spec,
                 Stats,
+                sink,
                 counters,
                 latency.clone(),
-            )
-            .inspect_core(move |event| write_rows(&sink, event))
-            .probe_with(&probe);
+                &probe,
+            );
         }
         trades.probe_with(&probe);
         interactions.probe_with(&probe);
@@ -533,6 +533,25 @@ fn run_worker(
         worker.step();
     }
     Ok(())
+}
+
+/// Runs a window aggregate over `input`, writes its rows to `sink` and probes them.
+#[allow(clippy::too_many_arguments)]
+fn attach_window<'scope, A: WindowAggregate>(
+    input: Stream<'scope, u64, Vec<A::In>>,
+    name: &str,
+    spec: WindowSpec,
+    agg: A,
+    sink: Option<Arc<CsvSink<A::Out>>>,
+    counters: Arc<QueryCounters>,
+    latency: LatencyProbe,
+    probe: &ProbeHandle<u64>,
+) where
+    A::Out: serde::Serialize,
+{
+    window(input, name, spec, agg, counters, latency)
+        .inspect_core(move |event| write_rows(&sink, event))
+        .probe_with(probe);
 }
 
 fn write_rows<T: serde::Serialize>(

@@ -7,7 +7,7 @@
 //! is the same stream whatever their number.
 
 use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
-use super::market::{generator_batch, KeyedGenerator};
+use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
 use super::{Batch, Poll, Source};
 use crate::record::{owner_of, Interaction, InteractionKind};
@@ -140,35 +140,15 @@ impl InteractionGenerator {
 }
 
 impl KeyedGenerator<Interaction> for InteractionGenerator {
-    fn schedule(&mut self) -> &mut Schedule {
-        &mut self.schedule
-    }
-    fn exhausted(&self) -> bool {
-        self.merge.is_empty()
-    }
-    fn earliest_us(&self) -> Option<u64> {
-        self.merge.earliest_us()
+    fn parts(&mut self) -> (&mut Schedule, &mut KeyMerge) {
+        (&mut self.schedule, &mut self.merge)
     }
     fn batch_limit(&self) -> usize {
         self.batch_limit
     }
-    fn emit(
-        &mut self,
-        until_us: u64,
-        limit: usize,
-        each: &mut dyn FnMut(u64, Interaction),
-    ) -> usize {
-        let mut emitted = 0;
-        while emitted < limit {
-            let Some(slot) = self.merge.pop_due(until_us) else {
-                break;
-            };
-            let (arrival, record) = self.interaction(slot);
-            each(arrival, record);
-            self.merge.push(self.users[slot].arrivals.peek_us(), slot);
-            emitted += 1;
-        }
-        emitted
+    fn produce(&mut self, slot: usize) -> (u64, Interaction, Option<u64>) {
+        let (arrival, record) = self.interaction(slot);
+        (arrival, record, self.users[slot].arrivals.peek_us())
     }
 }
 
@@ -178,6 +158,6 @@ impl Source<Interaction> for InteractionGenerator {
         batch: &mut Batch<Interaction>,
         watermark: &mut Watermark,
     ) -> anyhow::Result<Poll> {
-        generator_batch(self, batch, watermark)
+        keyed::next_batch(self, batch, watermark)
     }
 }

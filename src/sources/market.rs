@@ -14,6 +14,7 @@
 //! recomputes itself, so the union over workers is the same whatever their number.
 
 use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
+use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
 use super::{Batch, Poll, Source};
 use crate::record::{owner_of, Symbol, Trade};
@@ -231,26 +232,6 @@ impl MarketGenerator {
         s.emitted += 1;
         (arrival_us, trade)
     }
-
-    /// Emits every trade due up to `until_us`, at most `limit` of them, in arrival order.
-    fn emit_until(
-        &mut self,
-        until_us: u64,
-        limit: usize,
-        mut each: impl FnMut(u64, Trade),
-    ) -> usize {
-        let mut emitted = 0;
-        while emitted < limit {
-            let Some(slot) = self.merge.pop_due(until_us) else {
-                break;
-            };
-            let (arrival, trade) = self.trade(slot);
-            each(arrival, trade);
-            self.merge.push(self.symbols[slot].arrivals.peek_us(), slot);
-            emitted += 1;
-        }
-        emitted
-    }
 }
 
 impl Source<Trade> for MarketGenerator {
@@ -259,69 +240,19 @@ impl Source<Trade> for MarketGenerator {
         batch: &mut Batch<Trade>,
         watermark: &mut Watermark,
     ) -> anyhow::Result<Poll> {
-        generator_batch(self, batch, watermark)
+        keyed::next_batch(self, batch, watermark)
     }
-}
-
-/// The parts of a keyed generator that the shared batching logic needs.
-pub(crate) trait KeyedGenerator<E> {
-    fn schedule(&mut self) -> &mut Schedule;
-    fn exhausted(&self) -> bool;
-    fn earliest_us(&self) -> Option<u64>;
-    fn batch_limit(&self) -> usize;
-    fn emit(&mut self, until_us: u64, limit: usize, each: &mut dyn FnMut(u64, E)) -> usize;
 }
 
 impl KeyedGenerator<Trade> for MarketGenerator {
-    fn schedule(&mut self) -> &mut Schedule {
-        &mut self.schedule
-    }
-    fn exhausted(&self) -> bool {
-        self.merge.is_empty()
-    }
-    fn earliest_us(&self) -> Option<u64> {
-        self.merge.earliest_us()
+    fn parts(&mut self) -> (&mut Schedule, &mut KeyMerge) {
+        (&mut self.schedule, &mut self.merge)
     }
     fn batch_limit(&self) -> usize {
         self.batch_limit
     }
-    fn emit(&mut self, until_us: u64, limit: usize, each: &mut dyn FnMut(u64, Trade)) -> usize {
-        self.emit_until(until_us, limit, each)
+    fn produce(&mut self, slot: usize) -> (u64, Trade, Option<u64>) {
+        let (arrival, trade) = self.trade(slot);
+        (arrival, trade, self.symbols[slot].arrivals.peek_us())
     }
-}
-
-/// One batch of a keyed generator: the watermark follows the schedule position
-/// (every record still to come arrives after it), records due by now are admitted.
-pub(crate) fn generator_batch<E: crate::record::Event, G: KeyedGenerator<E>>(
-    generator: &mut G,
-    batch: &mut Batch<E>,
-    watermark: &mut Watermark,
-) -> anyhow::Result<Poll> {
-    if generator.exhausted() {
-        return Ok(Poll::Done);
-    }
-    let until = match generator.schedule().due_until() {
-        Ok(until) => until,
-        Err(wait) => return Ok(Poll::Wait(wait)),
-    };
-    watermark.observe(generator.schedule().position_us() / 1000);
-    let first_due = generator.earliest_us();
-    let limit = generator.batch_limit() * 4;
-    let mut last_arrival = None;
-    let emitted = generator.emit(until, limit, &mut |arrival, record: E| {
-        last_arrival = Some(arrival);
-        let ts = record.ts_ms();
-        batch.admit(record, ts, watermark);
-    });
-    batch.generated += emitted as u64;
-    // If the limit cut the batch short, the position stops at the last arrival taken.
-    let reached = match last_arrival {
-        Some(last) if emitted == limit => last.saturating_sub(1),
-        _ => until,
-    };
-    generator.schedule().advance_to(reached);
-    if let Some(first) = first_due.filter(|&f| f <= until) {
-        batch.lag_ms = generator.schedule().lag_ms(first);
-    }
-    Ok(Poll::Ready)
 }

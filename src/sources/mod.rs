@@ -8,6 +8,7 @@
 pub mod arrivals;
 pub mod csv_replay;
 pub mod interactions;
+mod keyed;
 pub mod market;
 pub mod parse;
 pub mod schedule;

@@ -1,0 +1,66 @@
+//! What both generators share: a stream made of independent keys (symbols,
+//! users), merged in arrival order and cut into batches by the schedule.
+//!
+//! The watermark of a generator follows its schedule position: every record
+//! still to come arrives after it, so its `ts_ms` is at least
+//! `position - disorder_ms`. With `max_delay >= disorder_ms` nothing is late;
+//! with a smaller bound, a record is late when displaced further back than the
+//! bound from the batch start, the same for every worker count (as fast as
+//! possible, batch boundaries are global).
+
+use super::arrivals::KeyMerge;
+use super::schedule::Schedule;
+use super::{Batch, Poll};
+use crate::record::Event;
+use crate::time::Watermark;
+
+/// A generator of independent keys, as the batching needs to see it.
+pub(crate) trait KeyedGenerator<E> {
+    fn parts(&mut self) -> (&mut Schedule, &mut KeyMerge);
+    fn batch_limit(&self) -> usize;
+    /// The record of key `slot` due next: `(arrival_us, record, the key's next arrival)`.
+    fn produce(&mut self, slot: usize) -> (u64, E, Option<u64>);
+}
+
+/// One batch: the records due by the schedule now, at most four batch sizes of them.
+pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
+    generator: &mut G,
+    batch: &mut Batch<E>,
+    watermark: &mut Watermark,
+) -> anyhow::Result<Poll> {
+    let limit = generator.batch_limit() * 4;
+    let (schedule, merge) = generator.parts();
+    if merge.is_empty() {
+        return Ok(Poll::Done);
+    }
+    let until = match schedule.due_until() {
+        Ok(until) => until,
+        Err(wait) => return Ok(Poll::Wait(wait)),
+    };
+    watermark.observe(schedule.position_us() / 1000);
+    let first_due = merge.earliest_us().filter(|&f| f <= until);
+    let lag_ms = first_due.and_then(|first| schedule.lag_ms(first));
+    let mut emitted = 0;
+    let mut last_arrival = None;
+    while emitted < limit {
+        let Some(slot) = generator.parts().1.pop_due(until) else {
+            break;
+        };
+        let (arrival, record, next) = generator.produce(slot);
+        generator.parts().1.push(next, slot);
+        last_arrival = Some(arrival);
+        let ts = record.ts_ms();
+        batch.admit(record, ts, watermark);
+        emitted += 1;
+    }
+    batch.generated += emitted as u64;
+    batch.lag_ms = lag_ms;
+    // Cut short by the limit, the position stops just before the last arrival taken
+    // (more records may share that arrival).
+    let reached = match last_arrival {
+        Some(last) if emitted == limit => last.saturating_sub(1),
+        _ => until,
+    };
+    generator.parts().0.advance_to(reached);
+    Ok(Poll::Ready)
+}
