@@ -10,14 +10,22 @@
 //! outrun the operators.
 
 use crate::metrics::{
-    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, QueryCounters, StreamCounters, Summary,
+    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary,
 };
-use crate::operators::bars::Bars;
-use crate::operators::pane_window::{window, WindowAggregate, WindowSpec};
-use crate::operators::stats::Stats;
+use crate::operators::activity::{activity, Activity};
+use crate::operators::alerts::{alert_rows, fire_alerts, Alert};
+use crate::operators::bars::{Bar, Bars};
+use crate::operators::correlation::{correlate, BarReturns, Correlation};
+use crate::operators::ewma::{Ewma, EwmaRow};
+use crate::operators::item_counts::{ItemCount, ItemCounts};
+use crate::operators::item_totals::{item_totals, ItemTotal};
+use crate::operators::ordered::ordered;
+use crate::operators::pane_window::window;
+use crate::operators::stats::{PriceStats, Stats};
+use crate::operators::volatility::{RealisedVolatility, Volatility};
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::record::{route_hash, Event, Interaction, Trade};
-use crate::sinks::{self, CsvSink, LateRow, MalformedRow};
+use crate::sinks::{self, CsvSink, Flush, LateRow, MalformedRow};
 use crate::sources::csv_replay::CsvReplay;
 use crate::sources::interactions::InteractionGenerator;
 use crate::sources::market::MarketGenerator;
@@ -34,6 +42,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Exchange, Inspect, Probe, UnorderedInput};
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::ActivateCapability;
 use timely::dataflow::{ProbeHandle, Stream};
 
@@ -50,11 +59,20 @@ pub struct Job {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Files shared by the workers of this process.
+/// Files shared by the workers of this process; `None` where not written.
+#[derive(Default)]
 struct Outputs {
     dir: Option<PathBuf>,
-    bars: Option<Arc<CsvSink<crate::operators::bars::Bar>>>,
-    stats: Option<Arc<CsvSink<crate::operators::stats::PriceStats>>>,
+    all: Vec<Arc<dyn Flush>>,
+    bars: Option<Arc<CsvSink<Bar>>>,
+    stats: Option<Arc<CsvSink<PriceStats>>>,
+    vol: Option<Arc<CsvSink<Volatility>>>,
+    corr: Option<Arc<CsvSink<Correlation>>>,
+    ewma: Option<Arc<CsvSink<EwmaRow>>>,
+    item_counts: Option<Arc<CsvSink<ItemCount>>>,
+    activity: Option<Arc<CsvSink<Activity>>>,
+    alerts: Option<Arc<CsvSink<Alert>>>,
+    item_totals: Option<Arc<CsvSink<ItemTotal>>>,
     late: Option<Arc<CsvSink<LateRow>>>,
     malformed: Option<Arc<CsvSink<MalformedRow>>>,
 }
@@ -62,53 +80,72 @@ struct Outputs {
 impl Outputs {
     fn create(pipeline: &Pipeline) -> anyhow::Result<Outputs> {
         let Some(dir) = pipeline.output.dir.clone() else {
-            return Ok(Outputs {
-                dir: None,
-                bars: None,
-                stats: None,
-                late: None,
-                malformed: None,
-            });
+            return Ok(Outputs::default());
         };
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let q = &pipeline.queries;
-        let has_trades = pipeline.sources.trades.is_some();
-        Ok(Outputs {
-            bars: if q.bars_1s.enabled && has_trades {
-                Some(CsvSink::create(&dir, "bars_1s.csv", sinks::BARS_HEADER)?)
-            } else {
-                None
-            },
-            stats: if q.stats_10s.enabled && has_trades {
-                Some(CsvSink::create(&dir, "stats_10s.csv", sinks::STATS_HEADER)?)
-            } else {
-                None
-            },
-            late: Some(CsvSink::create(&dir, "late.csv", sinks::LATE_HEADER)?),
-            malformed: Some(CsvSink::create(
-                &dir,
-                "malformed.csv",
-                sinks::MALFORMED_HEADER,
-            )?),
+        let trades = pipeline.sources.trades.is_some();
+        let interactions = pipeline.sources.interactions.is_some();
+        let mut o = Outputs {
             dir: Some(dir),
-        })
+            ..Outputs::default()
+        };
+        o.bars = o.open(
+            trades && q.bars_1s.enabled,
+            "bars_1s.csv",
+            sinks::BARS_HEADER,
+        )?;
+        o.stats = o.open(
+            trades && q.stats_10s.enabled,
+            "stats_10s.csv",
+            sinks::STATS_HEADER,
+        )?;
+        o.vol = o.open(
+            trades && q.vol_60s.enabled,
+            "vol_60s.csv",
+            sinks::VOL_HEADER,
+        )?;
+        o.corr = o.open(
+            trades && q.corr_60s.enabled,
+            "corr_60s.csv",
+            sinks::CORR_HEADER,
+        )?;
+        o.ewma = o.open(trades && q.ewma.enabled, "ewma.csv", sinks::EWMA_HEADER)?;
+        let counts = interactions && q.item_counts_60s.enabled;
+        o.item_counts = o.open(counts, "item_counts_60s.csv", sinks::ITEM_COUNTS_HEADER)?;
+        let activity = interactions && q.activity_60s.enabled;
+        o.activity = o.open(activity, "activity_60s.csv", sinks::ACTIVITY_HEADER)?;
+        o.alerts = o.open(
+            interactions && q.alerts.enabled,
+            "alerts.csv",
+            sinks::ALERTS_HEADER,
+        )?;
+        let totals = interactions && q.item_totals.enabled;
+        o.item_totals = o.open(totals, "item_totals.csv", sinks::ITEM_TOTALS_HEADER)?;
+        o.late = o.open(true, "late.csv", sinks::LATE_HEADER)?;
+        o.malformed = o.open(true, "malformed.csv", sinks::MALFORMED_HEADER)?;
+        Ok(o)
+    }
+
+    fn open<T: serde::Serialize + 'static>(
+        &mut self,
+        wanted: bool,
+        name: &str,
+        header: &[&str],
+    ) -> anyhow::Result<Option<Arc<CsvSink<T>>>> {
+        match (&self.dir, wanted) {
+            (Some(dir), true) => {
+                let sink = CsvSink::create(dir, name, header)?;
+                self.all.push(Arc::clone(&sink) as Arc<dyn Flush>);
+                Ok(Some(sink))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn flush(&self) -> anyhow::Result<()> {
-        if let Some(s) = &self.bars {
-            s.flush()?;
-        }
-        if let Some(s) = &self.stats {
-            s.flush()?;
-        }
-        if let Some(s) = &self.late {
-            s.flush()?;
-        }
-        if let Some(s) = &self.malformed {
-            s.flush()?;
-        }
-        Ok(())
+        self.all.iter().try_for_each(|s| s.flush())
     }
 }
 
@@ -375,6 +412,7 @@ fn run_worker(
     };
     let latency = LatencyProbe::new(due, Arc::clone(metrics));
     let queries = &pipeline.queries;
+    let tick = Tick::new(engine.tick_ms);
 
     let ((trade_handle, trade_cap), (ix_handle, ix_cap)) = worker.dataflow::<u64, _, _>(|scope| {
         let (trade_input, trades) =
@@ -382,32 +420,113 @@ fn run_worker(
         let (ix_input, interactions) =
             scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
         let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
-        if queries.bars_1s.enabled {
-            let counters = metrics.query("trades/bars_1s");
-            let (spec, sink) = (queries.bars_1s.spec(), outputs.bars.clone());
-            attach_window(
+        let q = queries;
+        let counters = |name: &str| metrics.query(name);
+        if q.bars_1s.enabled || q.corr_60s.enabled {
+            let bars = window(
                 trades.clone(),
                 "bars_1s",
-                spec,
+                q.bars_1s.spec(),
                 Bars,
-                sink,
-                counters,
+                counters("trades/bars_1s"),
                 latency.clone(),
-                &probe,
             );
+            if q.bars_1s.enabled {
+                write_and_probe(bars.clone(), outputs.bars.clone(), &probe);
+            }
+            if q.corr_60s.enabled {
+                let set = q.corr_60s.symbol_set();
+                let returns = ordered(
+                    bars,
+                    "returns",
+                    BarReturns::new(set),
+                    counters("bars/returns"),
+                );
+                let corr = correlate(
+                    returns.broadcast(),
+                    &q.corr_60s,
+                    index,
+                    peers,
+                    counters("bars/corr_60s"),
+                    latency.clone(),
+                );
+                write_and_probe(corr, outputs.corr.clone(), &probe);
+            }
         }
-        if queries.stats_10s.enabled {
-            let counters = metrics.query("trades/stats_10s");
-            let (spec, sink) = (queries.stats_10s.spec(), outputs.stats.clone());
-            attach_window(
+        if q.stats_10s.enabled {
+            let stats = window(
                 trades.clone(),
                 "stats_10s",
-                spec,
+                q.stats_10s.spec(),
                 Stats,
-                sink,
-                counters,
+                counters("trades/stats_10s"),
                 latency.clone(),
-                &probe,
+            );
+            write_and_probe(stats, outputs.stats.clone(), &probe);
+        }
+        if q.vol_60s.enabled {
+            let logic = RealisedVolatility::new(&q.vol_60s);
+            let vol = ordered(trades.clone(), "vol_60s", logic, counters("trades/vol_60s"));
+            write_and_probe(vol, outputs.vol.clone(), &probe);
+        }
+        if q.ewma.enabled {
+            let ewma = ordered(
+                trades.clone(),
+                "ewma",
+                Ewma::new(&q.ewma),
+                counters("trades/ewma"),
+            );
+            write_and_probe(ewma, outputs.ewma.clone(), &probe);
+        }
+        let by_item = interactions
+            .clone()
+            .exchange(|r: &Interaction| route_hash(r.item));
+        if q.item_counts_60s.enabled || q.alerts.enabled {
+            let spec = q.item_counts_60s.spec();
+            let counts = window(
+                by_item.clone(),
+                "item_counts_60s",
+                spec,
+                ItemCounts,
+                counters("interactions/item_counts_60s"),
+                latency.clone(),
+            );
+            if q.item_counts_60s.enabled {
+                write_and_probe(counts.clone(), outputs.item_counts.clone(), &probe);
+            }
+            if q.alerts.enabled {
+                let threshold = q.alerts.threshold;
+                write_and_probe(
+                    alert_rows(counts, threshold),
+                    outputs.alerts.clone(),
+                    &probe,
+                );
+                if q.alerts.log {
+                    fire_alerts(
+                        by_item.clone(),
+                        spec.length_ms,
+                        threshold,
+                        counters("interactions/alerts"),
+                    );
+                }
+            }
+        }
+        if q.activity_60s.enabled {
+            let rows = activity(
+                interactions.clone(),
+                &q.activity_60s,
+                tick,
+                counters("interactions/activity_60s"),
+                latency.clone(),
+            );
+            write_and_probe(rows, outputs.activity.clone(), &probe);
+        }
+        if q.item_totals.enabled {
+            item_totals(
+                interactions.clone(),
+                tick,
+                outputs.item_totals.clone(),
+                counters("interactions/item_totals"),
             );
         }
         trades.probe_with(&probe);
@@ -459,7 +578,6 @@ fn run_worker(
             peers,
         )?)),
     };
-    let tick = Tick::new(engine.tick_ms);
     let mut trades = trade_source.map(|source| Feed {
         source,
         handle: trade_handle,
@@ -535,22 +653,13 @@ fn run_worker(
     Ok(())
 }
 
-/// Runs a window aggregate over `input`, writes its rows to `sink` and probes them.
-#[allow(clippy::too_many_arguments)]
-fn attach_window<'scope, A: WindowAggregate>(
-    input: Stream<'scope, u64, Vec<A::In>>,
-    name: &str,
-    spec: WindowSpec,
-    agg: A,
-    sink: Option<Arc<CsvSink<A::Out>>>,
-    counters: Arc<QueryCounters>,
-    latency: LatencyProbe,
+/// Writes a result stream's rows to its sink (if any) and probes it.
+fn write_and_probe<T: serde::Serialize + Clone + 'static>(
+    rows: Stream<'_, u64, Vec<T>>,
+    sink: Option<Arc<CsvSink<T>>>,
     probe: &ProbeHandle<u64>,
-) where
-    A::Out: serde::Serialize,
-{
-    window(input, name, spec, agg, counters, latency)
-        .inspect_core(move |event| write_rows(&sink, event))
+) {
+    rows.inspect_core(move |event| write_rows(&sink, event))
         .probe_with(probe);
 }
 

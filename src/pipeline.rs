@@ -5,8 +5,15 @@
 //! Unknown keys and bad values are refused with one line naming the key and
 //! the line of the file.
 
+use crate::operators::activity::ActivityConfig;
+use crate::operators::alerts::AlertsConfig;
 use crate::operators::bars::BarsConfig;
+use crate::operators::correlation::CorrelationConfig;
+use crate::operators::ewma::EwmaConfig;
+use crate::operators::item_counts::ItemCountsConfig;
+use crate::operators::item_totals::ItemTotalsConfig;
 use crate::operators::stats::StatsConfig;
+use crate::operators::volatility::VolatilityConfig;
 use crate::sources::interactions::InteractionConfig;
 use crate::sources::market::MarketConfig;
 use crate::sources::schedule::Timing;
@@ -102,6 +109,13 @@ pub struct CsvSource {
 pub struct Queries {
     pub bars_1s: BarsConfig,
     pub stats_10s: StatsConfig,
+    pub vol_60s: VolatilityConfig,
+    pub corr_60s: CorrelationConfig,
+    pub ewma: EwmaConfig,
+    pub item_counts_60s: ItemCountsConfig,
+    pub activity_60s: ActivityConfig,
+    pub alerts: AlertsConfig,
+    pub item_totals: ItemTotalsConfig,
 }
 
 /// `[output]`.
@@ -196,6 +210,28 @@ impl Pipeline {
             .spec()
             .validate()
             .map_err(|err| format!("queries.stats_10s: {err}"))?;
+        q.item_counts_60s
+            .spec()
+            .validate()
+            .map_err(|err| format!("queries.item_counts_60s: {err}"))?;
+        q.corr_60s
+            .validate()
+            .map_err(|err| format!("queries.corr_60s: {err}"))?;
+        q.ewma
+            .validate()
+            .map_err(|err| format!("queries.ewma: {err}"))?;
+        let sizes = [
+            ("vol_60s", q.vol_60s.size_ms),
+            ("activity_60s", q.activity_60s.size_ms),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, s)| *s == 0) {
+            return Err(format!("queries.{name}: size_ms must be positive"));
+        }
+        if q.bars_1s.size_ms != 1_000 && q.corr_60s.enabled {
+            return Err(
+                "queries.corr_60s: needs 1-second bars (queries.bars_1s.size_ms = 1000)".into(),
+            );
+        }
         Ok(())
     }
 }

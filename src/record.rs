@@ -82,7 +82,7 @@ pub struct Trade {
 }
 
 /// The kind of a user interaction.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub enum InteractionKind {
     View,
     Click,

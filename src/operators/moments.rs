@@ -112,3 +112,91 @@ mod tests {
         }
     }
 }
+
+/// Stable, mergeable co-moments of paired samples (x, y): Welford's update for
+/// both means and the co-moment, Chan's formula to merge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoMoments {
+    pub count: u64,
+    pub mean_x: f64,
+    pub mean_y: f64,
+    pub m2_x: f64,
+    pub m2_y: f64,
+    /// Sum of (x - mean_x) * (y - mean_y).
+    pub c_xy: f64,
+}
+
+impl CoMoments {
+    #[inline]
+    pub fn add(&mut self, x: f64, y: f64) {
+        self.count += 1;
+        let n = self.count as f64;
+        let dx = x - self.mean_x;
+        let dy = y - self.mean_y;
+        self.mean_x += dx / n;
+        self.mean_y += dy / n;
+        self.m2_x += dx * (x - self.mean_x);
+        self.m2_y += dy * (y - self.mean_y);
+        self.c_xy += dx * (y - self.mean_y);
+    }
+
+    pub fn merge(&mut self, o: &CoMoments) {
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *o;
+            return;
+        }
+        let (na, nb) = (self.count as f64, o.count as f64);
+        let n = na + nb;
+        let dx = o.mean_x - self.mean_x;
+        let dy = o.mean_y - self.mean_y;
+        self.mean_x += dx * nb / n;
+        self.mean_y += dy * nb / n;
+        self.m2_x += o.m2_x + dx * dx * na * nb / n;
+        self.m2_y += o.m2_y + dy * dy * na * nb / n;
+        self.c_xy += o.c_xy + dx * dy * na * nb / n;
+        self.count += o.count;
+    }
+
+    /// Pearson correlation; none when either series is constant.
+    pub fn correlation(&self) -> Option<f64> {
+        (self.m2_x > 0.0 && self.m2_y > 0.0).then(|| self.c_xy / (self.m2_x * self.m2_y).sqrt())
+    }
+}
+
+#[cfg(test)]
+mod comoment_tests {
+    use super::*;
+
+    #[test]
+    fn merged_co_moments_equal_the_direct_correlation() {
+        let xs: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64 * 0.001).collect();
+        let ys: Vec<f64> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * 0.7 + (i % 3) as f64 * 0.0004)
+            .collect();
+        let (mx, my) = (xs.iter().sum::<f64>() / 50.0, ys.iter().sum::<f64>() / 50.0);
+        let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let vx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+        let vy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
+        let truth = cov / (vx * vy).sqrt();
+        let (mut a, mut b) = (CoMoments::default(), CoMoments::default());
+        for i in 0..50 {
+            if i < 17 {
+                a.add(xs[i], ys[i])
+            } else {
+                b.add(xs[i], ys[i])
+            }
+        }
+        a.merge(&b);
+        assert!((a.correlation().unwrap() - truth).abs() < 1e-12);
+        let mut constant = CoMoments::default();
+        for y in [0.1, 0.2, 0.3] {
+            constant.add(0.5, y);
+        }
+        assert_eq!(constant.correlation(), None);
+    }
+}

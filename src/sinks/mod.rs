@@ -48,8 +48,15 @@ impl<T: Serialize> CsvSink<T> {
         }
         Ok(())
     }
+}
 
-    pub fn flush(&self) -> anyhow::Result<()> {
+/// A sink that can be flushed whatever its row type.
+pub trait Flush: Send + Sync {
+    fn flush(&self) -> anyhow::Result<()>;
+}
+
+impl<T> Flush for CsvSink<T> {
+    fn flush(&self) -> anyhow::Result<()> {
         self.writer.lock().expect("sink lock").flush()?;
         Ok(())
     }
@@ -111,3 +118,26 @@ pub const BARS_HEADER: &[&str] = &[
     "vwap",
 ];
 pub const STATS_HEADER: &[&str] = &["symbol", "window_start_ms", "count", "mean", "std"];
+pub const VOL_HEADER: &[&str] = &["symbol", "window_start_ms", "returns", "volatility"];
+pub const CORR_HEADER: &[&str] = &["symbol_a", "symbol_b", "window_start_ms", "n", "corr"];
+pub const EWMA_HEADER: &[&str] = &["symbol", "ts_ms", "price", "ewma", "ewm_vol"];
+pub const ITEM_COUNTS_HEADER: &[&str] = &[
+    "item_id",
+    "window_start_ms",
+    "views",
+    "clicks",
+    "purchases",
+    "total",
+];
+pub const ACTIVITY_HEADER: &[&str] = &[
+    "window_start_ms",
+    "users",
+    "interactions",
+    "avg_per_user",
+    "max_item",
+    "max_count",
+    "min_item",
+    "min_count",
+];
+pub const ALERTS_HEADER: &[&str] = &["item_id", "window_start_ms", "total", "threshold"];
+pub const ITEM_TOTALS_HEADER: &[&str] = &["item_id", "views", "clicks", "purchases", "total"];

@@ -1,0 +1,203 @@
+//! I2 `activity_60s`: one row per tumbling window (default 60 000 ms) with the
+//! distinct active users, the interactions, their ratio, and the items with
+//! the most and the fewest interactions (items with none are not counted; ties
+//! go to the smallest item_id).
+//!
+//! Maintained incrementally with differential dataflow over the collection of
+//! (window, user, item) records: `distinct` users per window then `count_total`;
+//! `count_total` of interactions per window; `count_total` per (window, item)
+//! then a `reduce` per window to its max and min item. Each record is inserted
+//! at its own (coarsened) event time and retracted at its window's end, so a
+//! closed window's state leaves the arrangements. A final operator takes each
+//! window's accumulated result, once the frontier passes the window's end.
+//! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
+
+use crate::metrics::{LatencyProbe, QueryCounters};
+use crate::record::Interaction;
+use crate::time::Tick;
+use differential_dataflow::operators::CountTotal;
+use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+/// Pipeline `[queries.activity_60s]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivityConfig {
+    pub enabled: bool,
+    pub size_ms: u64,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            enabled: true,
+            size_ms: 60_000,
+        }
+    }
+}
+
+/// A row of `activity_60s.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Activity {
+    pub window_start_ms: u64,
+    pub users: u64,
+    pub interactions: u64,
+    pub avg_per_user: f64,
+    pub max_item: u64,
+    pub max_count: u64,
+    pub min_item: u64,
+    pub min_count: u64,
+}
+
+/// One part of a window's result, as the differential computations maintain it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Part {
+    Users(u64),
+    Interactions(u64),
+    /// (max_item, max_count, min_item, min_count)
+    Extremes(u64, u64, u64, u64),
+}
+
+/// I2 over the interaction stream (see the module doc).
+pub fn activity<'scope>(
+    interactions: Stream<'scope, u64, Vec<Interaction>>,
+    config: &ActivityConfig,
+    tick: Tick,
+    counters: Arc<QueryCounters>,
+    latency: LatencyProbe,
+) -> Stream<'scope, u64, Vec<Activity>> {
+    let size = config.size_ms;
+    let consumed = Arc::clone(&counters);
+    // Each record enters at its event time and leaves at its window's end.
+    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> = interactions
+        .flat_map(move |r: Interaction| {
+            consumed.add_consumed(1);
+            let window = r.ts_ms - r.ts_ms % size;
+            let key = (window, r.user, r.item);
+            [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
+        })
+        .as_collection();
+
+    let users = records
+        .clone()
+        .map(|(w, user, _)| (w, user))
+        .distinct()
+        .map(|(w, _)| w)
+        .count_total()
+        .map(|(w, n)| (w, Part::Users(n as u64)));
+    let total = records
+        .clone()
+        .map(|(w, _, _)| w)
+        .count_total()
+        .map(|(w, n)| (w, Part::Interactions(n as u64)));
+    let extremes = records
+        .map(|(w, _, item)| (w, item))
+        .count_total()
+        .map(|((w, item), n)| (w, (n as u64, item)))
+        .reduce(
+            |_w, counts: &[(&(u64, u64), isize)], out: &mut Vec<((u64, u64, u64, u64), isize)>| {
+                // Sorted by (count, item): the first is the minimum with the smallest item;
+                // the first of the largest count is the maximum with the smallest item.
+                let (min_count, min_item) = *counts[0].0;
+                let max_count = counts[counts.len() - 1].0 .0;
+                let first_max = counts.partition_point(|(v, _)| v.0 < max_count);
+                let max_item = counts[first_max].0 .1;
+                out.push(((max_item, max_count, min_item, min_count), 1));
+            },
+        )
+        .map(|(w, (a, b, c, d))| (w, Part::Extremes(a, b, c, d)));
+
+    close_windows(
+        users.concat(total).concat(extremes),
+        size,
+        counters,
+        latency,
+    )
+}
+
+/// Gathers each window's parts and emits its row once the frontier passes its end.
+fn close_windows<'scope>(
+    parts: VecCollection<'scope, u64, (u64, Part), isize>,
+    size: u64,
+    counters: Arc<QueryCounters>,
+    latency: LatencyProbe,
+) -> Stream<'scope, u64, Vec<Activity>> {
+    let by_window = Exchange::new(|((w, _), _, _): &((u64, Part), u64, isize)| *w);
+    parts
+        .inner
+        .unary_frontier(by_window, "activity_60s", move |_initial, _info| {
+            let mut pending: BTreeMap<u64, BTreeMap<Part, isize>> = BTreeMap::new();
+            let mut held: Option<Capability<u64>> = None;
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, batches| {
+                    for batch in batches {
+                        for ((w, part), time, diff) in batch.drain(..) {
+                            // Updates at or after the window's end are its retractions: not part of its result.
+                            if time < w + size {
+                                *pending.entry(w).or_default().entry(part).or_insert(0) += diff;
+                                if let Some(c) = cap.retain_least(output.output_index()) {
+                                    if held.as_ref().is_none_or(|h| c.time() < h.time()) {
+                                        held = Some(c);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+                while let Some((&w, _)) = pending.first_key_value() {
+                    if frontier.less_equal(&(w + size - 1)) {
+                        break;
+                    }
+                    let parts = pending.remove(&w).expect("first window");
+                    let current = |pick: fn(&Part) -> bool| {
+                        parts
+                            .iter()
+                            .find(|(p, d)| **d > 0 && pick(p))
+                            .map(|(p, _)| *p)
+                    };
+                    let (
+                        Some(Part::Users(users)),
+                        Some(Part::Interactions(n)),
+                        Some(Part::Extremes(max_item, max_count, min_item, min_count)),
+                    ) = (
+                        current(|p| matches!(p, Part::Users(_))),
+                        current(|p| matches!(p, Part::Interactions(_))),
+                        current(|p| matches!(p, Part::Extremes(..))),
+                    )
+                    else {
+                        continue;
+                    };
+                    let cap = held.as_ref().expect("pending windows hold a capability");
+                    let at = (w + size - 1).max(*cap.time());
+                    counters.add_rows(1);
+                    latency.window_closed(w + size);
+                    output.session(&cap.delayed(&at)).give(Activity {
+                        window_start_ms: w,
+                        users,
+                        interactions: n,
+                        avg_per_user: n as f64 / users as f64,
+                        max_item,
+                        max_count,
+                        min_item,
+                        min_count,
+                    });
+                }
+                match pending.first_key_value() {
+                    None => held = None,
+                    Some((&w, _)) => {
+                        let cap = held.as_mut().expect("pending windows hold a capability");
+                        if *cap.time() < w + size - 1 {
+                            cap.downgrade(&(w + size - 1));
+                        }
+                    }
+                }
+            }
+        })
+}

@@ -1,0 +1,125 @@
+//! Per-event streaming metrics on the market stream (`ewma.csv`): for every
+//! trade, in (`ts_ms`, `seq`) order per symbol, the exponentially weighted
+//! moving average of price and the exponentially weighted volatility of log
+//! returns.
+//!
+//! With a half-life of `h` trades, a trade weighs `a = 1 - 2^(-1/h)`:
+//! `ewma = a * price + (1 - a) * ewma` (the first trade sets `ewma = price`);
+//! `r = ln(price / previous price)`, `var = a * r^2 + (1 - a) * var` (the first
+//! return sets `var = r^2`; a zero-mean estimate, as RiskMetrics); `ewm_vol =
+//! sqrt(var)`, empty on a symbol's first trade.
+//! Output: `symbol,ts_ms,price,ewma,ewm_vol`.
+
+use super::ordered::OrderedLogic;
+use crate::record::{serialize_symbol, Symbol, Trade};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Pipeline `[queries.ewma]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EwmaConfig {
+    pub enabled: bool,
+    /// Half-life in trades of the symbol.
+    pub half_life: f64,
+}
+
+impl Default for EwmaConfig {
+    fn default() -> Self {
+        EwmaConfig {
+            enabled: true,
+            half_life: 20.0,
+        }
+    }
+}
+
+impl EwmaConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.half_life.is_finite() && self.half_life > 0.0) {
+            return Err(format!(
+                "half_life must be positive, got {}",
+                self.half_life
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A row of `ewma.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EwmaRow {
+    #[serde(serialize_with = "serialize_symbol")]
+    pub symbol: Symbol,
+    pub ts_ms: u64,
+    pub price: f64,
+    pub ewma: f64,
+    pub ewm_vol: Option<f64>,
+}
+
+struct SymbolState {
+    ewma: f64,
+    last_price: f64,
+    var: Option<f64>,
+}
+
+/// The EWMA logic.
+pub struct Ewma {
+    weight: f64,
+    symbols: FxHashMap<Symbol, SymbolState>,
+}
+
+impl Ewma {
+    pub fn new(config: &EwmaConfig) -> Self {
+        Ewma {
+            weight: 1.0 - 0.5f64.powf(1.0 / config.half_life),
+            symbols: FxHashMap::default(),
+        }
+    }
+}
+
+impl OrderedLogic for Ewma {
+    type In = Trade;
+    type Out = EwmaRow;
+
+    fn order(&self, t: &Trade) -> (u64, u64) {
+        (t.ts_ms, t.seq)
+    }
+
+    fn on_record(&mut self, t: &Trade, out: &mut Vec<EwmaRow>) {
+        let a = self.weight;
+        let (ewma, var) = match self.symbols.get_mut(&t.symbol) {
+            None => {
+                self.symbols.insert(
+                    t.symbol,
+                    SymbolState {
+                        ewma: t.price,
+                        last_price: t.price,
+                        var: None,
+                    },
+                );
+                (t.price, None)
+            }
+            Some(s) => {
+                let r = (t.price / s.last_price).ln();
+                let var = s.var.map_or(r * r, |v| a * r * r + (1.0 - a) * v);
+                s.ewma = a * t.price + (1.0 - a) * s.ewma;
+                s.last_price = t.price;
+                s.var = Some(var);
+                (s.ewma, Some(var))
+            }
+        };
+        out.push(EwmaRow {
+            symbol: t.symbol,
+            ts_ms: t.ts_ms,
+            price: t.price,
+            ewma,
+            ewm_vol: var.map(f64::sqrt),
+        });
+    }
+
+    fn on_frontier(&mut self, _frontier_ms: Option<u64>, _out: &mut Vec<EwmaRow>) {}
+
+    fn owes_at(&self) -> Option<u64> {
+        None
+    }
+}

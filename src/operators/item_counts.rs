@@ -1,0 +1,107 @@
+//! I1 `item_counts_60s`: per-item interaction counts by kind over tumbling
+//! windows (default 60 000 ms).
+//! Output: `item_id,window_start_ms,views,clicks,purchases,total`.
+
+use super::pane_window::{WindowAggregate, WindowSpec};
+use crate::record::{Interaction, InteractionKind};
+use serde::{Deserialize, Serialize};
+
+/// Pipeline `[queries.item_counts_60s]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ItemCountsConfig {
+    pub enabled: bool,
+    pub size_ms: u64,
+}
+
+impl Default for ItemCountsConfig {
+    fn default() -> Self {
+        ItemCountsConfig {
+            enabled: true,
+            size_ms: 60_000,
+        }
+    }
+}
+
+impl ItemCountsConfig {
+    pub fn spec(&self) -> WindowSpec {
+        WindowSpec::tumbling(self.size_ms)
+    }
+}
+
+/// Counts of one item, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    pub views: u64,
+    pub clicks: u64,
+    pub purchases: u64,
+}
+
+impl KindCounts {
+    pub fn of(kind: InteractionKind) -> Self {
+        let mut c = KindCounts::default();
+        c.add(kind, 1);
+        c
+    }
+
+    pub fn add(&mut self, kind: InteractionKind, n: u64) {
+        match kind {
+            InteractionKind::View => self.views += n,
+            InteractionKind::Click => self.clicks += n,
+            InteractionKind::Purchase => self.purchases += n,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.views + self.clicks + self.purchases
+    }
+}
+
+/// A row of `item_counts_60s.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ItemCount {
+    pub item_id: u64,
+    pub window_start_ms: u64,
+    pub views: u64,
+    pub clicks: u64,
+    pub purchases: u64,
+    pub total: u64,
+}
+
+/// The I1 aggregate.
+pub struct ItemCounts;
+
+impl WindowAggregate for ItemCounts {
+    type In = Interaction;
+    type Key = u64;
+    type State = KindCounts;
+    type Out = ItemCount;
+
+    fn key(&self, r: &Interaction) -> u64 {
+        r.item
+    }
+    fn ts_ms(&self, r: &Interaction) -> u64 {
+        r.ts_ms
+    }
+    fn init(&self, r: &Interaction) -> KindCounts {
+        KindCounts::of(r.kind)
+    }
+    fn add(&self, c: &mut KindCounts, r: &Interaction) {
+        c.add(r.kind, 1);
+    }
+    fn merge(&self, c: &mut KindCounts, o: &KindCounts) {
+        c.views += o.views;
+        c.clicks += o.clicks;
+        c.purchases += o.purchases;
+    }
+    fn finish(&self, item_id: u64, window_start_ms: u64, c: &KindCounts) -> Option<ItemCount> {
+        Some(ItemCount {
+            item_id,
+            window_start_ms,
+            views: c.views,
+            clicks: c.clicks,
+            purchases: c.purchases,
+            total: c.total(),
+        })
+    }
+}
