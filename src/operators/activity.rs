@@ -56,6 +56,9 @@ pub struct Activity {
     pub min_count: u64,
 }
 
+/// (max_item, max_count, min_item, min_count) of a window.
+type Extremes = (u64, u64, u64, u64);
+
 /// One part of a window's result, as the differential computations maintain it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Part {
@@ -102,7 +105,7 @@ pub fn activity<'scope>(
         .count_total()
         .map(|((w, item), n)| (w, (n as u64, item)))
         .reduce(
-            |_w, counts: &[(&(u64, u64), isize)], out: &mut Vec<((u64, u64, u64, u64), isize)>| {
+            |_w, counts: &[(&(u64, u64), isize)], out: &mut Vec<(Extremes, isize)>| {
                 // Sorted by (count, item): the first is the minimum with the smallest item;
                 // the first of the largest count is the maximum with the smallest item.
                 let (min_count, min_item) = *counts[0].0;

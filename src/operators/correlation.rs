@@ -51,7 +51,7 @@ impl Default for CorrelationConfig {
 
 impl CorrelationConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.size_ms == 0 || self.size_ms % 1_000 != 0 {
+        if self.size_ms == 0 || !self.size_ms.is_multiple_of(1_000) {
             return Err(format!(
                 "size_ms must be a positive multiple of 1000, got {}",
                 self.size_ms
