@@ -54,6 +54,12 @@ struct EngineArgs {
     /// Event time (ms) allowed in flight behind the inputs before the sources wait.
     #[arg(long)]
     max_inflight_ms: Option<u64>,
+    /// Alert when an item's interactions in a window exceed this (default 50).
+    #[arg(long)]
+    threshold: Option<u64>,
+    /// Correlate the pairs of these symbols only (default: every symbol).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    symbols_for_correlation: Option<Vec<String>>,
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
@@ -79,6 +85,12 @@ impl EngineArgs {
         }
         if self.quiet {
             e.status = false;
+        }
+        if let Some(t) = self.threshold {
+            p.queries.alerts.threshold = t;
+        }
+        if let Some(symbols) = &self.symbols_for_correlation {
+            p.queries.corr_60s.symbols = Some(symbols.clone());
         }
     }
 }

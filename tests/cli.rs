@@ -278,7 +278,7 @@ fn a_short_real_time_run_produces_bars_and_metrics() {
 
 /// The shared sample, checked when the checkout has it (the project itself does not need it).
 #[test]
-fn the_shared_sample_reproduces_the_expected_m1_and_m2() {
+fn the_shared_sample_reproduces_all_eight_expected_files() {
     let Some(sample) = shared_sample() else {
         eprintln!("../shared/workload/sample is not here: nothing to compare against");
         return;
@@ -297,15 +297,123 @@ fn the_shared_sample_reproduces_the_expected_m1_and_m2() {
             "-q",
             "-w",
             workers,
+            "--threshold",
+            "50",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        for (name, keys) in [
-            ("bars_1s", ["symbol", "window_start_ms"]),
-            ("stats_10s", ["symbol", "window_start_ms"]),
-        ] {
-            let expected = read_table(&sample.join("expected").join(format!("{name}.csv")), &keys);
-            let got = read_table(&out.join(format!("{name}.csv")), &keys);
+        let files: [(&str, &[&str]); 8] = [
+            ("bars_1s", &["symbol", "window_start_ms"]),
+            ("stats_10s", &["symbol", "window_start_ms"]),
+            ("vol_60s", &["symbol", "window_start_ms"]),
+            ("corr_60s", &["symbol_a", "symbol_b", "window_start_ms"]),
+            ("item_counts_60s", &["item_id", "window_start_ms"]),
+            ("activity_60s", &["window_start_ms"]),
+            ("alerts", &["item_id", "window_start_ms"]),
+            ("item_totals", &["item_id"]),
+        ];
+        let header = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        for (name, keys) in files {
+            let expected_file = sample.join("expected").join(format!("{name}.csv"));
+            let got_file = out.join(format!("{name}.csv"));
+            // Headers exactly as WORKLOAD.md gives them.
+            assert_eq!(header(&got_file), header(&expected_file), "{name}");
+            let expected = read_table(&expected_file, keys);
+            let got = read_table(&got_file, keys);
             assert_tables_match(&expected, &got, name);
         }
     }
+}
+
+#[test]
+fn threshold_and_correlation_symbols_are_taken_from_the_command_line() {
+    let dir = temp_dir();
+    let t = dir.path().join("t.csv");
+    let i = dir.path().join("i.csv");
+    let gen = |args: &[&str]| assert!(eddy(args).status.success());
+    gen(&[
+        "generate",
+        "trades",
+        "--out",
+        t.to_str().unwrap(),
+        "--count",
+        "40000",
+        "--symbols",
+        "5",
+        "--rate",
+        "500",
+    ]);
+    gen(&[
+        "generate",
+        "interactions",
+        "--out",
+        i.to_str().unwrap(),
+        "--count",
+        "20000",
+        "--users",
+        "50",
+        "--items",
+        "30",
+        "--rate",
+        "300",
+    ]);
+    let out = dir.path().join("out");
+    let o = eddy(&[
+        "replay",
+        "--trades",
+        t.to_str().unwrap(),
+        "--interactions",
+        i.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--threshold",
+        "400",
+        "--symbols-for-correlation",
+        "SYM001,SYM003,SYM004",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let corr = read_table(
+        &out.join("corr_60s.csv"),
+        &["symbol_a", "symbol_b", "window_start_ms"],
+    );
+    let pairs: std::collections::BTreeSet<(String, String)> =
+        corr.keys().map(|k| (k[0].clone(), k[1].clone())).collect();
+    let want: std::collections::BTreeSet<(String, String)> = [
+        ("SYM001", "SYM003"),
+        ("SYM001", "SYM004"),
+        ("SYM003", "SYM004"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(pairs, want);
+    let alerts = read_table(&out.join("alerts.csv"), &["item_id", "window_start_ms"]);
+    assert!(!alerts.is_empty());
+    assert!(alerts
+        .values()
+        .all(|a| a["threshold"] == "400" && a["total"].parse::<u64>().unwrap() > 400));
+    // Alerts are logged the moment they fire, once per item and window.
+    let fired = stderr(&o).matches("ALERT item").count();
+    assert_eq!(fired, alerts.len(), "{}", stderr(&o));
+    let o = eddy(&[
+        "replay",
+        "--trades",
+        t.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--symbols-for-correlation",
+        "sym1",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("sym1"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -10,6 +10,7 @@
 //! buffered record or of a row the logic still owes.
 
 use crate::metrics::QueryCounters;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -39,7 +40,9 @@ pub fn ordered<'scope, L: OrderedLogic>(
     counters: Arc<QueryCounters>,
 ) -> Stream<'scope, u64, Vec<L::Out>> {
     input.unary_frontier(Pipeline, name, move |_initial, _info| {
-        let mut buffer: Vec<(u64, u64, L::In)> = Vec::new();
+        // Buffered records by the time they travelled at (a lower bound of their ts).
+        let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
+        let mut ready = Vec::new();
         let mut held: Option<Capability<u64>> = None;
         let mut rows = Vec::new();
         move |(input, frontier), output| {
@@ -47,6 +50,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                 let Some(cap) = cap.retain_least(output.output_index()) else {
                     return;
                 };
+                let slot = pending.entry(*cap.time()).or_default();
                 if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
                     held = Some(cap);
                 }
@@ -55,7 +59,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     consumed += batch.len() as u64;
                     for record in batch.drain(..) {
                         let (ts, seq) = logic.order(&record);
-                        buffer.push((ts, seq, record));
+                        slot.push((ts, seq, record));
                     }
                 }
                 counters.add_consumed(consumed);
@@ -63,10 +67,27 @@ pub fn ordered<'scope, L: OrderedLogic>(
             let Some(cap) = held.as_ref() else { return };
             let f = frontier.frontier().first().copied();
             let ready_below = f.unwrap_or(u64::MAX);
-            if buffer.iter().any(|(ts, _, _)| *ts < ready_below) {
-                buffer.sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
-                let ready = buffer.partition_point(|(ts, _, _)| *ts < ready_below);
-                for (_, _, record) in buffer.drain(..ready) {
+            if pending
+                .first_key_value()
+                .is_some_and(|(t, _)| *t < ready_below)
+            {
+                // Only batches that travelled below the frontier can hold final records.
+                let later = pending.split_off(&ready_below);
+                let mut not_yet = Vec::new();
+                for (_, batch) in std::mem::replace(&mut pending, later) {
+                    for entry in batch {
+                        if entry.0 < ready_below {
+                            ready.push(entry);
+                        } else {
+                            not_yet.push(entry);
+                        }
+                    }
+                }
+                if !not_yet.is_empty() {
+                    pending.entry(ready_below).or_default().extend(not_yet);
+                }
+                ready.sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
+                for (_, _, record) in ready.drain(..) {
                     logic.on_record(&record, &mut rows);
                 }
             }
@@ -75,18 +96,11 @@ pub fn ordered<'scope, L: OrderedLogic>(
                 counters.add_rows(rows.len() as u64);
                 output.session(cap).give_iterator(rows.drain(..));
             }
-            let least_buffered = buffer.iter().map(|(ts, _, _)| *ts).min();
-            let owes = [least_buffered, logic.owes_at()]
-                .into_iter()
-                .flatten()
-                .min();
-            match owes {
+            let least_pending = pending.first_key_value().map(|(t, _)| *t);
+            match [least_pending, logic.owes_at()].into_iter().flatten().min() {
                 None => held = None,
                 Some(t) => {
                     let cap = held.as_mut().expect("held above");
-                    // Buffered records keep their message times, which may be below
-                    // their ts: never move the capability past a buffered record's ts.
-                    let t = f.map_or(t, |f| t.min(f.max(*cap.time())));
                     if t > *cap.time() {
                         cap.downgrade(&t);
                     }

@@ -189,3 +189,235 @@ pub fn shared_sample() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/workload/sample");
     p.join("trades.csv").exists().then_some(p)
 }
+
+fn two_pass_std(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    (xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+fn sorted_by_symbol(rows: &[Row]) -> BTreeMap<String, Vec<&Row>> {
+    let mut by: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by.entry(r.symbol.clone()).or_default().push(r);
+    }
+    for v in by.values_mut() {
+        v.sort_by_key(|r| (r.ts, r.seq));
+    }
+    by
+}
+
+/// M3 by brute force: each window's trades in order, consecutive log returns, two-pass std.
+pub fn reference_vol(rows: &[Row], size_ms: u64) -> Table {
+    let mut table = Table::new();
+    for (symbol, trades) in sorted_by_symbol(rows) {
+        let mut windows: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for r in trades {
+            windows
+                .entry(r.ts / size_ms * size_ms)
+                .or_default()
+                .push(r.price);
+        }
+        for (start, prices) in windows {
+            let returns: Vec<f64> = prices.windows(2).map(|p| (p[1] / p[0]).ln()).collect();
+            if returns.len() >= 2 {
+                let mut v = BTreeMap::new();
+                v.insert("returns".into(), returns.len().to_string());
+                v.insert("volatility".into(), two_pass_std(&returns).to_string());
+                table.insert(vec![symbol.clone(), start.to_string()], v);
+            }
+        }
+    }
+    table
+}
+
+/// C1 by brute force: closes per second, returns of consecutive seconds, Pearson per pair and window.
+pub fn reference_corr(rows: &[Row], size_ms: u64) -> Table {
+    let mut returns: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    for (symbol, trades) in sorted_by_symbol(rows) {
+        let mut closes: BTreeMap<u64, f64> = BTreeMap::new();
+        for r in trades {
+            closes.insert(r.ts / 1000, r.price);
+        }
+        let series = returns.entry(symbol).or_default();
+        for (&k, &close) in &closes {
+            if let Some(&prev) = k.checked_sub(1).and_then(|p| closes.get(&p)) {
+                series.insert(k, (close / prev).ln());
+            }
+        }
+    }
+    let symbols: Vec<&String> = returns.keys().collect();
+    let windows: std::collections::BTreeSet<u64> = returns
+        .values()
+        .flat_map(|s| s.keys().map(|k| k * 1000 / size_ms * size_ms))
+        .collect();
+    let mut table = Table::new();
+    for &w in &windows {
+        for (i, a) in symbols.iter().enumerate() {
+            for b in &symbols[i + 1..] {
+                let pairs: Vec<(f64, f64)> = returns[*a]
+                    .iter()
+                    .filter(|(k, _)| **k * 1000 >= w && **k * 1000 < w + size_ms)
+                    .filter_map(|(k, x)| returns[*b].get(k).map(|y| (*x, *y)))
+                    .collect();
+                let constant =
+                    |f: fn(&(f64, f64)) -> f64| pairs.iter().all(|p| f(p) == f(&pairs[0]));
+                if pairs.len() < 3 || constant(|p| p.0) || constant(|p| p.1) {
+                    continue;
+                }
+                let n = pairs.len() as f64;
+                let mx = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+                let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+                let cov: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+                let vx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+                let vy: f64 = pairs.iter().map(|p| (p.1 - my).powi(2)).sum();
+                let mut v = BTreeMap::new();
+                v.insert("n".into(), pairs.len().to_string());
+                v.insert("corr".into(), (cov / (vx * vy).sqrt()).to_string());
+                table.insert(vec![(*a).clone(), (*b).clone(), w.to_string()], v);
+            }
+        }
+    }
+    table
+}
+
+/// EWMA rows per symbol, in (ts, seq) order: (ts, price, ewma, ewm_vol).
+pub fn reference_ewma(
+    rows: &[Row],
+    half_life: f64,
+) -> BTreeMap<String, Vec<(u64, f64, f64, Option<f64>)>> {
+    let a = 1.0 - 0.5f64.powf(1.0 / half_life);
+    let mut out = BTreeMap::new();
+    for (symbol, trades) in sorted_by_symbol(rows) {
+        let mut list = Vec::new();
+        let (mut ewma, mut var): (f64, Option<f64>) = (trades[0].price, None);
+        for (i, r) in trades.iter().enumerate() {
+            if i > 0 {
+                let ret = (r.price / trades[i - 1].price).ln();
+                var = Some(match var {
+                    None => ret * ret,
+                    Some(v) => a * ret * ret + (1.0 - a) * v,
+                });
+                ewma = a * r.price + (1.0 - a) * ewma;
+            }
+            list.push((r.ts, r.price, ewma, var.map(f64::sqrt)));
+        }
+        out.insert(symbol, list);
+    }
+    out
+}
+
+/// An interaction as the reference sees it.
+#[derive(Clone, Debug)]
+pub struct Ix {
+    pub ts: u64,
+    pub user: u64,
+    pub item: u64,
+    pub kind: String,
+}
+
+pub fn read_interactions(path: &Path) -> Vec<Ix> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            Ix {
+                ts: f[0].parse().unwrap(),
+                user: f[1].parse().unwrap(),
+                item: f[2].parse().unwrap(),
+                kind: f[3].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn kind_counts(rows: &[&Ix]) -> [u64; 3] {
+    let count = |k: &str| rows.iter().filter(|r| r.kind == k).count() as u64;
+    [count("view"), count("click"), count("purchase")]
+}
+
+/// I1, I2, I3 and I4 by brute force.
+pub fn reference_interactions(
+    rows: &[Ix],
+    size_ms: u64,
+    threshold: u64,
+) -> (Table, Table, Table, Table) {
+    let mut by_item_window: BTreeMap<(u64, u64), Vec<&Ix>> = BTreeMap::new();
+    let mut by_window: BTreeMap<u64, Vec<&Ix>> = BTreeMap::new();
+    let mut by_item: BTreeMap<u64, Vec<&Ix>> = BTreeMap::new();
+    for r in rows {
+        let w = r.ts / size_ms * size_ms;
+        by_item_window.entry((r.item, w)).or_default().push(r);
+        by_window.entry(w).or_default().push(r);
+        by_item.entry(r.item).or_default().push(r);
+    }
+    let (mut counts, mut activity, mut alerts, mut totals) =
+        (Table::new(), Table::new(), Table::new(), Table::new());
+    for ((item, w), list) in &by_item_window {
+        let [v, c, p] = kind_counts(list);
+        let total = list.len() as u64;
+        let row: BTreeMap<String, String> = [
+            ("views", v),
+            ("clicks", c),
+            ("purchases", p),
+            ("total", total),
+        ]
+        .iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect();
+        counts.insert(vec![item.to_string(), w.to_string()], row);
+        if total > threshold {
+            let row = [("total", total), ("threshold", threshold)]
+                .iter()
+                .map(|(k, n)| (k.to_string(), n.to_string()))
+                .collect();
+            alerts.insert(vec![item.to_string(), w.to_string()], row);
+        }
+    }
+    for (w, list) in &by_window {
+        let users: std::collections::BTreeSet<u64> = list.iter().map(|r| r.user).collect();
+        let mut per_item: BTreeMap<u64, u64> = BTreeMap::new();
+        for r in list {
+            *per_item.entry(r.item).or_default() += 1;
+        }
+        // Max: largest count, smallest item; min: smallest count, smallest item.
+        let (max_item, max_count) =
+            per_item.iter().fold(
+                (0, 0),
+                |best, (i, n)| if *n > best.1 { (*i, *n) } else { best },
+            );
+        let (min_item, min_count) =
+            per_item.iter().fold(
+                (0, u64::MAX),
+                |best, (i, n)| if *n < best.1 { (*i, *n) } else { best },
+            );
+        let mut row = BTreeMap::new();
+        row.insert("users".into(), users.len().to_string());
+        row.insert("interactions".into(), list.len().to_string());
+        row.insert(
+            "avg_per_user".into(),
+            (list.len() as f64 / users.len() as f64).to_string(),
+        );
+        row.insert("max_item".into(), max_item.to_string());
+        row.insert("max_count".into(), max_count.to_string());
+        row.insert("min_item".into(), min_item.to_string());
+        row.insert("min_count".into(), min_count.to_string());
+        activity.insert(vec![w.to_string()], row);
+    }
+    for (item, list) in &by_item {
+        let [v, c, p] = kind_counts(list);
+        let row = [
+            ("views", v),
+            ("clicks", c),
+            ("purchases", p),
+            ("total", list.len() as u64),
+        ]
+        .iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect();
+        totals.insert(vec![item.to_string()], row);
+    }
+    (counts, activity, alerts, totals)
+}
