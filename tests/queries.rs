@@ -48,7 +48,7 @@ fn replay(
     assert_eq!(summary.records.unaccounted, 0);
 }
 
-type EwmaRows = BTreeMap<String, Vec<(u64, f64, f64, Option<f64>)>>;
+type EwmaRows = BTreeMap<String, Vec<EwmaPoint>>;
 
 fn read_ewma(path: &Path) -> EwmaRows {
     let mut out: EwmaRows = BTreeMap::new();
@@ -79,9 +79,7 @@ fn assert_ewma_match(expected: &EwmaRows, got: &EwmaRows) {
         let mut want = want.clone();
         let mut have = got[symbol].clone();
         // Rows of one symbol with equal ts may come in either order.
-        let order = |v: &mut Vec<(u64, f64, f64, Option<f64>)>| {
-            v.sort_by(|a, b| (a.0, a.2.to_bits()).cmp(&(b.0, b.2.to_bits())))
-        };
+        let order = |v: &mut Vec<EwmaPoint>| v.sort_by_key(|a| (a.0, a.2.to_bits()));
         order(&mut want);
         order(&mut have);
         assert_eq!(want.len(), have.len(), "{symbol}");

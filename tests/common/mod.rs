@@ -281,11 +281,11 @@ pub fn reference_corr(rows: &[Row], size_ms: u64) -> Table {
     table
 }
 
-/// EWMA rows per symbol, in (ts, seq) order: (ts, price, ewma, ewm_vol).
-pub fn reference_ewma(
-    rows: &[Row],
-    half_life: f64,
-) -> BTreeMap<String, Vec<(u64, f64, f64, Option<f64>)>> {
+/// An `ewma.csv` row without its symbol: (ts, price, ewma, ewm_vol).
+pub type EwmaPoint = (u64, f64, f64, Option<f64>);
+
+/// EWMA rows per symbol, in (ts, seq) order.
+pub fn reference_ewma(rows: &[Row], half_life: f64) -> BTreeMap<String, Vec<EwmaPoint>> {
     let a = 1.0 - 0.5f64.powf(1.0 / half_life);
     let mut out = BTreeMap::new();
     for (symbol, trades) in sorted_by_symbol(rows) {
