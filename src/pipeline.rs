@@ -295,6 +295,20 @@ mod tests {
     }
 
     #[test]
+    fn every_pipeline_in_dataflows_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataflows");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Pipeline::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "{seen} pipelines");
+    }
+
+    #[test]
     fn the_demo_parses() {
         let p = Pipeline::demo();
         assert_eq!(p.engine.timing, Timing::RealTime);

@@ -140,17 +140,19 @@ fn close_windows<'scope>(
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
+                    let mut kept = false;
                     for batch in batches {
                         for ((w, part), time, diff) in batch.drain(..) {
                             // Updates at or after the window's end are its retractions: not part of its result.
                             if time < w + size {
                                 *pending.entry(w).or_default().entry(part).or_insert(0) += diff;
-                                if let Some(c) = cap.retain_least(output.output_index()) {
-                                    if held.as_ref().is_none_or(|h| c.time() < h.time()) {
-                                        held = Some(c);
-                                    }
-                                }
+                                kept = true;
                             }
+                        }
+                    }
+                    if let Some(c) = cap.retain_least(output.output_index()).filter(|_| kept) {
+                        if held.as_ref().is_none_or(|h| c.time() < h.time()) {
+                            held = Some(c);
                         }
                     }
                 });
