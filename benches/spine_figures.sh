@@ -2,7 +2,7 @@
 # The engine spine's headline figures -> results/spine.csv
 #   bash benches/spine_figures.sh
 # 1. M1+M2 on the market generator as fast as possible (5M trades, 100 symbols), 1 and 2 workers;
-# 2. replay of a 2 000 000-trade file made by `eddy generate`, 1 and 2 workers;
+# 2. replay of a 2 000 000-trade file made by `eddy generate` (M1+M2), 1 and 2 workers;
 # 3. real time at 100 000 trades/s for 20 s: window latency p50/p99 and generator lag.
 # Each figure comes from the run's own metrics.json; wall time includes start-up.
 set -euo pipefail
@@ -27,23 +27,27 @@ print(f'{fig},{w},{m["records"]["generated"]},{m["wall_time_s"]:.3f},{m["through
 PY
 }
 
+# M1 and M2 only: switch off the market pipeline's other queries.
+m1m2() { sed -e '/^\[queries.\(vol_60s\|corr_60s\|ewma\)\]/,/^\[/ s/^enabled = true$/enabled = false/' "$@"; }
+m1m2 dataflows/market.toml > "$work/market.toml"
 for rep in 1 2 3; do
   for w in 1 2; do
-    $eddy run dataflows/market.toml --workers "$w" --quiet --out "$work/fast-$w" 2>/dev/null
+    $eddy run "$work/market.toml" --workers "$w" --quiet --out "$work/fast-$w" 2>/dev/null
     row as_fast_generator_m1_m2 "$w" "$work/fast-$w/metrics.json"
   done
 done
 
 $eddy generate trades --out "$work/trades-2m.csv" --count 2000000 --symbols 100 --rate 100000 --disorder-ms 100 2>/dev/null
+printf '[sources.trades]\nkind = "csv"\npath = "trades-2m.csv"\n[queries.vol_60s]\nenabled = false\n[queries.corr_60s]\nenabled = false\n[queries.ewma]\nenabled = false\n' > "$work/replay.toml"
 for rep in 1 2 3; do
   for w in 1 2; do
-    $eddy replay --trades "$work/trades-2m.csv" --workers "$w" --quiet --out "$work/replay-$w" 2>/dev/null
+    $eddy run "$work/replay.toml" --workers "$w" --quiet --out "$work/replay-$w" 2>/dev/null
     row replay_2m_trades_m1_m2 "$w" "$work/replay-$w/metrics.json"
   done
 done
 
 for w in 1 2; do
-  $eddy run dataflows/market.toml --timing real-time --duration 20 --workers "$w" --quiet --out "$work/rt-$w" 2>/dev/null
+  $eddy run "$work/market.toml" --timing real-time --duration 20 --workers "$w" --quiet --out "$work/rt-$w" 2>/dev/null
   row real_time_100k_per_s "$w" "$work/rt-$w/metrics.json"
 done
 cat "$csv"

@@ -93,6 +93,10 @@ fn whole_run(c: &mut Criterion) {
                 let mut p = Pipeline::default();
                 p.sources.trades = Some(TradeSource::Market(m));
                 p.engine.status = false;
+                // M1 and M2 only: the other queries are on by default.
+                p.queries.vol_60s.enabled = false;
+                p.queries.corr_60s.enabled = false;
+                p.queries.ewma.enabled = false;
                 p
             },
             |pipeline| {
@@ -108,5 +112,32 @@ fn whole_run(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, operators, whole_run);
+/// One 60 s window of C1: `symbols` x 60 returns, every pair correlated on one worker.
+fn correlation(c: &mut Criterion) {
+    use eddy::operators::correlation::correlate_window;
+    use std::collections::BTreeMap;
+    let mut group = c.benchmark_group("corr_60s window");
+    group.sample_size(10);
+    for symbols in [100u64, 500] {
+        let returns: BTreeMap<Symbol, Vec<Option<f64>>> = (0..symbols)
+            .map(|s| {
+                let symbol = Symbol::parse(format!("S{s:04}").as_bytes()).unwrap();
+                let series = (0..60u64).map(|k| Some(((s * 31 + k * 17) % 101) as f64 * 1e-4 - 0.005)).collect();
+                (symbol, series)
+            })
+            .collect();
+        let pairs = symbols * (symbols - 1) / 2;
+        group.throughput(Throughput::Elements(pairs));
+        group.bench_function(format!("{symbols} symbols ({pairs} pairs)"), |b| {
+            b.iter(|| {
+                let mut rows = Vec::new();
+                correlate_window(0, &returns, 0, 1, &mut rows);
+                rows.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, operators, whole_run, correlation);
 criterion_main!(benches);
