@@ -122,7 +122,9 @@ fn correlation(c: &mut Criterion) {
         let returns: BTreeMap<Symbol, Vec<Option<f64>>> = (0..symbols)
             .map(|s| {
                 let symbol = Symbol::parse(format!("S{s:04}").as_bytes()).unwrap();
-                let series = (0..60u64).map(|k| Some(((s * 31 + k * 17) % 101) as f64 * 1e-4 - 0.005)).collect();
+                let series = (0..60u64)
+                    .map(|k| Some(((s * 31 + k * 17) % 101) as f64 * 1e-4 - 0.005))
+                    .collect();
                 (symbol, series)
             })
             .collect();

@@ -12,6 +12,7 @@
 //! window's accumulated result, once the frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
+use super::HeldCapability;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
 use crate::time::Tick;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.activity_60s]`.
@@ -137,7 +137,7 @@ fn close_windows<'scope>(
         .inner
         .unary_frontier(by_window, "activity_60s", move |_initial, _info| {
             let mut pending: BTreeMap<u64, BTreeMap<Part, isize>> = BTreeMap::new();
-            let mut held: Option<Capability<u64>> = None;
+            let mut held = HeldCapability::default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let mut kept = false;
@@ -151,9 +151,7 @@ fn close_windows<'scope>(
                         }
                     }
                     if let Some(c) = cap.retain_least(output.output_index()).filter(|_| kept) {
-                        if held.as_ref().is_none_or(|h| c.time() < h.time()) {
-                            held = Some(c);
-                        }
+                        held.hold(c);
                     }
                 });
                 while let Some((&w, _)) = pending.first_key_value() {
@@ -179,11 +177,9 @@ fn close_windows<'scope>(
                     else {
                         continue;
                     };
-                    let cap = held.as_ref().expect("pending windows hold a capability");
-                    let at = (w + size - 1).max(*cap.time());
                     counters.add_rows(1);
                     latency.window_closed(w + size);
-                    output.session(&cap.delayed(&at)).give(Activity {
+                    output.session(&held.at(w + size - 1)).give(Activity {
                         window_start_ms: w,
                         users,
                         interactions: n,
@@ -194,15 +190,7 @@ fn close_windows<'scope>(
                         min_count,
                     });
                 }
-                match pending.first_key_value() {
-                    None => held = None,
-                    Some((&w, _)) => {
-                        let cap = held.as_mut().expect("pending windows hold a capability");
-                        if *cap.time() < w + size - 1 {
-                            cap.downgrade(&(w + size - 1));
-                        }
-                    }
-                }
+                held.settle(pending.first_key_value().map(|(w, _)| w + size - 1));
             }
         })
 }

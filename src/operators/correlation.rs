@@ -18,6 +18,7 @@
 use super::bars::Bar;
 use super::moments::CoMoments;
 use super::ordered::OrderedLogic;
+use super::HeldCapability;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use crate::record::{serialize_symbol, Symbol};
 use rustc_hash::FxHashMap;
@@ -26,7 +27,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.corr_60s]`.
@@ -198,16 +198,14 @@ pub fn correlate<'scope>(
     let seconds = (size_ms / 1_000) as usize;
     returns.unary_frontier(Pipeline, "corr_60s", move |_initial, _info| {
         let mut windows: BTreeMap<u64, WindowReturns> = BTreeMap::new();
-        let mut held: Option<Capability<u64>> = None;
+        let mut held = HeldCapability::default();
         let mut rows = Vec::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, batches| {
                 let Some(cap) = cap.retain_least(output.output_index()) else {
                     return;
                 };
-                if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
-                    held = Some(cap);
-                }
+                held.hold(cap);
                 for batch in batches {
                     counters.add_consumed(batch.len() as u64);
                     for r in batch.drain(..) {
@@ -227,28 +225,21 @@ pub fn correlate<'scope>(
                     break;
                 }
                 let returns = windows.remove(&start).expect("first window");
-                let cap = held.as_ref().expect("pending windows hold a capability");
                 rows.clear();
                 correlate_window(start, &returns, worker, workers, &mut rows);
                 latency.window_closed(start + size_ms);
                 if !rows.is_empty() {
                     counters.add_rows(rows.len() as u64);
-                    let at = last_ms.max(*cap.time());
                     output
-                        .session(&cap.delayed(&at))
+                        .session(&held.at(last_ms))
                         .give_iterator(rows.drain(..));
                 }
             }
-            match windows.first_key_value() {
-                None => held = None,
-                Some((&start, _)) => {
-                    let cap = held.as_mut().expect("pending windows hold a capability");
-                    let last_ms = start + size_ms - 1;
-                    if *cap.time() < last_ms {
-                        cap.downgrade(&last_ms);
-                    }
-                }
-            }
+            held.settle(
+                windows
+                    .first_key_value()
+                    .map(|(start, _)| start + size_ms - 1),
+            );
         }
     })
 }

@@ -14,3 +14,53 @@ pub mod ordered;
 pub mod pane_window;
 pub mod stats;
 pub mod volatility;
+
+use timely::dataflow::operators::Capability;
+
+/// The single capability an operator holds: at the least time it may still
+/// emit. Holding one capability, not one per window, keeps progress tracking
+/// cheap; holding none once nothing is owed lets frontiers move on.
+#[derive(Default)]
+pub struct HeldCapability(Option<Capability<u64>>);
+
+impl HeldCapability {
+    /// Keeps `cap` if nothing is held or it is earlier than what is.
+    pub fn hold(&mut self, cap: Capability<u64>) {
+        if self.0.as_ref().is_none_or(|h| cap.time() < h.time()) {
+            self.0 = Some(cap);
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// A capability for emitting at `time`, or as soon after it as held.
+    pub fn at(&self, time: u64) -> Capability<u64> {
+        let held = self
+            .0
+            .as_ref()
+            .expect("an operator that owes rows holds a capability");
+        held.delayed(&time.max(*held.time()))
+    }
+
+    /// The capability itself, for rows emitted at the held time.
+    pub fn get(&self) -> Option<&Capability<u64>> {
+        self.0.as_ref()
+    }
+
+    /// Moves up to the earliest time still owed (never down), or releases the
+    /// capability when nothing is owed.
+    pub fn settle(&mut self, owed: Option<u64>) {
+        match owed {
+            None => self.0 = None,
+            Some(t) => {
+                if let Some(cap) = self.0.as_mut() {
+                    if *cap.time() < t {
+                        cap.downgrade(&t);
+                    }
+                }
+            }
+        }
+    }
+}

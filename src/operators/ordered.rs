@@ -9,12 +9,12 @@
 //! the time of the operator's single capability, held at the least time of a
 //! buffered record or of a row the logic still owes.
 
+use super::HeldCapability;
 use crate::metrics::QueryCounters;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// An order-sensitive computation over a key-partitioned stream.
@@ -43,7 +43,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
         // Buffered records by the time they travelled at (a lower bound of their ts).
         let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
         let mut ready = Vec::new();
-        let mut held: Option<Capability<u64>> = None;
+        let mut held = HeldCapability::default();
         let mut rows = Vec::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, batches| {
@@ -51,9 +51,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     return;
                 };
                 let slot = pending.entry(*cap.time()).or_default();
-                if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
-                    held = Some(cap);
-                }
+                held.hold(cap);
                 let mut consumed = 0;
                 for batch in batches {
                     consumed += batch.len() as u64;
@@ -64,7 +62,9 @@ pub fn ordered<'scope, L: OrderedLogic>(
                 }
                 counters.add_consumed(consumed);
             });
-            let Some(cap) = held.as_ref() else { return };
+            if !held.is_held() {
+                return;
+            }
             let f = frontier.frontier().first().copied();
             let ready_below = f.unwrap_or(u64::MAX);
             if pending
@@ -94,18 +94,11 @@ pub fn ordered<'scope, L: OrderedLogic>(
             logic.on_frontier(f, &mut rows);
             if !rows.is_empty() {
                 counters.add_rows(rows.len() as u64);
+                let cap = held.get().expect("held above");
                 output.session(cap).give_iterator(rows.drain(..));
             }
             let least_pending = pending.first_key_value().map(|(t, _)| *t);
-            match [least_pending, logic.owes_at()].into_iter().flatten().min() {
-                None => held = None,
-                Some(t) => {
-                    let cap = held.as_mut().expect("held above");
-                    if t > *cap.time() {
-                        cap.downgrade(&t);
-                    }
-                }
-            }
+            held.settle([least_pending, logic.owes_at()].into_iter().flatten().min());
         }
     })
 }

@@ -13,6 +13,7 @@
 //! pipeline pact after an exchange), and holds a single capability: at the
 //! time of the earliest row it still owes.
 
+use super::HeldCapability;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,6 @@ use std::hash::Hash;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// Length and slide of a window, in ms of event time.
@@ -195,16 +195,14 @@ pub fn window<'scope, A: WindowAggregate>(
 ) -> Stream<'scope, u64, Vec<A::Out>> {
     input.unary_frontier(Pipeline, name, move |_initial, _info| {
         let mut store = PaneStore::<A>::new(spec);
-        let mut held: Option<Capability<u64>> = None;
+        let mut held = HeldCapability::default();
         let mut rows = Vec::new();
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, batches| {
                 let Some(cap) = cap.retain_least(output.output_index()) else {
                     return;
                 };
-                if held.as_ref().is_none_or(|h| cap.time() < h.time()) {
-                    held = Some(cap);
-                }
+                held.hold(cap);
                 let mut consumed = 0;
                 for batch in batches {
                     consumed += batch.len() as u64;
@@ -218,32 +216,17 @@ pub fn window<'scope, A: WindowAggregate>(
                 if frontier.less_equal(&last_ms) {
                     break;
                 }
-                let cap = held.as_ref().expect("pending windows hold a capability");
                 rows.clear();
                 store.close_next(&agg, &mut rows);
                 if !rows.is_empty() {
                     counters.add_rows(rows.len() as u64);
                     latency.window_closed(start + spec.length_ms);
-                    let at = if *cap.time() <= last_ms {
-                        last_ms
-                    } else {
-                        *cap.time()
-                    };
                     output
-                        .session(&cap.delayed(&at))
+                        .session(&held.at(last_ms))
                         .give_iterator(rows.drain(..));
                 }
             }
-            match store.next_window() {
-                None => held = None,
-                Some((_, last_ms)) => {
-                    if let Some(cap) = held.as_mut() {
-                        if *cap.time() < last_ms {
-                            cap.downgrade(&last_ms);
-                        }
-                    }
-                }
-            }
+            held.settle(store.next_window().map(|(_, last_ms)| last_ms));
         }
     })
 }
