@@ -11,8 +11,6 @@ use eddy::operators::stats::Stats;
 use eddy::pipeline::{Pipeline, TradeSource};
 use eddy::record::{Symbol, Trade};
 use eddy::sources::market::MarketConfig;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 const N: usize = 100_000;
 
@@ -99,13 +97,7 @@ fn whole_run(c: &mut Criterion) {
                 p.queries.ewma.enabled = false;
                 p
             },
-            |pipeline| {
-                engine::run(Job {
-                    pipeline,
-                    stop: Arc::new(AtomicBool::new(false)),
-                })
-                .unwrap()
-            },
+            |pipeline| engine::run(Job::new(pipeline)).unwrap(),
             BatchSize::PerIteration,
         )
     });

@@ -11,8 +11,6 @@ use eddy::engine::{self, Job};
 use eddy::pipeline::{Pipeline, TradeSource};
 use eddy::sources::market::MarketConfig;
 use eddy::sources::schedule::Timing;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {
     let out = std::env::args()
@@ -36,11 +34,8 @@ fn main() -> anyhow::Result<()> {
     pipeline.engine.status = false;
     pipeline.output.dir = Some(out.clone().into());
 
-    // `stop` lets a caller end an unbounded run early (eddy's CLI wires it to Ctrl-C).
-    let summary = engine::run(Job {
-        pipeline,
-        stop: Arc::new(AtomicBool::new(false)),
-    })?;
+    // Job::new runs until the sources end; its `stop` flag ends a run early (the CLI wires it to Ctrl-C).
+    let summary = engine::run(Job::new(pipeline))?;
     println!("{}", summary.report());
 
     let bars = std::fs::read_to_string(format!("{out}/bars_1s.csv"))?;

@@ -57,6 +57,63 @@ pub struct Job {
     pub pipeline: Pipeline,
     /// Set to stop the sources early (Ctrl-C); the run then drains and reports.
     pub stop: Arc<AtomicBool>,
+    /// This process's place in a cluster; none for a single process.
+    pub cluster: Option<ClusterPlace>,
+}
+
+impl Job {
+    /// A single-process job that runs until its sources end.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Job {
+            pipeline,
+            stop: Arc::new(AtomicBool::new(false)),
+            cluster: None,
+        }
+    }
+}
+
+/// One process of a timely cluster: the same command runs on every host,
+/// each with its own index into the list of addresses.
+#[derive(Clone, Debug)]
+pub struct ClusterPlace {
+    pub process: usize,
+    /// `host:port` of every process, in process order.
+    pub addresses: Vec<String>,
+    /// Wall-clock ms at which a real-time run starts, shared by all processes.
+    pub origin_ms: Option<u64>,
+}
+
+impl ClusterPlace {
+    /// Reads a hostfile: one `host:port` a line (blank lines and `#` comments skipped).
+    pub fn from_hostfile(
+        process: usize,
+        processes: usize,
+        path: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read hostfile {}", path.display()))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if addresses.len() < processes {
+            anyhow::bail!(
+                "hostfile {} names {} processes, --processes asks for {processes}",
+                path.display(),
+                addresses.len()
+            );
+        }
+        if process >= processes {
+            anyhow::bail!("--process {process} must be below --processes {processes}");
+        }
+        Ok(ClusterPlace {
+            process,
+            addresses: addresses[..processes].to_vec(),
+            origin_ms: None,
+        })
+    }
 }
 
 /// Files shared by the workers of this process; `None` where not written.
@@ -172,13 +229,23 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             stop.store(true, Relaxed);
         });
     }
-    let start = RunStart::now(&pipeline);
+    let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let malformed_reported = Arc::new(AtomicU64::new(0));
 
-    let config = if workers == 1 {
-        timely::Config::thread()
-    } else {
-        timely::Config::process(workers)
+    let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
+    let config = match &job.cluster {
+        Some(c) if c.addresses.len() > 1 => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: c.process,
+                addresses: c.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+        _ if workers == 1 => timely::Config::thread(),
+        _ => timely::Config::process(workers),
     };
     let shared = (
         Arc::clone(&pipeline),
@@ -214,7 +281,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    let summary = metrics.summary(workers, 1);
+    let summary = metrics.summary(workers, processes);
     if let Some(dir) = &outputs.dir {
         let path = dir.join("metrics.json");
         std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
@@ -242,10 +309,17 @@ struct RunStart {
 }
 
 impl RunStart {
-    fn now(p: &Pipeline) -> Self {
-        let wall_ms = SystemTime::now()
+    /// `origin_ms`: the wall-clock ms at which a cluster's real-time run starts,
+    /// shared by its processes; none means now.
+    fn now(p: &Pipeline, origin_ms: Option<u64>) -> Self {
+        let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let wall_ms = origin_ms.unwrap_or(now_ms);
+        // The wall instant of the origin, so that every process's schedule agrees.
+        let wall = Instant::now()
+            .checked_sub(Duration::from_millis(now_ms.saturating_sub(wall_ms)))
+            .unwrap_or_else(Instant::now);
         let configured = match &p.sources.trades {
             Some(TradeSource::Market(m)) => m.arrivals.start_ms,
             _ => None,
@@ -254,14 +328,15 @@ impl RunStart {
             Some(InteractionSource::Generator(g)) => g.arrivals.start_ms,
             _ => None,
         });
-        let event_ms = configured.unwrap_or(match p.engine.timing {
-            Timing::RealTime => wall_ms,
-            Timing::AsFast => DEFAULT_START_MS,
-        });
-        RunStart {
-            wall: Instant::now(),
-            event_ms,
-        }
+        let event_ms = p
+            .engine
+            .start_ms
+            .or(configured)
+            .unwrap_or(match p.engine.timing {
+                Timing::RealTime => wall_ms,
+                Timing::AsFast => DEFAULT_START_MS,
+            });
+        RunStart { wall, event_ms }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `eddy` command line: run a pipeline, replay files, generate data sets.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use eddy::engine::{self, Job};
+use eddy::engine::{self, ClusterPlace, Job};
 use eddy::generate;
 use eddy::pipeline::{
     self, CsvSource, InteractionSource, OutputConfig, Pipeline, Sources, TradeSource,
@@ -34,6 +34,21 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a generated data set to a CSV file (WORKLOAD.md format).
     Generate(GenerateArgs),
+    /// Run a `run` or `replay` command as N local processes of a timely cluster and merge their results.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    /// Number of processes.
+    #[arg(short = 'n', long)]
+    processes: usize,
+    /// Worker threads per process.
+    #[arg(short, long, default_value_t = 1)]
+    workers: usize,
+    /// The command each process runs: `run ...` or `replay ...`, with --out DIR.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 /// Settings of the engine that every command that runs a dataflow takes.
@@ -60,12 +75,40 @@ struct EngineArgs {
     /// Correlate the pairs of these symbols only (default: every symbol).
     #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
     symbols_for_correlation: Option<Vec<String>>,
+    /// Event time at which generators start, ms since the epoch.
+    #[arg(long)]
+    start_ms: Option<u64>,
+    /// Cluster mode: the number of processes (timely's -n).
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Cluster mode: this process's index, from 0 (timely's -p).
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// Cluster mode: a file of `host:port` lines, line I for process I (timely's -h).
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// Cluster mode: wall-clock ms at which a real-time run starts (set by `eddy cluster`).
+    #[arg(long, hide = true)]
+    origin_ms: Option<u64>,
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
 }
 
 impl EngineArgs {
+    /// This process's place in a cluster, when --processes asks for more than one.
+    fn cluster(&self) -> anyhow::Result<Option<ClusterPlace>> {
+        if self.processes <= 1 {
+            return Ok(None);
+        }
+        let hostfile = self.hostfile.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("--processes {} needs --hostfile FILE", self.processes)
+        })?;
+        let mut place = ClusterPlace::from_hostfile(self.process, self.processes, hostfile)?;
+        place.origin_ms = self.origin_ms;
+        Ok(Some(place))
+    }
+
     fn apply(&self, p: &mut Pipeline) {
         let e = &mut p.engine;
         if let Some(w) = self.workers {
@@ -85,6 +128,9 @@ impl EngineArgs {
         }
         if self.quiet {
             e.status = false;
+        }
+        if let Some(t) = self.start_ms {
+            p.engine.start_ms = Some(t);
         }
         if let Some(t) = self.threshold {
             p.queries.alerts.threshold = t;
@@ -219,6 +265,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run(args)) => run(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Generate(args)) => generate(args),
+        Some(Command::Cluster(args)) => {
+            let summary = eddy::cluster::launch(&eddy::cluster::Launch {
+                processes: args.processes,
+                workers: args.workers,
+                command: args.command,
+            })?;
+            eprintln!("{}", summary.report());
+            Ok(())
+        }
     }
 }
 
@@ -238,6 +293,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         p.engine.speed = s;
     }
     p.validate().map_err(anyhow::Error::msg)?;
+    let cluster = args.engine.cluster()?;
     let name = if p.name.is_empty() {
         "pipeline".to_string()
     } else {
@@ -251,7 +307,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .duration_s
             .map_or(String::new(), |d| format!(", {d} s"))
     );
-    run_pipeline(p)
+    run_pipeline(p, cluster)
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
@@ -272,10 +328,10 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         ..Pipeline::default()
     };
     args.engine.apply(&mut p);
-    run_pipeline(p)
+    run_pipeline(p, args.engine.cluster()?)
 }
 
-fn run_pipeline(p: Pipeline) -> anyhow::Result<()> {
+fn run_pipeline(p: Pipeline, cluster: Option<ClusterPlace>) -> anyhow::Result<()> {
     let out = p.output.dir.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
@@ -285,7 +341,11 @@ fn run_pipeline(p: Pipeline) -> anyhow::Result<()> {
         }
         eprintln!("eddy: stopping: draining the dataflow (Ctrl-C again to quit at once)");
     })?;
-    let summary = engine::run(Job { pipeline: p, stop })?;
+    let summary = engine::run(Job {
+        pipeline: p,
+        stop,
+        cluster,
+    })?;
     eprintln!("{}", summary.report());
     if let Some(dir) = out {
         eprintln!("  results in {}/", dir.display());

@@ -13,7 +13,7 @@
 //! otherwise it is due when this worker's input passed `E` (see [`AdvanceLog`]).
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -221,24 +221,23 @@ impl Metrics {
             malformed: c.malformed.load(Relaxed),
         };
         let (generated, ingested, late, malformed, rows_out) = self.totals();
-        // Records of a stream must reach every query on that stream.
-        let processed: u64 = [
-            ("trades", &self.trades),
-            ("interactions", &self.interactions),
+        let streams: std::collections::BTreeMap<String, StreamSummary> = [
+            ("trades", stream(&self.trades)),
+            ("interactions", stream(&self.interactions)),
         ]
-        .iter()
-        .map(|(name, c)| {
-            let consumers: Vec<u64> = queries
-                .iter()
-                .filter(|q| q.name.starts_with(&format!("{name}/")))
-                .map(|q| q.consumed())
-                .collect();
-            consumers
-                .into_iter()
-                .min()
-                .unwrap_or(c.ingested.load(Relaxed))
-        })
-        .sum();
+        .into_iter()
+        .filter(|(_, s)| s.generated > 0)
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        let query_summaries: Vec<QuerySummary> = queries
+            .iter()
+            .map(|q| QuerySummary {
+                name: q.name.clone(),
+                consumed: q.consumed(),
+                rows: q.rows(),
+            })
+            .collect();
+        let processed = processed_of(&streams, &query_summaries);
         let unaccounted = ingested.saturating_sub(processed);
         let lat = self.latency_us.lock().expect("metrics lock");
         let lag = self.lag_us.lock().expect("metrics lock");
@@ -261,22 +260,8 @@ impl Metrics {
                 },
                 rows_out,
             },
-            streams: [
-                ("trades", stream(&self.trades)),
-                ("interactions", stream(&self.interactions)),
-            ]
-            .into_iter()
-            .filter(|(_, s)| s.generated > 0)
-            .map(|(n, s)| (n.to_string(), s))
-            .collect(),
-            queries: queries
-                .iter()
-                .map(|q| QuerySummary {
-                    name: q.name.clone(),
-                    consumed: q.consumed(),
-                    rows: q.rows(),
-                })
-                .collect(),
+            streams,
+            queries: query_summaries,
             throughput: Throughput {
                 records_per_s: generated as f64 / wall.max(1e-9),
                 ingested_per_s_per_worker: self
@@ -291,12 +276,34 @@ impl Metrics {
             cpu_user_s,
             cpu_system_s,
             peak_rss_bytes,
+            latency_histogram: encode(&lat),
+            generator_lag_histogram: encode(&lag),
         }
     }
 }
 
+/// Records that reached every query of their stream: for each stream, the
+/// least count any of its queries consumed (its ingested count when it has none).
+fn processed_of(
+    streams: &std::collections::BTreeMap<String, StreamSummary>,
+    queries: &[QuerySummary],
+) -> u64 {
+    streams
+        .iter()
+        .map(|(name, s)| {
+            let prefix = format!("{name}/");
+            queries
+                .iter()
+                .filter(|q| q.name.starts_with(&prefix))
+                .map(|q| q.consumed)
+                .min()
+                .unwrap_or(s.ingested)
+        })
+        .sum()
+}
+
 /// Percentiles of a µs histogram, in ms.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: f64,
@@ -330,7 +337,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct RecordSummary {
     pub generated: u64,
     pub ingested: u64,
@@ -342,7 +349,7 @@ pub struct RecordSummary {
     pub rows_out: u64,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct StreamSummary {
     pub generated: u64,
     pub ingested: u64,
@@ -350,14 +357,14 @@ pub struct StreamSummary {
     pub malformed: u64,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct QuerySummary {
     pub name: String,
     pub consumed: u64,
     pub rows: u64,
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Throughput {
     pub records_per_s: f64,
     pub ingested_per_s_per_worker: Vec<f64>,
@@ -365,7 +372,7 @@ pub struct Throughput {
 }
 
 /// What `metrics.json` holds.
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Summary {
     pub wall_time_s: f64,
     pub workers: usize,
@@ -378,10 +385,129 @@ pub struct Summary {
     pub generator_lag_ms: Option<Percentiles>,
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
+    /// The largest peak RSS of any process.
     pub peak_rss_bytes: u64,
+    /// The latency and lag histograms (HdrHistogram V2, deflated, base64), so
+    /// that the summaries of a cluster's processes merge exactly.
+    pub latency_histogram: String,
+    pub generator_lag_histogram: String,
+}
+
+fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("histograms serialise to memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
+    use base64::Engine;
+    use hdrhistogram::serialization::Deserializer;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("bad histogram in metrics.json: {e:?}"))
 }
 
 impl Summary {
+    /// The summary of a whole cluster from its processes' summaries: counts
+    /// add up, histograms merge, wall time is the longest.
+    pub fn merge(parts: &[Summary]) -> anyhow::Result<Summary> {
+        let first = parts
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no process summaries to merge"))?;
+        let mut latency = new_histogram();
+        let mut lag = new_histogram();
+        for p in parts {
+            latency.add(decode(&p.latency_histogram)?)?;
+            lag.add(decode(&p.generator_lag_histogram)?)?;
+        }
+        let sum = |f: fn(&Summary) -> u64| parts.iter().map(f).sum::<u64>();
+        let wall = parts.iter().map(|p| p.wall_time_s).fold(0.0, f64::max);
+        let records = RecordSummary {
+            generated: sum(|p| p.records.generated),
+            ingested: sum(|p| p.records.ingested),
+            processed: 0,
+            late: sum(|p| p.records.late),
+            malformed: sum(|p| p.records.malformed),
+            unaccounted: 0,
+            loss_rate: 0.0,
+            rows_out: sum(|p| p.records.rows_out),
+        };
+        let mut streams = first.streams.clone();
+        for p in &parts[1..] {
+            for (name, s) in &p.streams {
+                let e = streams.entry(name.clone()).or_insert(StreamSummary {
+                    generated: 0,
+                    ingested: 0,
+                    late: 0,
+                    malformed: 0,
+                });
+                e.generated += s.generated;
+                e.ingested += s.ingested;
+                e.late += s.late;
+                e.malformed += s.malformed;
+            }
+        }
+        let mut queries = first.queries.clone();
+        for p in &parts[1..] {
+            for q in &p.queries {
+                match queries.iter_mut().find(|m| m.name == q.name) {
+                    Some(m) => {
+                        m.consumed += q.consumed;
+                        m.rows += q.rows;
+                    }
+                    None => queries.push(q.clone()),
+                }
+            }
+        }
+        Ok(Summary {
+            wall_time_s: wall,
+            workers: first.workers,
+            processes: parts.len(),
+            throughput: Throughput {
+                records_per_s: records.generated as f64 / wall.max(1e-9),
+                ingested_per_s_per_worker: parts
+                    .iter()
+                    .flat_map(|p| {
+                        p.throughput
+                            .ingested_per_s_per_worker
+                            .iter()
+                            .map(|r| r * p.wall_time_s / wall.max(1e-9))
+                    })
+                    .collect(),
+                rows_out_per_s: records.rows_out as f64 / wall.max(1e-9),
+            },
+            records: {
+                // Records cross processes in the exchanges: account over the whole cluster.
+                let processed = processed_of(&streams, &queries);
+                let unaccounted = records.ingested.saturating_sub(processed);
+                RecordSummary {
+                    processed,
+                    unaccounted,
+                    loss_rate: if records.generated == 0 {
+                        0.0
+                    } else {
+                        unaccounted as f64 / records.generated as f64
+                    },
+                    ..records
+                }
+            },
+            streams,
+            queries,
+            latency_ms: Percentiles::of(&latency),
+            generator_lag_ms: (!lag.is_empty()).then(|| Percentiles::of(&lag)),
+            cpu_user_s: parts.iter().map(|p| p.cpu_user_s).sum(),
+            cpu_system_s: parts.iter().map(|p| p.cpu_system_s).sum(),
+            peak_rss_bytes: parts.iter().map(|p| p.peak_rss_bytes).max().unwrap_or(0),
+            latency_histogram: encode(&latency),
+            generator_lag_histogram: encode(&lag),
+        })
+    }
+
     /// A few lines for the terminal at the end of a run.
     pub fn report(&self) -> String {
         let r = &self.records;

@@ -55,6 +55,9 @@ pub struct EngineConfig {
     pub duration_s: Option<f64>,
     /// Print the live status line (every second).
     pub status: bool,
+    /// Event time at which generators start, ms since the epoch (none: now in
+    /// real time, 1.7e12 as fast as possible). Processes of a cluster share it.
+    pub start_ms: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +72,7 @@ impl Default for EngineConfig {
             max_inflight_ms: 2_000,
             duration_s: None,
             status: true,
+            start_ms: None,
         }
     }
 }

@@ -7,8 +7,6 @@ use common::temp_dir;
 use eddy::engine::{self, Job};
 use eddy::pipeline::{CsvSource, InteractionSource, Pipeline, TradeSource};
 use proptest::prelude::*;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// A field: often valid, sometimes anything (no quotes or line breaks, so that
 /// one line is one row and the expected row count is known).
@@ -44,11 +42,7 @@ fn replay(trades: &str, interactions: &str, workers: usize) -> eddy::metrics::Su
     p.engine.workers = workers;
     p.engine.status = false;
     p.engine.batch_size = 3;
-    engine::run(Job {
-        pipeline: p,
-        stop: Arc::new(AtomicBool::new(false)),
-    })
-    .expect("bad rows never fail the run")
+    engine::run(Job::new(p)).expect("bad rows never fail the run")
 }
 
 proptest! {

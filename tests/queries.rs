@@ -14,8 +14,6 @@ use eddy::sources::interactions::InteractionConfig;
 use eddy::sources::market::MarketConfig;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn replay(
     trades: &Path,
@@ -39,11 +37,7 @@ fn replay(
     p.engine.batch_size = 101;
     p.queries.alerts.threshold = threshold;
     p.queries.alerts.log = false;
-    let summary = engine::run(Job {
-        pipeline: p,
-        stop: Arc::new(AtomicBool::new(false)),
-    })
-    .unwrap();
+    let summary = engine::run(Job::new(p)).unwrap();
     assert_eq!(summary.records.late, 0);
     assert_eq!(summary.records.unaccounted, 0);
 }

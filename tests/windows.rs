@@ -14,8 +14,6 @@ use eddy::sources::market::MarketConfig;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// A generated trades file: 20 s of 8 symbols at 1000 trades/s with 200 ms disorder.
 fn generated_trades(dir: &Path, seed: u64, disorder_ms: u64) -> std::path::PathBuf {
@@ -43,11 +41,7 @@ fn replay(trades: &Path, out: &Path, workers: usize, max_delay_ms: u64) -> Summa
     // A small batch and a coarse tick exercise many capability moves.
     p.engine.batch_size = 97;
     p.engine.tick_ms = 7;
-    engine::run(Job {
-        pipeline: p,
-        stop: Arc::new(AtomicBool::new(false)),
-    })
-    .unwrap()
+    engine::run(Job::new(p)).unwrap()
 }
 
 fn check_against_reference(rows: &[Row], out: &Path, what: &str) {
@@ -196,11 +190,7 @@ fn generated_runs_give_identical_results_for_every_worker_count() {
         p.engine.max_delay_ms = 150;
         let out = dir.path().join(format!("gen-{workers}"));
         p.output.dir = Some(out.clone());
-        let summary = engine::run(Job {
-            pipeline: p,
-            stop: Arc::new(AtomicBool::new(false)),
-        })
-        .unwrap();
+        let summary = engine::run(Job::new(p)).unwrap();
         assert_eq!(
             (summary.records.generated, summary.records.late),
             (40_000, 0)
