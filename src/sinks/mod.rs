@@ -10,14 +10,16 @@ use crate::sources::{Late, Malformed};
 use anyhow::Context;
 use serde::Serialize;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A CSV file of rows of type `T`, written by every worker of the process.
+/// Rows are formatted by the calling worker; only the finished bytes are
+/// written under the lock, so workers do not queue behind each other's formatting.
 pub struct CsvSink<T> {
-    writer: Mutex<csv::Writer<BufWriter<File>>>,
+    file: Mutex<BufWriter<File>>,
     _rows: PhantomData<fn(T)>,
 }
 
@@ -28,12 +30,14 @@ impl<T: Serialize> CsvSink<T> {
         let path = dir.join(name);
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut writer = csv::WriterBuilder::new()
+        let mut file = BufWriter::with_capacity(1 << 16, file);
+        let mut line = csv::WriterBuilder::new()
             .has_headers(false)
-            .from_writer(BufWriter::with_capacity(1 << 16, file));
-        writer.write_record(header)?;
+            .from_writer(Vec::new());
+        line.write_record(header)?;
+        file.write_all(&line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
         Ok(Arc::new(CsvSink {
-            writer: Mutex::new(writer),
+            file: Mutex::new(file),
             _rows: PhantomData,
         }))
     }
@@ -42,10 +46,14 @@ impl<T: Serialize> CsvSink<T> {
     where
         T: 'a,
     {
-        let mut w = self.writer.lock().expect("sink lock");
+        let mut formatted = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::with_capacity(4096));
         for row in rows {
-            w.serialize(row)?;
+            formatted.serialize(row)?;
         }
+        let bytes = formatted.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.file.lock().expect("sink lock").write_all(&bytes)?;
         Ok(())
     }
 }
@@ -57,7 +65,7 @@ pub trait Flush: Send + Sync {
 
 impl<T> Flush for CsvSink<T> {
     fn flush(&self) -> anyhow::Result<()> {
-        self.writer.lock().expect("sink lock").flush()?;
+        self.file.lock().expect("sink lock").flush()?;
         Ok(())
     }
 }
