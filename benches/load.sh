@@ -7,16 +7,9 @@
 # achieved events/s, window latency p50/p99/p99.9/max, generator lag p99/max,
 # CPU cores used, peak RSS. A rate is sustainable when the achieved rate matches
 # the offered one and the generator's lag stays small (p99 below 100 ms).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-eddy=./target/release/eddy
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 csv=results/latency_vs_load.csv
 echo "pipeline,offered_per_s,achieved_per_s,latency_p50_ms,latency_p99_ms,latency_p999_ms,latency_max_ms,lag_p99_ms,lag_max_ms,cpu_cores,peak_rss_mib,sustainable,machine" > "$csv"
-machine="$(nproc)-core $(uname -m)"
-m1m2() { sed -e '/^\[queries.\(vol_60s\|corr_60s\|ewma\)\]/,/^\[/ s/^enabled = true$/enabled = false/' "$@"; }
 
 run() { # name offered pipeline
   $eddy run "$3" --timing real-time --duration 10 --workers 2 --quiet --out "$work/out" 2>/dev/null

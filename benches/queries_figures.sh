@@ -6,15 +6,9 @@
 # 2. the cost of C1: the market pipeline at 100 and 500 symbols with corr_60s on and off, 1 worker;
 # 3. (SOAK=1) peak memory and latency of dataflows/realtime_200k.toml over 300 s.
 # Figures come from each run's own metrics.json.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-eddy=./target/release/eddy
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 csv=results/queries.csv
 echo "figure,workers,symbols,corr,records,wall_s,records_per_s,rows_out,latency_p50_ms,latency_p99_ms,peak_rss_mib,machine" > "$csv"
-machine="$(nproc)-core $(uname -m)"
 
 row() { # figure workers symbols corr metrics.json
   python3 - "$@" "$machine" >> "$csv" <<'PY'

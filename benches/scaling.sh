@@ -6,16 +6,11 @@
 # processes x workers = 1x1, 1x2, 2x1 (up to this machine's cores) and 2x2, 1x4
 # (oversubscribed: more workers than cores, marked so). Multi-process layouts run
 # through `eddy cluster` on 127.0.0.1; wall time includes process start and connection.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-eddy=./target/release/eddy
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 cores=$(nproc)
 csv=results/scaling.csv
 echo "pipeline,processes,workers_per_process,total_workers,oversubscribed,records,wall_s,records_per_s,machine" > "$csv"
-sed -e '/^\[queries.\(vol_60s\|corr_60s\|ewma\)\]/,/^\[/ s/^enabled = true$/enabled = false/' dataflows/market.toml > "$work/m1m2.toml"
+m1m2 dataflows/market.toml > "$work/m1m2.toml"
 for pipeline in dataflows/both.toml "$work/m1m2.toml"; do
   name=$(basename "$pipeline" .toml)
   for layout in 1x1 1x2 2x1 2x2 1x4; do

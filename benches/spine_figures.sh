@@ -5,15 +5,9 @@
 # 2. replay of a 2 000 000-trade file made by `eddy generate` (M1+M2), 1 and 2 workers;
 # 3. real time at 100 000 trades/s for 20 s: window latency p50/p99 and generator lag.
 # Each figure comes from the run's own metrics.json; wall time includes start-up.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet
-eddy=./target/release/eddy
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 csv=results/spine.csv
 echo "figure,workers,records,wall_s,records_per_s,latency_p50_ms,latency_p99_ms,latency_max_ms,lag_p99_ms,peak_rss_mib,machine" > "$csv"
-machine="$(nproc)-core $(uname -m)"
 
 row() { # figure workers metrics.json
   python3 - "$1" "$2" "$3" "$machine" >> "$csv" <<'PY'
@@ -27,8 +21,6 @@ print(f'{fig},{w},{m["records"]["generated"]},{m["wall_time_s"]:.3f},{m["through
 PY
 }
 
-# M1 and M2 only: switch off the market pipeline's other queries.
-m1m2() { sed -e '/^\[queries.\(vol_60s\|corr_60s\|ewma\)\]/,/^\[/ s/^enabled = true$/enabled = false/' "$@"; }
 m1m2 dataflows/market.toml > "$work/market.toml"
 for rep in 1 2 3; do
   for w in 1 2; do

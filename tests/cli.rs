@@ -4,24 +4,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn eddy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("eddy runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn metrics(out: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn malformed_rows_are_counted_with_their_line_numbers_and_the_run_finishes() {

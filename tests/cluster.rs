@@ -5,15 +5,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn eddy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("eddy runs")
-}
+use std::process::Output;
 
 const FILES: [(&str, &[&str]); 9] = [
     ("bars_1s", &["symbol", "window_start_ms"]),

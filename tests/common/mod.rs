@@ -421,3 +421,21 @@ pub fn reference_interactions(
     }
     (counts, activity, alerts, totals)
 }
+
+/// Runs the eddy binary with `args`, warnings and errors only on stderr.
+pub fn eddy(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("eddy runs")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A run's metrics.json.
+pub fn metrics(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+}
