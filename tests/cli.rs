@@ -283,16 +283,6 @@ fn the_shared_sample_reproduces_all_eight_expected_files() {
             "50",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let files: [(&str, &[&str]); 8] = [
-            ("bars_1s", &["symbol", "window_start_ms"]),
-            ("stats_10s", &["symbol", "window_start_ms"]),
-            ("vol_60s", &["symbol", "window_start_ms"]),
-            ("corr_60s", &["symbol_a", "symbol_b", "window_start_ms"]),
-            ("item_counts_60s", &["item_id", "window_start_ms"]),
-            ("activity_60s", &["window_start_ms"]),
-            ("alerts", &["item_id", "window_start_ms"]),
-            ("item_totals", &["item_id"]),
-        ];
         let header = |p: &std::path::Path| {
             std::fs::read_to_string(p)
                 .unwrap()
@@ -301,7 +291,7 @@ fn the_shared_sample_reproduces_all_eight_expected_files() {
                 .unwrap()
                 .to_string()
         };
-        for (name, keys) in files {
+        for (name, keys) in WORKLOAD_FILES {
             let expected_file = sample.join("expected").join(format!("{name}.csv"));
             let got_file = out.join(format!("{name}.csv"));
             // Headers exactly as WORKLOAD.md gives them.

@@ -439,3 +439,15 @@ pub fn stderr(o: &std::process::Output) -> String {
 pub fn metrics(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
 }
+
+/// The eight WORKLOAD.md result files and their key columns.
+pub const WORKLOAD_FILES: [(&str, &[&str]); 8] = [
+    ("bars_1s", &["symbol", "window_start_ms"]),
+    ("stats_10s", &["symbol", "window_start_ms"]),
+    ("vol_60s", &["symbol", "window_start_ms"]),
+    ("corr_60s", &["symbol_a", "symbol_b", "window_start_ms"]),
+    ("item_counts_60s", &["item_id", "window_start_ms"]),
+    ("activity_60s", &["window_start_ms"]),
+    ("alerts", &["item_id", "window_start_ms"]),
+    ("item_totals", &["item_id"]),
+];
