@@ -12,7 +12,7 @@
 //! window's accumulated result, once the frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
-use super::HeldCapability;
+use super::{count_consumed, HeldCapability};
 use crate::metrics::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
 use crate::time::Tick;
@@ -77,16 +77,15 @@ pub fn activity<'scope>(
     latency: LatencyProbe,
 ) -> Stream<'scope, u64, Vec<Activity>> {
     let size = config.size_ms;
-    let consumed = Arc::clone(&counters);
     // Each record enters at its event time and leaves at its window's end.
-    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> = interactions
-        .flat_map(move |r: Interaction| {
-            consumed.add_consumed(1);
-            let window = r.ts_ms - r.ts_ms % size;
-            let key = (window, r.user, r.item);
-            [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
-        })
-        .as_collection();
+    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> =
+        count_consumed(interactions, Arc::clone(&counters))
+            .flat_map(move |r: Interaction| {
+                let window = r.ts_ms - r.ts_ms % size;
+                let key = (window, r.user, r.item);
+                [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
+            })
+            .as_collection();
 
     let users = records
         .clone()

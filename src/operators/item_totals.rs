@@ -5,6 +5,7 @@
 //! and writes the rows when the input ends.
 //! Output: `item_id,views,clicks,purchases,total`.
 
+use super::count_consumed;
 use super::item_counts::KindCounts;
 use crate::metrics::QueryCounters;
 use crate::record::{route_hash, Interaction, InteractionKind};
@@ -50,12 +51,8 @@ pub fn item_totals<'scope>(
     sink: Option<Arc<CsvSink<ItemTotal>>>,
     counters: Arc<QueryCounters>,
 ) {
-    let consumed = Arc::clone(&counters);
-    let counts = interactions
-        .map(move |r: Interaction| {
-            consumed.add_consumed(1);
-            ((r.item, r.kind), tick.coarsen(r.ts_ms), 1isize)
-        })
+    let counts = count_consumed(interactions, Arc::clone(&counters))
+        .map(move |r: Interaction| ((r.item, r.kind), tick.coarsen(r.ts_ms), 1isize))
         .as_collection()
         .count_total();
     // The current count of each (item, kind): the one count with a positive weight.
