@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::temp_dir;
+use common::{replay_pipeline, temp_dir};
 use eddy::engine::{self, Job};
-use eddy::pipeline::{CsvSource, InteractionSource, Pipeline, TradeSource};
 use proptest::prelude::*;
 
 /// A field: often valid, sometimes anything (no quotes or line breaks, so that
@@ -35,12 +34,7 @@ fn replay(trades: &str, interactions: &str, workers: usize) -> eddy::metrics::Su
     let i = dir.path().join("i.csv");
     std::fs::write(&t, trades).unwrap();
     std::fs::write(&i, interactions).unwrap();
-    let mut p = Pipeline::default();
-    p.sources.trades = Some(TradeSource::Csv(CsvSource { path: t }));
-    p.sources.interactions = Some(InteractionSource::Csv(CsvSource { path: i }));
-    p.output.dir = Some(dir.path().join("out"));
-    p.engine.workers = workers;
-    p.engine.status = false;
+    let mut p = replay_pipeline(Some(&t), Some(&i), &dir.path().join("out"), workers);
     p.engine.batch_size = 3;
     engine::run(Job::new(p)).expect("bad rows never fail the run")
 }

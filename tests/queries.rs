@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use eddy::engine::{self, Job};
-use eddy::pipeline::{CsvSource, InteractionSource, Pipeline, TradeSource};
 use eddy::sources::interactions::InteractionConfig;
 use eddy::sources::market::MarketConfig;
 use std::collections::BTreeMap;
@@ -23,17 +22,8 @@ fn replay(
     max_delay_ms: u64,
     threshold: u64,
 ) {
-    let mut p = Pipeline::default();
-    p.sources.trades = Some(TradeSource::Csv(CsvSource {
-        path: trades.to_path_buf(),
-    }));
-    p.sources.interactions = Some(InteractionSource::Csv(CsvSource {
-        path: interactions.to_path_buf(),
-    }));
-    p.output.dir = Some(out.to_path_buf());
-    p.engine.workers = workers;
+    let mut p = replay_pipeline(Some(trades), Some(interactions), out, workers);
     p.engine.max_delay_ms = max_delay_ms;
-    p.engine.status = false;
     p.engine.batch_size = 101;
     p.queries.alerts.threshold = threshold;
     p.queries.alerts.log = false;

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use eddy::engine::{self, Job};
 use eddy::metrics::Summary;
-use eddy::pipeline::{CsvSource, Pipeline, TradeSource};
+use eddy::pipeline::{Pipeline, TradeSource};
 use eddy::sources::market::MarketConfig;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -30,14 +30,8 @@ fn generated_trades(dir: &Path, seed: u64, disorder_ms: u64) -> std::path::PathB
 }
 
 fn replay(trades: &Path, out: &Path, workers: usize, max_delay_ms: u64) -> Summary {
-    let mut p = Pipeline::default();
-    p.sources.trades = Some(TradeSource::Csv(CsvSource {
-        path: trades.to_path_buf(),
-    }));
-    p.output.dir = Some(out.to_path_buf());
-    p.engine.workers = workers;
+    let mut p = replay_pipeline(Some(trades), None, out, workers);
     p.engine.max_delay_ms = max_delay_ms;
-    p.engine.status = false;
     // A small batch and a coarse tick exercise many capability moves.
     p.engine.batch_size = 97;
     p.engine.tick_ms = 7;

@@ -451,3 +451,28 @@ pub const WORKLOAD_FILES: [(&str, &[&str]); 8] = [
     ("alerts", &["item_id", "window_start_ms"]),
     ("item_totals", &["item_id"]),
 ];
+
+/// A quiet pipeline replaying CSV files into `out` on `workers` workers.
+pub fn replay_pipeline(
+    trades: Option<&Path>,
+    interactions: Option<&Path>,
+    out: &Path,
+    workers: usize,
+) -> eddy::pipeline::Pipeline {
+    use eddy::pipeline::{CsvSource, InteractionSource, Pipeline, TradeSource};
+    let mut p = Pipeline::default();
+    p.sources.trades = trades.map(|t| {
+        TradeSource::Csv(CsvSource {
+            path: t.to_path_buf(),
+        })
+    });
+    p.sources.interactions = interactions.map(|i| {
+        InteractionSource::Csv(CsvSource {
+            path: i.to_path_buf(),
+        })
+    });
+    p.output.dir = Some(out.to_path_buf());
+    p.engine.workers = workers;
+    p.engine.status = false;
+    p
+}
