@@ -49,10 +49,6 @@ impl Watermark {
     pub fn is_late(&self, ts_ms: u64) -> bool {
         ts_ms < self.current()
     }
-
-    pub fn max_delay_ms(&self) -> u64 {
-        self.max_delay_ms
-    }
 }
 
 /// Rounds event times down to a tick, so that progress tracking handles one
@@ -68,10 +64,6 @@ impl Tick {
     #[inline]
     pub fn coarsen(self, ts_ms: u64) -> u64 {
         ts_ms - ts_ms % self.0
-    }
-
-    pub fn ms(self) -> u64 {
-        self.0
     }
 }
 
