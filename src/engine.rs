@@ -9,6 +9,7 @@
 //! probe at the end of the dataflow, so memory stays bounded when the sources
 //! outrun the operators.
 
+use crate::backpressure::InFlight;
 use crate::metrics::{
     spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary,
 };
@@ -369,8 +370,9 @@ impl<E: Event> Feed<E> {
         self.cap = None;
     }
 
-    /// Takes one batch from the source into the dataflow. Returns what the source said.
-    fn pump(&mut self, ctx: &FeedContext) -> anyhow::Result<Poll> {
+    /// Takes one batch from the source into the dataflow and notes what it
+    /// sent in `in_flight`. Returns what the source said.
+    fn pump(&mut self, ctx: &FeedContext, in_flight: &mut InFlight) -> anyhow::Result<Poll> {
         if self.cap.is_none() {
             return Ok(Poll::Done);
         }
@@ -424,6 +426,11 @@ impl<E: Event> Feed<E> {
             }
         }
         self.send_on_time();
+        // Sent in timestamp order: the last record has the latest time.
+        if let Some(last) = self.batch.on_time.last() {
+            let latest = self.tick.coarsen(last.ts_ms());
+            in_flight.sent(self.batch.on_time.len() as u64, latest);
+        }
         if poll == Poll::Done {
             self.close();
         }
@@ -678,6 +685,7 @@ fn run_worker(
         local_index: index % engine.workers,
         report_progress: index == 0,
     };
+    let mut in_flight = InFlight::default();
     loop {
         if stop.load(Relaxed) {
             trades.iter_mut().for_each(|f| f.close());
@@ -691,10 +699,10 @@ fn run_worker(
             Poll::Done => {}
         };
         if let Some(f) = trades.as_mut() {
-            note(f.pump(&ctx)?);
+            note(f.pump(&ctx, &mut in_flight)?);
         }
         if let Some(f) = interactions.as_mut() {
-            note(f.pump(&ctx)?);
+            note(f.pump(&ctx, &mut in_flight)?);
         }
         let input_time = [
             trades.as_ref().and_then(|f| f.time()),
@@ -708,9 +716,16 @@ fn run_worker(
             .advanced(input_time.unwrap_or(u64::MAX));
         let Some(input_time) = input_time else { break };
         worker.step();
-        // Bound the event time in flight: wait for the dataflow to catch up.
+        // Bound the event time and the records in flight: wait for the
+        // dataflow to catch up (see backpressure.rs).
         let bound = input_time.saturating_sub(engine.max_inflight_ms);
-        while probe.less_than(&bound) {
+        // Records at or after the inputs' own time wait for the inputs to move,
+        // so only older ones are waited for.
+        while probe.less_than(&bound)
+            || (probe.less_than(&input_time)
+                && in_flight.outstanding(probe.with_frontier(|f| f.first().copied()))
+                    > engine.max_inflight_records)
+        {
             worker.step();
         }
         probe.with_frontier(|f| {

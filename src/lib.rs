@@ -1,6 +1,7 @@
 //! eddy: a real-time stream processing engine on timely-dataflow and
 //! differential-dataflow. See README.md for a tour and docs/ for the design.
 
+pub mod backpressure;
 pub mod cluster;
 pub mod engine;
 pub mod generate;

@@ -69,6 +69,9 @@ struct EngineArgs {
     /// Event time (ms) allowed in flight behind the inputs before the sources wait.
     #[arg(long)]
     max_inflight_ms: Option<u64>,
+    /// Records (per worker) allowed in flight behind the inputs before the sources wait.
+    #[arg(long)]
+    max_inflight_records: Option<u64>,
     /// Alert when an item's interactions in a window exceed this (default 50).
     #[arg(long)]
     threshold: Option<u64>,
@@ -125,6 +128,9 @@ impl EngineArgs {
         }
         if let Some(m) = self.max_inflight_ms {
             e.max_inflight_ms = m;
+        }
+        if let Some(m) = self.max_inflight_records {
+            e.max_inflight_records = m;
         }
         if self.quiet {
             e.status = false;

@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// At most this much event time may be in flight behind the inputs.
     pub max_inflight_ms: u64,
+    /// At most this many records (per worker) may be in flight behind the inputs.
+    pub max_inflight_records: u64,
     /// Stop after this many seconds of wall time (none: when the sources end).
     pub duration_s: Option<f64>,
     /// Print the live status line (every second).
@@ -70,6 +72,7 @@ impl Default for EngineConfig {
             tick_ms: 10,
             batch_size: 1_024,
             max_inflight_ms: 2_000,
+            max_inflight_records: 250_000,
             duration_s: None,
             status: true,
             start_ms: None,
