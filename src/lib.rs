@@ -8,6 +8,7 @@ pub mod generate;
 pub mod metrics;
 pub mod operators;
 pub mod pipeline;
+pub mod plot;
 pub mod record;
 pub mod sinks;
 pub mod sources;

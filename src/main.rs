@@ -36,6 +36,27 @@ enum Command {
     Generate(GenerateArgs),
     /// Run a `run` or `replay` command as N local processes of a timely cluster and merge their results.
     Cluster(ClusterArgs),
+    /// Draw PNG and SVG charts from a result folder (a run's output or results/).
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// A run's output folder, or results/ with the benchmark CSVs.
+    #[arg(long = "in", value_name = "DIR")]
+    input: PathBuf,
+    /// Where to write the charts.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Symbols for the price and bar charts (default: the four most traded).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    symbols: Option<Vec<String>>,
+    /// Image width in pixels.
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(200..=8000))]
+    width: u32,
+    /// Image height in pixels.
+    #[arg(long, default_value_t = 700, value_parser = clap::value_parser!(u32).range(200..=8000))]
+    height: u32,
 }
 
 #[derive(Args)]
@@ -271,6 +292,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run(args)) => run(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Generate(args)) => generate(args),
+        Some(Command::Plot(args)) => {
+            let options = eddy::plot::PlotOptions {
+                width: args.width,
+                height: args.height,
+                symbols: args.symbols.unwrap_or_default(),
+            };
+            for file in eddy::plot::plot_dir(&args.input, &args.out, &options)? {
+                eprintln!("eddy: wrote {}", file.display());
+            }
+            Ok(())
+        }
         Some(Command::Cluster(args)) => {
             let summary = eddy::cluster::launch(&eddy::cluster::Launch {
                 processes: args.processes,

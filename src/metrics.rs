@@ -403,7 +403,8 @@ fn encode(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
+/// A histogram as `encode` wrote it into metrics.json.
+pub fn decode(text: &str) -> anyhow::Result<Histogram<u64>> {
     use base64::Engine;
     use hdrhistogram::serialization::Deserializer;
     let bytes = base64::engine::general_purpose::STANDARD.decode(text)?;
