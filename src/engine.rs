@@ -558,6 +558,13 @@ fn run_worker(
                 Ewma::new(&q.ewma),
                 counters("trades/ewma"),
             );
+            // One row per trade: the per-record latency of the engine.
+            let rows_latency = latency.clone();
+            let ewma = ewma.inspect_core(move |event| {
+                if let Ok((_, rows)) = event {
+                    rows_latency.records_emitted(rows.iter().map(|r| r.ts_ms));
+                }
+            });
             write_and_probe(ewma, outputs.ewma.clone(), &probe);
         }
         let by_item = interactions

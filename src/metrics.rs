@@ -70,6 +70,7 @@ pub struct Metrics {
     latency_us: Mutex<Histogram<u64>>,
     latency_interval_us: Mutex<Histogram<u64>>,
     lag_us: Mutex<Histogram<u64>>,
+    record_latency_us: Mutex<Histogram<u64>>,
     current_lag_us: AtomicU64,
     pub finished: AtomicBool,
 }
@@ -85,6 +86,7 @@ impl Metrics {
             latency_us: Mutex::new(new_histogram()),
             latency_interval_us: Mutex::new(new_histogram()),
             lag_us: Mutex::new(new_histogram()),
+            record_latency_us: Mutex::new(new_histogram()),
             current_lag_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
         })
@@ -129,6 +131,14 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .saturating_record(us);
+    }
+
+    /// Per-record output latencies (rows that answer one input record each).
+    pub fn record_row_latencies(&self, latencies_us: impl IntoIterator<Item = u64>) {
+        let mut h = self.record_latency_us.lock().expect("metrics lock");
+        for us in latencies_us {
+            h.saturating_record(us.clamp(1, 3_600_000_000));
+        }
     }
 
     pub fn record_lag(&self, lag_ms: f64) {
@@ -241,6 +251,7 @@ impl Metrics {
         let unaccounted = ingested.saturating_sub(processed);
         let lat = self.latency_us.lock().expect("metrics lock");
         let lag = self.lag_us.lock().expect("metrics lock");
+        let per_record = self.record_latency_us.lock().expect("metrics lock");
         let (cpu_user_s, cpu_system_s, peak_rss_bytes) = resource_usage();
         Summary {
             wall_time_s: wall,
@@ -273,11 +284,13 @@ impl Metrics {
             },
             latency_ms: Percentiles::of(&lat),
             generator_lag_ms: (!lag.is_empty()).then(|| Percentiles::of(&lag)),
+            record_latency_ms: (!per_record.is_empty()).then(|| Percentiles::of(&per_record)),
             cpu_user_s,
             cpu_system_s,
             peak_rss_bytes,
             latency_histogram: encode(&lat),
             generator_lag_histogram: encode(&lag),
+            record_latency_histogram: encode(&per_record),
         }
     }
 }
@@ -383,6 +396,10 @@ pub struct Summary {
     pub throughput: Throughput,
     pub latency_ms: Percentiles,
     pub generator_lag_ms: Option<Percentiles>,
+    /// Per-record output latency (ewma.csv rows): emission minus the moment
+    /// the record's ts + max_delay was reached.
+    #[serde(default)]
+    pub record_latency_ms: Option<Percentiles>,
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
     /// The largest peak RSS of any process.
@@ -391,6 +408,8 @@ pub struct Summary {
     /// that the summaries of a cluster's processes merge exactly.
     pub latency_histogram: String,
     pub generator_lag_histogram: String,
+    #[serde(default)]
+    pub record_latency_histogram: String,
 }
 
 fn encode(h: &Histogram<u64>) -> String {
@@ -422,9 +441,13 @@ impl Summary {
             .ok_or_else(|| anyhow::anyhow!("no process summaries to merge"))?;
         let mut latency = new_histogram();
         let mut lag = new_histogram();
+        let mut per_record = new_histogram();
         for p in parts {
             latency.add(decode(&p.latency_histogram)?)?;
             lag.add(decode(&p.generator_lag_histogram)?)?;
+            if !p.record_latency_histogram.is_empty() {
+                per_record.add(decode(&p.record_latency_histogram)?)?;
+            }
         }
         let sum = |f: fn(&Summary) -> u64| parts.iter().map(f).sum::<u64>();
         let wall = parts.iter().map(|p| p.wall_time_s).fold(0.0, f64::max);
@@ -501,11 +524,13 @@ impl Summary {
             queries,
             latency_ms: Percentiles::of(&latency),
             generator_lag_ms: (!lag.is_empty()).then(|| Percentiles::of(&lag)),
+            record_latency_ms: (!per_record.is_empty()).then(|| Percentiles::of(&per_record)),
             cpu_user_s: parts.iter().map(|p| p.cpu_user_s).sum(),
             cpu_system_s: parts.iter().map(|p| p.cpu_system_s).sum(),
             peak_rss_bytes: parts.iter().map(|p| p.peak_rss_bytes).max().unwrap_or(0),
             latency_histogram: encode(&latency),
             generator_lag_histogram: encode(&lag),
+            record_latency_histogram: encode(&per_record),
         })
     }
 
@@ -535,7 +560,16 @@ impl Summary {
             self.cpu_user_s,
             self.cpu_system_s,
             self.peak_rss_bytes as f64 / (1 << 20) as f64
-        )
+        ) + &self
+            .record_latency_ms
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "\n  per-record latency ms (ewma rows): p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                    p.p50, p.p99, p.p999, p.max
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -610,7 +644,28 @@ impl LatencyProbe {
     /// A window ending (exclusive) at `end_ms` was emitted now.
     pub fn window_closed(&self, end_ms: u64) {
         let now = Instant::now();
-        let due = match &self.due {
+        // A window closed before it was due was closed by the end of the input
+        // (a stop or the end of a file), not by time: it has no latency.
+        if let Some(due) = self.due_at(end_ms).filter(|d| *d <= now) {
+            self.metrics.record_latency(now - due);
+        }
+    }
+
+    /// Rows answering one input record each, at these `ts_ms`, were emitted now.
+    pub fn records_emitted(&self, ts_ms: impl Iterator<Item = u64>) {
+        let now = Instant::now();
+        let latencies = ts_ms
+            .filter_map(|ts| self.due_at(ts + 1))
+            .filter(|d| *d <= now)
+            .map(|d| (now - d).as_micros() as u64);
+        self.metrics.record_row_latencies(latencies);
+    }
+
+    /// When everything before event time `end_ms` could be final: in real
+    /// time, when the schedule reached `end_ms + max_delay`; as fast as
+    /// possible, when the input passed `end_ms`.
+    fn due_at(&self, end_ms: u64) -> Option<Instant> {
+        match &self.due {
             Due::Schedule {
                 start_wall,
                 start_event_ms,
@@ -621,11 +676,6 @@ impl LatencyProbe {
                 Some(*start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed))
             }
             Due::InputAdvance(log) => log.borrow().reached(end_ms),
-        };
-        // A window closed before it was due was closed by the end of the input
-        // (a stop or the end of a file), not by time: it has no latency.
-        if let Some(due) = due.filter(|d| *d <= now) {
-            self.metrics.record_latency(now - due);
         }
     }
 }

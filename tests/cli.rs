@@ -389,3 +389,45 @@ fn threshold_and_correlation_symbols_are_taken_from_the_command_line() {
         stderr(&o)
     );
 }
+
+#[test]
+fn every_ewma_row_has_a_per_record_latency() {
+    let dir = temp_dir();
+    let trades = dir.path().join("trades.csv");
+    let out = dir.path().join("out");
+    let o = eddy(&[
+        "generate",
+        "trades",
+        "--out",
+        trades.to_str().unwrap(),
+        "--count",
+        "20000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for workers in ["1", "2"] {
+        let o = eddy(&[
+            "replay",
+            "--trades",
+            trades.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+            "--workers",
+            workers,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let rows = std::fs::read_to_string(out.join("ewma.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            - 1;
+        assert_eq!(rows, 20_000);
+        let m = metrics(&out);
+        assert_eq!(
+            m["record_latency_ms"]["count"].as_u64(),
+            Some(rows as u64),
+            "{workers} workers"
+        );
+        assert!(m["record_latency_ms"]["p99"].as_f64().unwrap() >= 0.0);
+    }
+}
