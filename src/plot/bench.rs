@@ -46,6 +46,17 @@ pub(super) fn charts(dir: &Path) -> anyhow::Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// The distinct names, in order of first appearance (one panel each).
+fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for name in names {
+        if !seen.contains(&name) {
+            seen.push(name);
+        }
+    }
+    seen
+}
+
 /// 1.5M, 620k, 950.
 fn human(v: f64) -> String {
     if v >= 1e6 {
@@ -147,8 +158,7 @@ impl Chart for LatencyVsLoad {
     where
         DB::ErrorType: 'static,
     {
-        let mut pipelines: Vec<&str> = self.rows.iter().map(|r| r.pipeline.as_str()).collect();
-        pipelines.dedup();
+        let pipelines = distinct(self.rows.iter().map(|r| r.pipeline.as_str()));
         let area = area.titled("Latency under open-loop load (real time)", CAPTION)?;
         let panels = area.split_evenly((1, pipelines.len().max(1)));
         for (panel, pipeline) in panels.iter().zip(&pipelines) {
@@ -294,8 +304,7 @@ impl Chart for Scaling {
     where
         DB::ErrorType: 'static,
     {
-        let mut pipelines: Vec<&str> = self.rows.iter().map(|r| r.pipeline.as_str()).collect();
-        pipelines.dedup();
+        let pipelines = distinct(self.rows.iter().map(|r| r.pipeline.as_str()));
         let area = area.titled(
             "Throughput by layout (processes x workers; grey: more workers than cores)",
             CAPTION,
