@@ -83,21 +83,21 @@ fn save<C: Chart>(chart: &C, out: &Path, options: &PlotOptions) -> anyhow::Resul
     let size = (options.width, options.height);
     let png = out.join(format!("{}.png", chart.name()));
     let svg = out.join(format!("{}.svg", chart.name()));
-    {
-        let area = BitMapBackend::new(&png, size).into_drawing_area();
-        area.fill(&WHITE)?;
-        chart.draw(&area)?;
-        area.present()
-            .with_context(|| format!("cannot write {}", png.display()))?;
-    }
-    {
-        let area = SVGBackend::new(&svg, size).into_drawing_area();
-        area.fill(&WHITE)?;
-        chart.draw(&area)?;
-        area.present()
-            .with_context(|| format!("cannot write {}", svg.display()))?;
-    }
+    render(chart, BitMapBackend::new(&png, size), &png)?;
+    render(chart, SVGBackend::new(&svg, size), &svg)?;
     Ok(vec![png, svg])
+}
+
+/// Draws `chart` on a white `backend` and writes it to `path`.
+fn render<C: Chart, DB: DrawingBackend>(chart: &C, backend: DB, path: &Path) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let area = backend.into_drawing_area();
+    area.fill(&WHITE)?;
+    chart.draw(&area)?;
+    area.present()
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn register_font() {
