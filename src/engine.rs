@@ -10,8 +10,10 @@
 //! outrun the operators.
 
 use crate::backpressure::InFlight;
+use crate::dashboard::board::{Board, Tap};
+use crate::dashboard::{self, Dashboard, RunInfo};
 use crate::metrics::{
-    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary,
+    spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary, WorkerState,
 };
 use crate::operators::activity::{activity, Activity};
 use crate::operators::alerts::{alert_rows, fire_alerts, Alert};
@@ -234,6 +236,18 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     let malformed_reported = Arc::new(AtomicU64::new(0));
 
     let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
+    let board = pipeline
+        .engine
+        .dashboard
+        .as_ref()
+        .map(|_| Arc::new(Board::new(&pipeline.queries)));
+    // Stops serving when the run returns.
+    let dashboard = match (&pipeline.engine.dashboard, &board) {
+        (Some(address), Some(board)) => Some(serve_dashboard(
+            address, &pipeline, processes, &metrics, board,
+        )?),
+        _ => None,
+    };
     let config = match &job.cluster {
         Some(c) if c.addresses.len() > 1 => timely::Config {
             communication: timely::CommunicationConfig::Cluster {
@@ -254,12 +268,19 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         Arc::clone(&metrics),
         job.stop,
         malformed_reported,
+        board,
     );
     let guards = timely::execute(config, move |worker| {
-        let (pipeline, outputs, metrics, stop, reported) = shared.clone();
-        run_worker(
-            worker, &pipeline, &outputs, &metrics, &stop, &reported, start,
-        )
+        let (pipeline, outputs, metrics, stop, reported, board) = shared.clone();
+        let shared = WorkerShared {
+            pipeline: &pipeline,
+            outputs: &outputs,
+            metrics: &metrics,
+            stop: &stop,
+            reported: &reported,
+            board: &board,
+        };
+        run_worker(worker, &shared, start)
     })
     .map_err(anyhow::Error::msg)?;
     let mut first_error = None;
@@ -288,7 +309,56 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if let Some(d) = &dashboard {
+        let linger = pipeline.engine.dashboard_linger_s;
+        if linger > 0.0 {
+            tracing::info!(
+                "the run has ended; the dashboard stays up on http://{}/ for {linger} s",
+                d.address
+            );
+            std::thread::sleep(Duration::from_secs_f64(linger));
+        }
+    }
     Ok(summary)
+}
+
+/// Serves the dashboard on `address`, or on a free port of the same host when
+/// that one is taken (with a warning), and prints where.
+fn serve_dashboard(
+    address: &str,
+    pipeline: &Pipeline,
+    processes: usize,
+    metrics: &Arc<Metrics>,
+    board: &Arc<Board>,
+) -> anyhow::Result<Dashboard> {
+    let e = &pipeline.engine;
+    let info = RunInfo {
+        name: pipeline.name.clone(),
+        workers: e.workers,
+        processes,
+        timing: format!("{:?}", e.timing),
+        speed: e.speed,
+        max_delay_ms: e.max_delay_ms,
+        sample_every_ms: dashboard::SAMPLE_EVERY.as_millis() as u64,
+    };
+    let serve =
+        |at: &str| dashboard::start(at, Arc::clone(metrics), Arc::clone(board), info.clone());
+    let served = serve(address).or_else(|e| {
+        let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+        let any = format!("{host}:0");
+        let served = serve(&any).map_err(|_| e)?;
+        tracing::warn!(
+            "{address} is taken: serving the dashboard on {} instead",
+            served.address
+        );
+        Ok::<_, anyhow::Error>(served)
+    })?;
+    tracing::info!(
+        "dashboard: http://{}/  (Prometheus: http://{}/metrics)",
+        served.address,
+        served.address
+    );
+    Ok(served)
 }
 
 fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
@@ -466,16 +536,30 @@ impl<E: Event> Feed<E> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the workers of a process share.
+struct WorkerShared<'a> {
+    pipeline: &'a Pipeline,
+    outputs: &'a Outputs,
+    metrics: &'a Arc<Metrics>,
+    stop: &'a AtomicBool,
+    reported: &'a AtomicU64,
+    /// The dashboard's results, when it is on.
+    board: &'a Option<Arc<Board>>,
+}
+
 fn run_worker(
     worker: &mut timely::worker::Worker,
-    pipeline: &Pipeline,
-    outputs: &Outputs,
-    metrics: &Arc<Metrics>,
-    stop: &AtomicBool,
-    reported: &AtomicU64,
+    shared: &WorkerShared,
     start: RunStart,
 ) -> anyhow::Result<()> {
+    let WorkerShared {
+        pipeline,
+        outputs,
+        metrics,
+        stop,
+        reported,
+        board,
+    } = *shared;
     let index = worker.index();
     let peers = worker.peers();
     let engine = &pipeline.engine;
@@ -514,7 +598,7 @@ fn run_worker(
                 latency.clone(),
             );
             if q.bars_1s.enabled {
-                write_and_probe(bars.clone(), outputs.bars.clone(), &probe);
+                write_and_probe(bars.clone(), outputs.bars.clone(), board, &probe);
             }
             if q.corr_60s.enabled {
                 let set = q.corr_60s.symbol_set();
@@ -532,7 +616,7 @@ fn run_worker(
                     counters("bars/corr_60s"),
                     latency.clone(),
                 );
-                write_and_probe(corr, outputs.corr.clone(), &probe);
+                write_and_probe(corr, outputs.corr.clone(), board, &probe);
             }
         }
         if q.stats_10s.enabled {
@@ -544,12 +628,12 @@ fn run_worker(
                 counters("trades/stats_10s"),
                 latency.clone(),
             );
-            write_and_probe(stats, outputs.stats.clone(), &probe);
+            write_and_probe(stats, outputs.stats.clone(), board, &probe);
         }
         if q.vol_60s.enabled {
             let logic = RealisedVolatility::new(&q.vol_60s);
             let vol = ordered(trades.clone(), "vol_60s", logic, counters("trades/vol_60s"));
-            write_and_probe(vol, outputs.vol.clone(), &probe);
+            write_and_probe(vol, outputs.vol.clone(), board, &probe);
         }
         if q.ewma.enabled {
             let ewma = ordered(
@@ -565,7 +649,7 @@ fn run_worker(
                     rows_latency.records_emitted(rows.iter().map(|r| r.ts_ms));
                 }
             });
-            write_and_probe(ewma, outputs.ewma.clone(), &probe);
+            write_and_probe(ewma, outputs.ewma.clone(), board, &probe);
         }
         let by_item = interactions
             .clone()
@@ -581,20 +665,23 @@ fn run_worker(
                 latency.clone(),
             );
             if q.item_counts_60s.enabled {
-                write_and_probe(counts.clone(), outputs.item_counts.clone(), &probe);
+                write_and_probe(counts.clone(), outputs.item_counts.clone(), board, &probe);
             }
             if q.alerts.enabled {
                 let threshold = q.alerts.threshold;
                 write_and_probe(
                     alert_rows(counts, threshold),
                     outputs.alerts.clone(),
+                    board,
                     &probe,
                 );
-                if q.alerts.log {
+                if q.alerts.log || board.is_some() {
                     fire_alerts(
                         by_item.clone(),
                         spec.length_ms,
                         threshold,
+                        q.alerts.log,
+                        board.clone(),
                         counters("interactions/alerts"),
                     );
                 }
@@ -608,7 +695,7 @@ fn run_worker(
                 counters("interactions/activity_60s"),
                 latency.clone(),
             );
-            write_and_probe(rows, outputs.activity.clone(), &probe);
+            write_and_probe(rows, outputs.activity.clone(), board, &probe);
         }
         if q.item_totals.enabled {
             item_totals(
@@ -693,6 +780,8 @@ fn run_worker(
         report_progress: index == 0,
     };
     let mut in_flight = InFlight::default();
+    let gauges = metrics.worker(index % engine.workers);
+    let set_state = |state| gauges.iter().for_each(|g| g.set_state(state));
     loop {
         if stop.load(Relaxed) {
             trades.iter_mut().for_each(|f| f.close());
@@ -728,18 +817,29 @@ fn run_worker(
         let bound = input_time.saturating_sub(engine.max_inflight_ms);
         // Records at or after the inputs' own time wait for the inputs to move,
         // so only older ones are waited for.
+        let mut waited = false;
         while probe.less_than(&bound)
             || (probe.less_than(&input_time)
                 && in_flight.outstanding(probe.with_frontier(|f| f.first().copied()))
                     > engine.max_inflight_records)
         {
+            if !waited {
+                set_state(WorkerState::Backpressured);
+                waited = true;
+            }
             worker.step();
         }
-        probe.with_frontier(|f| {
-            if let Some(t) = f.first() {
-                advance_log.borrow_mut().forget_before(*t);
-            }
-        });
+        if waited {
+            set_state(WorkerState::Running);
+        }
+        let frontier = probe.with_frontier(|f| f.first().copied());
+        if let Some(t) = frontier {
+            advance_log.borrow_mut().forget_before(t);
+        }
+        if let Some(g) = gauges {
+            g.watermark_ms.store(input_time, Relaxed);
+            g.frontier_ms.store(frontier.unwrap_or(input_time), Relaxed);
+        }
         if !ready {
             worker.step_or_park(wait);
         }
@@ -747,17 +847,28 @@ fn run_worker(
     while !probe.done() {
         worker.step();
     }
+    set_state(WorkerState::Done);
     Ok(())
 }
 
-/// Writes a result stream's rows to its sink (if any) and probes it.
+/// Writes a result stream's rows to its sink (if any), shows them on the
+/// dashboard (if on) and probes them.
 fn write_and_probe<T: serde::Serialize + Clone + 'static>(
     rows: Stream<'_, u64, Vec<T>>,
     sink: Option<Arc<CsvSink<T>>>,
+    board: &Option<Arc<Board>>,
     probe: &ProbeHandle<u64>,
-) {
-    rows.inspect_core(move |event| write_rows(&sink, event))
-        .probe_with(probe);
+) where
+    Board: Tap<T>,
+{
+    let board = board.clone();
+    rows.inspect_core(move |event| {
+        if let (Some(board), Ok((_, rows))) = (&board, &event) {
+            board.rows(rows);
+        }
+        write_rows(&sink, event)
+    })
+    .probe_with(probe);
 }
 
 fn write_rows<T: serde::Serialize>(

@@ -3,6 +3,7 @@
 
 pub mod backpressure;
 pub mod cluster;
+pub mod dashboard;
 pub mod engine;
 pub mod generate;
 pub mod metrics;

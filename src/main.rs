@@ -18,7 +18,8 @@ use std::sync::Arc;
 /// interaction logs, on timely-dataflow.
 ///
 /// With no command, runs the built-in demo (`eddy run`): a live market and an
-/// interaction log in real time for 30 s, results in out/demo/.
+/// interaction log for 2 minutes, event time at 10x the wall clock, with the
+/// live dashboard on http://127.0.0.1:8080/; results in out/demo/.
 #[derive(Parser)]
 #[command(name = "eddy", version, about, long_about)]
 struct Cli {
@@ -114,6 +115,15 @@ struct EngineArgs {
     /// Cluster mode: wall-clock ms at which a real-time run starts (set by `eddy cluster`).
     #[arg(long, hide = true)]
     origin_ms: Option<u64>,
+    /// Serve the live dashboard and Prometheus /metrics on HOST:PORT (port 0: any free port).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_dashboard")]
+    dashboard: Option<String>,
+    /// Keep serving the dashboard this many seconds after the run ends.
+    #[arg(long, value_name = "SECONDS")]
+    dashboard_linger: Option<f64>,
+    /// No dashboard, even where the pipeline asks for one (the demo does).
+    #[arg(long)]
+    no_dashboard: bool,
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
@@ -155,6 +165,15 @@ impl EngineArgs {
         }
         if self.quiet {
             e.status = false;
+        }
+        if let Some(address) = &self.dashboard {
+            e.dashboard = Some(address.clone());
+        }
+        if let Some(s) = self.dashboard_linger {
+            e.dashboard_linger_s = s;
+        }
+        if self.no_dashboard {
+            e.dashboard = None;
         }
         if let Some(t) = self.start_ms {
             p.engine.start_ms = Some(t);

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,94 @@ impl QueryCounters {
     }
 }
 
+/// What one worker of this process is doing, for the dashboard and `/metrics`.
+#[derive(Default)]
+pub struct WorkerGauges {
+    pub ingested: AtomicU64,
+    /// The worker's input time: its coarsened watermark, ms (0 before the first batch).
+    pub watermark_ms: AtomicU64,
+    /// Event time up to which every result of this worker is out: its probe's frontier, ms.
+    pub frontier_ms: AtomicU64,
+    state: AtomicU8,
+}
+
+/// The phase a worker is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Taking batches from its sources.
+    Running,
+    /// Waiting for the dataflow to catch up (the in-flight bound).
+    Backpressured,
+    /// Its sources are done and its dataflow drained.
+    Done,
+}
+
+impl WorkerGauges {
+    pub fn set_state(&self, state: WorkerState) {
+        self.state.store(state as u8, Relaxed);
+    }
+
+    pub fn state(&self) -> WorkerState {
+        match self.state.load(Relaxed) {
+            0 => WorkerState::Running,
+            1 => WorkerState::Backpressured,
+            _ => WorkerState::Done,
+        }
+    }
+}
+
+/// One worker as a snapshot saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerSnapshot {
+    pub ingested: u64,
+    pub watermark_ms: u64,
+    pub frontier_ms: u64,
+    pub state: WorkerState,
+}
+
+/// Cumulative figures of this process at one moment, read without stopping
+/// the workers: for the dashboard's sampler and the Prometheus endpoint.
+pub struct Snapshot {
+    pub elapsed_s: f64,
+    /// Per stream: generated, ingested, late, malformed.
+    pub streams: Vec<(&'static str, StreamSummary)>,
+    pub queries: Vec<QuerySummary>,
+    /// Records ingested that some query has not consumed yet: in flight while
+    /// running, lost if still there at the end.
+    pub in_flight: u64,
+    /// Window latency, µs, since the start.
+    pub latency_us: Histogram<u64>,
+    /// Per-record latency (ewma rows), µs, since the start.
+    pub record_latency_us: Histogram<u64>,
+    /// The generator's latest lag behind its schedule, ms.
+    pub generator_lag_ms: f64,
+    pub workers: Vec<WorkerSnapshot>,
+    pub cpu_s: f64,
+    pub rss_bytes: u64,
+    pub finished: bool,
+}
+
+impl Snapshot {
+    pub fn rows_out(&self) -> u64 {
+        self.queries.iter().map(|q| q.rows).sum()
+    }
+
+    /// Records taken from every source.
+    pub fn generated(&self) -> u64 {
+        self.streams.iter().map(|(_, s)| s.generated).sum()
+    }
+
+    /// How far the finished results trail the inputs, in event-time ms: the
+    /// furthest watermark of any worker minus the least output frontier.
+    pub fn watermark_lag_ms(&self) -> u64 {
+        let live = || self.workers.iter().filter(|w| w.state != WorkerState::Done);
+        let watermark = live().map(|w| w.watermark_ms).max().unwrap_or(0);
+        let frontier = live().map(|w| w.frontier_ms).min().unwrap_or(watermark);
+        watermark.saturating_sub(frontier)
+    }
+}
+
 fn new_histogram() -> Histogram<u64> {
     // Microseconds from 1 µs to one hour, three significant digits.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
@@ -66,7 +154,7 @@ pub struct Metrics {
     pub trades: StreamCounters,
     pub interactions: StreamCounters,
     queries: Mutex<Vec<Arc<QueryCounters>>>,
-    per_worker_ingested: Vec<AtomicU64>,
+    workers: Vec<WorkerGauges>,
     latency_us: Mutex<Histogram<u64>>,
     latency_interval_us: Mutex<Histogram<u64>>,
     lag_us: Mutex<Histogram<u64>>,
@@ -82,7 +170,7 @@ impl Metrics {
             trades: StreamCounters::default(),
             interactions: StreamCounters::default(),
             queries: Mutex::new(Vec::new()),
-            per_worker_ingested: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            workers: (0..workers).map(|_| WorkerGauges::default()).collect(),
             latency_us: Mutex::new(new_histogram()),
             latency_interval_us: Mutex::new(new_histogram()),
             lag_us: Mutex::new(new_histogram()),
@@ -115,9 +203,76 @@ impl Metrics {
         q
     }
 
+    /// The gauges of this process's `local_worker`-th worker.
+    pub fn worker(&self, local_worker: usize) -> Option<&WorkerGauges> {
+        self.workers.get(local_worker)
+    }
+
     pub fn add_worker_ingested(&self, local_worker: usize, n: u64) {
-        if let Some(c) = self.per_worker_ingested.get(local_worker) {
-            c.fetch_add(n, Relaxed);
+        if let Some(w) = self.worker(local_worker) {
+            w.ingested.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn stream_summaries(&self) -> Vec<(&'static str, StreamSummary)> {
+        let stream = |c: &StreamCounters| StreamSummary {
+            generated: c.generated.load(Relaxed),
+            ingested: c.ingested.load(Relaxed),
+            late: c.late.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+        };
+        vec![
+            ("trades", stream(&self.trades)),
+            ("interactions", stream(&self.interactions)),
+        ]
+    }
+
+    fn query_summaries(&self) -> Vec<QuerySummary> {
+        self.queries
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|q| QuerySummary {
+                name: q.name.clone(),
+                consumed: q.consumed(),
+                rows: q.rows(),
+            })
+            .collect()
+    }
+
+    /// The cumulative figures as they are now.
+    pub fn snapshot(&self) -> Snapshot {
+        let streams = self.stream_summaries();
+        let queries = self.query_summaries();
+        let ingested: u64 = streams.iter().map(|(_, s)| s.ingested).sum();
+        let by_name = streams
+            .iter()
+            .filter(|(_, s)| s.generated > 0)
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect();
+        let in_flight = ingested.saturating_sub(processed_of(&by_name, &queries));
+        let (cpu_user_s, cpu_system_s, _) = resource_usage();
+        Snapshot {
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            streams,
+            queries,
+            in_flight,
+            latency_us: self.latency_us.lock().expect("metrics lock").clone(),
+            record_latency_us: self.record_latency_us.lock().expect("metrics lock").clone(),
+            generator_lag_ms: self.current_lag_us.load(Relaxed) as f64 / 1e3,
+            workers: self
+                .workers
+                .iter()
+                .map(|w| WorkerSnapshot {
+                    ingested: w.ingested.load(Relaxed),
+                    watermark_ms: w.watermark_ms.load(Relaxed),
+                    frontier_ms: w.frontier_ms.load(Relaxed),
+                    state: w.state(),
+                })
+                .collect(),
+            cpu_s: cpu_user_s + cpu_system_s,
+            rss_bytes: current_rss_bytes(),
+            finished: self.finished.load(Relaxed),
         }
     }
 
@@ -223,30 +378,14 @@ impl Metrics {
     /// The end-of-run figures.
     pub fn summary(&self, workers: usize, processes: usize) -> Summary {
         let wall = self.started.elapsed().as_secs_f64();
-        let queries = self.queries.lock().expect("metrics lock").clone();
-        let stream = |c: &StreamCounters| StreamSummary {
-            generated: c.generated.load(Relaxed),
-            ingested: c.ingested.load(Relaxed),
-            late: c.late.load(Relaxed),
-            malformed: c.malformed.load(Relaxed),
-        };
         let (generated, ingested, late, malformed, rows_out) = self.totals();
-        let streams: std::collections::BTreeMap<String, StreamSummary> = [
-            ("trades", stream(&self.trades)),
-            ("interactions", stream(&self.interactions)),
-        ]
-        .into_iter()
-        .filter(|(_, s)| s.generated > 0)
-        .map(|(n, s)| (n.to_string(), s))
-        .collect();
-        let query_summaries: Vec<QuerySummary> = queries
-            .iter()
-            .map(|q| QuerySummary {
-                name: q.name.clone(),
-                consumed: q.consumed(),
-                rows: q.rows(),
-            })
+        let streams: std::collections::BTreeMap<String, StreamSummary> = self
+            .stream_summaries()
+            .into_iter()
+            .filter(|(_, s)| s.generated > 0)
+            .map(|(n, s)| (n.to_string(), s))
             .collect();
+        let query_summaries = self.query_summaries();
         let processed = processed_of(&streams, &query_summaries);
         let unaccounted = ingested.saturating_sub(processed);
         let lat = self.latency_us.lock().expect("metrics lock");
@@ -276,9 +415,9 @@ impl Metrics {
             throughput: Throughput {
                 records_per_s: generated as f64 / wall.max(1e-9),
                 ingested_per_s_per_worker: self
-                    .per_worker_ingested
+                    .workers
                     .iter()
-                    .map(|c| c.load(Relaxed) as f64 / wall.max(1e-9))
+                    .map(|w| w.ingested.load(Relaxed) as f64 / wall.max(1e-9))
                     .collect(),
                 rows_out_per_s: rows_out as f64 / wall.max(1e-9),
             },
@@ -587,6 +726,17 @@ pub fn resource_usage() -> (f64, f64, u64) {
         secs(usage.ru_stime),
         usage.ru_maxrss as u64 * 1024,
     )
+}
+
+/// The resident set size of this process now (not its peak), from /proc.
+pub fn current_rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    pages * page
 }
 
 /// When this worker's input frontier passed which event time (as-fast runs and replays).

@@ -60,6 +60,11 @@ pub struct EngineConfig {
     /// Event time at which generators start, ms since the epoch (none: now in
     /// real time, 1.7e12 as fast as possible). Processes of a cluster share it.
     pub start_ms: Option<u64>,
+    /// Serve the live dashboard and /metrics on this `host:port` (none: off).
+    pub dashboard: Option<String>,
+    /// Keep serving the dashboard this many seconds after the run ends, so
+    /// that the final figures can be read (and scraped) from it.
+    pub dashboard_linger_s: f64,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +81,8 @@ impl Default for EngineConfig {
             duration_s: None,
             status: true,
             start_ms: None,
+            dashboard: None,
+            dashboard_linger_s: 0.0,
         }
     }
 }
@@ -133,7 +140,7 @@ pub struct OutputConfig {
     pub dir: Option<PathBuf>,
 }
 
-/// The built-in demo: both generators in real time for 30 s.
+/// The built-in demo: both generators for 2 minutes at 10x real time, with the dashboard.
 pub const DEMO: &str = include_str!("../dataflows/demo.toml");
 
 impl Pipeline {
@@ -195,6 +202,22 @@ impl Pipeline {
         if let Some(d) = e.duration_s {
             if !(d.is_finite() && d > 0.0) {
                 return Err(format!("engine.duration_s must be positive, got {d}"));
+            }
+        }
+        if !(e.dashboard_linger_s.is_finite() && e.dashboard_linger_s >= 0.0) {
+            return Err(format!(
+                "engine.dashboard_linger_s must be 0 or more, got {}",
+                e.dashboard_linger_s
+            ));
+        }
+        if let Some(address) = &e.dashboard {
+            if address
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+            {
+                return Err(format!(
+                    "engine.dashboard must be HOST:PORT (port 0: any free port), got {address:?}"
+                ));
             }
         }
         if let Some(TradeSource::Market(m)) = &self.sources.trades {

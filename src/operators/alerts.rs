@@ -10,6 +10,7 @@
 //! Output: `item_id,window_start_ms,total,threshold`.
 
 use super::item_counts::ItemCount;
+use crate::dashboard::board::Board;
 use crate::metrics::QueryCounters;
 use crate::record::Interaction;
 use rustc_hash::FxHashMap;
@@ -73,12 +74,15 @@ pub fn alert_rows<'scope>(
     })
 }
 
-/// Logs an alert the moment an item's count in a window first exceeds the
-/// threshold; expects the stream partitioned by item.
+/// Logs an alert (when `log`) and shows it on the dashboard (when `board`)
+/// the moment an item's count in a window first exceeds the threshold;
+/// expects the stream partitioned by item.
 pub fn fire_alerts<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     window_ms: u64,
     threshold: u64,
+    log: bool,
+    board: Option<Arc<Board>>,
     counters: Arc<QueryCounters>,
 ) {
     let mut counts: FxHashMap<(u64, u64), u64> = FxHashMap::default();
@@ -91,13 +95,18 @@ pub fn fire_alerts<'scope>(
                 *count += 1;
                 if *count == threshold + 1 {
                     counters.add_rows(1);
-                    tracing::warn!(
-                        "ALERT item {} has {} interactions in window {} (threshold {})",
-                        r.item,
-                        *count,
-                        window,
-                        threshold
-                    );
+                    if log {
+                        tracing::warn!(
+                            "ALERT item {} has {} interactions in window {} (threshold {})",
+                            r.item,
+                            *count,
+                            window,
+                            threshold
+                        );
+                    }
+                    if let Some(board) = &board {
+                        board.alert_fired(r.item, window, *count, threshold);
+                    }
                 }
             }
         });

@@ -476,3 +476,85 @@ pub fn replay_pipeline(
     p.engine.status = false;
     p
 }
+
+/// An eddy process serving its dashboard; killed when dropped.
+pub struct Served {
+    child: std::process::Child,
+    /// `host:port` the dashboard is on, as eddy printed it.
+    pub address: String,
+    /// What eddy wrote on stderr so far (the reader thread keeps appending).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `eddy ARGS --dashboard 127.0.0.1:0` and waits for the address it prints.
+    pub fn start(args: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(args)
+            .args(["--dashboard", "127.0.0.1:0", "--quiet"])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("eddy starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        let appended = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("dashboard: http://").nth(1) {
+                    let _ = found.send(rest.split('/').next().unwrap_or("").to_string());
+                }
+                let mut log = appended.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let address = address
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!("eddy printed no dashboard address: {}", log.lock().unwrap())
+            });
+        Served {
+            child,
+            address,
+            log,
+        }
+    }
+
+    /// GET `path` from the dashboard's server: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.address);
+        match ureq::get(&url).call() {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                r.body_mut().read_to_string().expect("a text body"),
+            ),
+            Err(ureq::Error::StatusCode(code)) => (code, String::new()),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    }
+
+    /// Waits for the process to end by itself.
+    pub fn wait(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "eddy did not end within {limit:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

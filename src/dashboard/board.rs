@@ -1,0 +1,392 @@
+//! The dashboard's view of the results: the latest rows of every query, kept
+//! in bounded per-key histories, fed by taps on the sinks.
+//!
+//! Every worker of the process taps its result streams into one `Board`
+//! (a lock per batch of rows: rows come at a few per key and window, except
+//! ewma's one per trade, which is thinned to the last row per second). Each
+//! history keeps a fixed number of the latest entries, keyed by event time,
+//! so rows from different workers land in order and an hour-long run holds
+//! as much as a one-minute run.
+
+use crate::operators::activity::Activity;
+use crate::operators::alerts::Alert;
+use crate::operators::bars::Bar;
+use crate::operators::correlation::Correlation;
+use crate::operators::ewma::EwmaRow;
+use crate::operators::item_counts::ItemCount;
+use crate::operators::stats::PriceStats;
+use crate::operators::volatility::Volatility;
+use crate::pipeline::Queries;
+use crate::record::Symbol;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// Seconds of per-symbol history (bars, moving averages, ewma samples).
+const SYMBOL_HISTORY: usize = 300;
+/// Closed 60 s windows of volatility and activity kept.
+const WINDOW_HISTORY: usize = 120;
+/// Item-count windows kept (the latest complete one is shown).
+const ITEM_WINDOWS: usize = 3;
+/// Items shown per window.
+const TOP_ITEMS: usize = 10;
+/// Alerts kept, newest first.
+const ALERTS_KEPT: usize = 50;
+/// Symbols in the latest-bars table.
+const LATEST_BARS_SHOWN: usize = 30;
+
+/// A result row type the board can take.
+pub trait Tap<T> {
+    fn rows(&self, rows: &[T]);
+}
+
+/// The latest rows of every query (see the module doc).
+pub struct Board {
+    results: Mutex<Results>,
+    /// M2's window length: a moving average is drawn at its window's end.
+    moving_average_ms: u64,
+    /// I1's window length: an item window is shown once all its rows are out.
+    item_window_ms: u64,
+}
+
+#[derive(Default)]
+struct Results {
+    symbols: BTreeMap<Symbol, SymbolHistory>,
+    /// The latest correlation window: its start and its pairs.
+    correlation: Option<(u64, Vec<Correlation>)>,
+    items: BTreeMap<u64, Vec<ItemCount>>,
+    activity: BTreeMap<u64, Activity>,
+    alerts: VecDeque<AlertEvent>,
+    alerts_total: u64,
+}
+
+#[derive(Default)]
+struct SymbolHistory {
+    bars: BTreeMap<u64, Bar>,
+    /// Mean price of the 10 s window ending at the key (M2).
+    moving_average: BTreeMap<u64, f64>,
+    /// The last ewma row of each second: (price, ewma, ewm_vol).
+    ewma: BTreeMap<u64, (f64, f64, Option<f64>)>,
+    /// Realised volatility per 60 s window start (M3).
+    volatility: BTreeMap<u64, f64>,
+}
+
+/// An alert, as it fired (`fired`: before its window closed) or as its window
+/// closed with the final total.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertEvent {
+    pub item_id: u64,
+    pub window_start_ms: u64,
+    pub total: u64,
+    pub threshold: u64,
+    pub fired: bool,
+}
+
+/// Inserts and drops the oldest entries beyond `keep`.
+fn put<V>(history: &mut BTreeMap<u64, V>, key: u64, value: V, keep: usize) {
+    history.insert(key, value);
+    while history.len() > keep {
+        history.pop_first();
+    }
+}
+
+impl Board {
+    pub fn new(queries: &Queries) -> Board {
+        Board {
+            results: Mutex::default(),
+            moving_average_ms: queries.stats_10s.length_ms,
+            item_window_ms: queries.item_counts_60s.size_ms,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Results) -> R) -> R {
+        f(&mut self.results.lock().expect("board lock"))
+    }
+
+    /// An item passed the alert threshold in a window that is still open.
+    pub fn alert_fired(&self, item_id: u64, window_start_ms: u64, total: u64, threshold: u64) {
+        self.with(|r| {
+            r.push_alert(AlertEvent {
+                item_id,
+                window_start_ms,
+                total,
+                threshold,
+                fired: true,
+            })
+        });
+    }
+
+    /// What the page shows for `symbol` (none: the most traded one), with
+    /// item windows complete up to event time `complete_ms`.
+    pub fn view(&self, symbol: Option<&str>, complete_ms: u64) -> BoardView {
+        self.with(|r| r.view(symbol, complete_ms, self.item_window_ms))
+    }
+}
+
+impl Results {
+    fn symbol(&mut self, s: Symbol) -> &mut SymbolHistory {
+        self.symbols.entry(s).or_default()
+    }
+
+    fn push_alert(&mut self, alert: AlertEvent) {
+        self.alerts_total += 1;
+        self.alerts.push_front(alert);
+        self.alerts.truncate(ALERTS_KEPT);
+    }
+
+    fn view(&self, wanted: Option<&str>, complete_ms: u64, item_window_ms: u64) -> BoardView {
+        let traded = |h: &SymbolHistory| h.bars.values().map(|b| b.trades).sum::<u64>();
+        let chosen = wanted
+            .and_then(|w| Symbol::parse(w.as_bytes()))
+            .filter(|s| self.symbols.contains_key(s))
+            .or_else(|| {
+                self.symbols
+                    .iter()
+                    .max_by_key(|(_, h)| traded(h))
+                    .map(|(s, _)| *s)
+            });
+        let market = chosen.and_then(|s| {
+            let h = self.symbols.get(&s)?;
+            Some(SymbolView {
+                symbol: s.to_string(),
+                bars: h.bars.values().cloned().map(BarView::from).collect(),
+                moving_average: h.moving_average.iter().map(|(t, v)| (*t, *v)).collect(),
+                ewma: h.ewma.iter().map(|(t, (_, e, _))| (*t, *e)).collect(),
+                ewm_vol: h
+                    .ewma
+                    .iter()
+                    .filter_map(|(t, (_, _, v))| Some((*t, (*v)?)))
+                    .collect(),
+                volatility: h.volatility.iter().map(|(t, v)| (*t, *v)).collect(),
+            })
+        });
+        let mut latest_bars: Vec<BarView> = self
+            .symbols
+            .values()
+            .filter_map(|h| {
+                h.bars
+                    .last_key_value()
+                    .map(|(_, b)| BarView::from(b.clone()))
+            })
+            .collect();
+        latest_bars.sort_by(|a, b| b.volume.cmp(&a.volume).then(a.symbol.cmp(&b.symbol)));
+        latest_bars.truncate(LATEST_BARS_SHOWN);
+        let correlation = self.correlation.as_ref().map(|(start, pairs)| {
+            let mut symbols: Vec<String> = pairs
+                .iter()
+                .flat_map(|c| [c.symbol_a.to_string(), c.symbol_b.to_string()])
+                .collect();
+            symbols.sort();
+            symbols.dedup();
+            let at = |s: Symbol| symbols.binary_search(&s.to_string()).unwrap_or(0);
+            CorrelationView {
+                window_start_ms: *start,
+                pairs: pairs
+                    .iter()
+                    .map(|c| (at(c.symbol_a), at(c.symbol_b), c.corr))
+                    .collect(),
+                symbols,
+            }
+        });
+        // The latest item window all of whose rows are out.
+        let top_items = self
+            .items
+            .iter()
+            .rev()
+            .find(|(start, _)| **start + item_window_ms <= complete_ms)
+            .map(|(start, rows)| {
+                let mut top = rows.clone();
+                top.sort_by(|a, b| b.total.cmp(&a.total).then(a.item_id.cmp(&b.item_id)));
+                top.truncate(TOP_ITEMS);
+                TopItems {
+                    window_start_ms: *start,
+                    items: top,
+                }
+            });
+        BoardView {
+            symbols: self.symbols.keys().map(|s| s.to_string()).collect(),
+            market,
+            latest_bars,
+            correlation,
+            top_items,
+            activity: self.activity.values().cloned().collect(),
+            alerts: self.alerts.iter().cloned().collect(),
+            alerts_total: self.alerts_total,
+        }
+    }
+}
+
+impl Tap<Bar> for Board {
+    fn rows(&self, rows: &[Bar]) {
+        self.with(|r| {
+            for b in rows {
+                let h = &mut r.symbol(b.symbol).bars;
+                put(h, b.window_start_ms, b.clone(), SYMBOL_HISTORY);
+            }
+        })
+    }
+}
+
+impl Tap<PriceStats> for Board {
+    fn rows(&self, rows: &[PriceStats]) {
+        let length = self.moving_average_ms;
+        self.with(|r| {
+            for s in rows {
+                // Keyed by the window's end: the moving average *at* that time.
+                let h = &mut r.symbol(s.symbol).moving_average;
+                put(h, s.window_start_ms + length, s.mean, SYMBOL_HISTORY);
+            }
+        })
+    }
+}
+
+impl Tap<Volatility> for Board {
+    fn rows(&self, rows: &[Volatility]) {
+        self.with(|r| {
+            for v in rows {
+                let h = &mut r.symbol(v.symbol).volatility;
+                put(h, v.window_start_ms, v.volatility, WINDOW_HISTORY);
+            }
+        })
+    }
+}
+
+impl Tap<EwmaRow> for Board {
+    fn rows(&self, rows: &[EwmaRow]) {
+        self.with(|r| {
+            for e in rows {
+                let second = e.ts_ms - e.ts_ms % 1000;
+                let h = &mut r.symbol(e.symbol).ewma;
+                put(h, second, (e.price, e.ewma, e.ewm_vol), SYMBOL_HISTORY);
+            }
+        })
+    }
+}
+
+impl Tap<Correlation> for Board {
+    fn rows(&self, rows: &[Correlation]) {
+        self.with(|r| {
+            for c in rows {
+                match &mut r.correlation {
+                    Some((start, pairs)) if *start == c.window_start_ms => pairs.push(c.clone()),
+                    Some((start, _)) if *start > c.window_start_ms => {}
+                    _ => r.correlation = Some((c.window_start_ms, vec![c.clone()])),
+                }
+            }
+        })
+    }
+}
+
+impl Tap<ItemCount> for Board {
+    fn rows(&self, rows: &[ItemCount]) {
+        self.with(|r| {
+            for c in rows {
+                r.items
+                    .entry(c.window_start_ms)
+                    .or_default()
+                    .push(c.clone());
+            }
+            while r.items.len() > ITEM_WINDOWS {
+                r.items.pop_first();
+            }
+        })
+    }
+}
+
+impl Tap<Activity> for Board {
+    fn rows(&self, rows: &[Activity]) {
+        self.with(|r| {
+            for a in rows {
+                put(
+                    &mut r.activity,
+                    a.window_start_ms,
+                    a.clone(),
+                    WINDOW_HISTORY,
+                );
+            }
+        })
+    }
+}
+
+impl Tap<Alert> for Board {
+    fn rows(&self, rows: &[Alert]) {
+        self.with(|r| {
+            for a in rows {
+                r.push_alert(AlertEvent {
+                    item_id: a.item_id,
+                    window_start_ms: a.window_start_ms,
+                    total: a.total,
+                    threshold: a.threshold,
+                    fired: false,
+                });
+            }
+        })
+    }
+}
+
+/// What the page draws from the results (sent as JSON).
+#[derive(Serialize)]
+pub struct BoardView {
+    pub symbols: Vec<String>,
+    pub market: Option<SymbolView>,
+    pub latest_bars: Vec<BarView>,
+    pub correlation: Option<CorrelationView>,
+    pub top_items: Option<TopItems>,
+    pub activity: Vec<Activity>,
+    pub alerts: Vec<AlertEvent>,
+    pub alerts_total: u64,
+}
+
+/// One symbol's recent history: `(ms, value)` points.
+#[derive(Serialize)]
+pub struct SymbolView {
+    pub symbol: String,
+    pub bars: Vec<BarView>,
+    pub moving_average: Vec<(u64, f64)>,
+    pub ewma: Vec<(u64, f64)>,
+    pub ewm_vol: Vec<(u64, f64)>,
+    pub volatility: Vec<(u64, f64)>,
+}
+
+#[derive(Serialize)]
+pub struct BarView {
+    pub symbol: String,
+    pub t: u64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: u64,
+    pub trades: u64,
+    pub vwap: f64,
+}
+
+impl From<Bar> for BarView {
+    fn from(b: Bar) -> Self {
+        BarView {
+            symbol: b.symbol.to_string(),
+            t: b.window_start_ms,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            trades: b.trades,
+            vwap: b.vwap,
+        }
+    }
+}
+
+/// The latest correlation window as a matrix: `pairs` index into `symbols`.
+#[derive(Serialize)]
+pub struct CorrelationView {
+    pub window_start_ms: u64,
+    pub symbols: Vec<String>,
+    pub pairs: Vec<(usize, usize, f64)>,
+}
+
+#[derive(Serialize)]
+pub struct TopItems {
+    pub window_start_ms: u64,
+    pub items: Vec<ItemCount>,
+}

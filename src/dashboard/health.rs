@@ -1,0 +1,156 @@
+//! The engine's health over time: a point every sampling interval (rates,
+//! latency percentiles of the interval, lags, CPU, memory), kept in a bounded
+//! log so that a page can ask for the points it has not seen yet.
+//!
+//! Rates and interval percentiles come from differences of two cumulative
+//! [`Snapshot`]s, so sampling never resets anything the end-of-run report or
+//! `/metrics` read.
+
+use crate::metrics::{Snapshot, WorkerSnapshot};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// Points kept: ten minutes at two a second.
+pub const HEALTH_HISTORY: usize = 1200;
+
+/// One sample of the engine's health.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthPoint {
+    /// Position in the log: a page asks for points after the last it has.
+    pub seq: u64,
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// Records taken from the sources, per second.
+    pub in_per_s: f64,
+    /// Result rows written, per second.
+    pub out_per_s: f64,
+    /// Window latency of the interval's rows, ms (none when no window closed).
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    /// Per-record (ewma) latency p99 of the interval, ms.
+    pub record_p99_ms: Option<f64>,
+    pub watermark_lag_ms: u64,
+    pub generator_lag_ms: f64,
+    /// CPU time over wall time, in % of one core.
+    pub cpu_percent: f64,
+    pub rss_mib: f64,
+}
+
+/// The running totals a page shows as counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub elapsed_s: f64,
+    pub generated: u64,
+    pub ingested: u64,
+    pub late: u64,
+    pub malformed: u64,
+    pub rows_out: u64,
+    pub in_flight: u64,
+    pub windows_closed: u64,
+    pub latency_p99_ms: f64,
+    pub workers: Vec<WorkerSnapshot>,
+    pub finished: bool,
+}
+
+/// The bounded log of health points and the latest totals.
+#[derive(Default)]
+pub struct HealthLog {
+    points: VecDeque<HealthPoint>,
+    next_seq: u64,
+    previous: Option<Snapshot>,
+    totals: Totals,
+}
+
+fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q) as f64 / 1e3)
+}
+
+/// `now - before` for cumulative histograms (empty if they do not subtract).
+fn interval(now: &Histogram<u64>, before: Option<&Histogram<u64>>) -> Histogram<u64> {
+    let mut h = now.clone();
+    if let Some(b) = before {
+        if h.subtract(b).is_err() {
+            h.reset();
+        }
+    }
+    h
+}
+
+impl HealthLog {
+    /// Adds the point between the previous snapshot and `now`.
+    pub fn sample(&mut self, now: Snapshot) {
+        let before = self.previous.as_ref();
+        let dt = before
+            .map_or(now.elapsed_s, |b| now.elapsed_s - b.elapsed_s)
+            .max(1e-6);
+        let rate =
+            |f: fn(&Snapshot) -> u64| (f(&now) - before.map_or(0, f).min(f(&now))) as f64 / dt;
+        let windows = interval(&now.latency_us, before.map(|b| &b.latency_us));
+        let records = interval(&now.record_latency_us, before.map(|b| &b.record_latency_us));
+        let cpu_before = before.map_or(0.0, |b| b.cpu_s);
+        let point = HealthPoint {
+            seq: self.next_seq,
+            t_s: now.elapsed_s,
+            in_per_s: rate(Snapshot::generated),
+            out_per_s: rate(Snapshot::rows_out),
+            latency_p50_ms: percentile_ms(&windows, 0.5),
+            latency_p99_ms: percentile_ms(&windows, 0.99),
+            record_p99_ms: percentile_ms(&records, 0.99),
+            watermark_lag_ms: now.watermark_lag_ms(),
+            generator_lag_ms: now.generator_lag_ms,
+            cpu_percent: (now.cpu_s - cpu_before).max(0.0) / dt * 100.0,
+            rss_mib: now.rss_bytes as f64 / (1 << 20) as f64,
+        };
+        self.next_seq += 1;
+        self.points.push_back(point);
+        while self.points.len() > HEALTH_HISTORY {
+            self.points.pop_front();
+        }
+        let sum = |f: fn(&crate::metrics::StreamSummary) -> u64| {
+            now.streams.iter().map(|(_, s)| f(s)).sum::<u64>()
+        };
+        self.totals = Totals {
+            elapsed_s: now.elapsed_s,
+            generated: sum(|s| s.generated),
+            ingested: sum(|s| s.ingested),
+            late: sum(|s| s.late),
+            malformed: sum(|s| s.malformed),
+            rows_out: now.rows_out(),
+            in_flight: now.in_flight,
+            windows_closed: now.latency_us.len(),
+            latency_p99_ms: percentile_ms(&now.latency_us, 0.99).unwrap_or(0.0),
+            workers: now.workers.clone(),
+            finished: now.finished,
+        };
+        self.previous = Some(now);
+    }
+
+    /// The points after `seq` (all kept ones when `seq` is none).
+    pub fn points_after(&self, seq: Option<u64>) -> Vec<HealthPoint> {
+        let from = seq.map_or(0, |s| s + 1);
+        self.points
+            .iter()
+            .filter(|p| p.seq >= from)
+            .cloned()
+            .collect()
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.points.back().map(|p| p.seq)
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// Event time up to which every worker's results are out.
+    pub fn complete_ms(&self) -> u64 {
+        let live = self
+            .totals
+            .workers
+            .iter()
+            .filter(|w| w.state != crate::metrics::WorkerState::Done);
+        live.map(|w| w.frontier_ms).min().unwrap_or(u64::MAX)
+    }
+}

@@ -1,0 +1,211 @@
+//! The dashboard's server without a browser: `/metrics` parsed by an
+//! independent Prometheus parser (expected families, counters that only
+//! grow, final values equal to metrics.json), `/health`, and the page's assets.
+
+mod common;
+
+use common::{metrics, temp_dir, Served};
+use prometheus_parse::{Scrape, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// `name{labels}` -> value, histograms as their `_count`.
+fn scrape(served: &Served) -> BTreeMap<String, f64> {
+    let (status, text) = served.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "an OpenMetrics exposition ends with # EOF"
+    );
+    let parsed = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let mut values = BTreeMap::new();
+    for s in parsed.samples {
+        let mut labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let key = format!("{}{{{}}}", s.metric, labels.join(","));
+        let value = match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            Value::Histogram(buckets) => {
+                // Cumulative buckets: non-decreasing, +Inf last.
+                assert!(
+                    buckets.windows(2).all(|w| w[0].count <= w[1].count),
+                    "{key}"
+                );
+                buckets.last().map_or(0.0, |b| b.count)
+            }
+            Value::Summary(_) => panic!("no summaries expected: {key}"),
+        };
+        values.insert(key, value);
+    }
+    values
+}
+
+fn is_counter(key: &str) -> bool {
+    key.contains("_total{") || key.contains("_latency_seconds{")
+}
+
+#[test]
+fn metrics_have_the_expected_families_and_counters_only_grow() {
+    let out = temp_dir();
+    let dir = out.path().to_str().unwrap();
+    // The demo's generators (disorder 150 ms) with a 50 ms bound: some records are late.
+    let served = Served::start(&[
+        "run",
+        "--speed",
+        "10",
+        "--duration",
+        "20",
+        "--max-delay-ms",
+        "50",
+        "--out",
+        dir,
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    let scrapes: Vec<BTreeMap<String, f64>> = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(700));
+            scrape(&served)
+        })
+        .collect();
+    let last = scrapes.last().unwrap();
+    for stream in ["trades", "interactions"] {
+        for family in ["generated", "ingested", "late", "malformed"] {
+            let key = format!("eddy_records_{family}_total{{stream={stream}}}");
+            assert!(last.contains_key(&key), "missing {key}");
+        }
+        assert!(last[&format!("eddy_records_generated_total{{stream={stream}}}")] > 0.0);
+    }
+    assert!(
+        last["eddy_records_late_total{stream=trades}"] > 0.0,
+        "disorder beyond the bound makes late records"
+    );
+    for key in [
+        "eddy_query_rows_total{query=trades/bars_1s}",
+        "eddy_query_records_consumed_total{query=interactions/item_counts_60s}",
+        "eddy_window_latency_seconds{}",
+        "eddy_record_latency_seconds{}",
+        "eddy_watermark_lag_seconds{}",
+        "eddy_generator_lag_seconds{}",
+        "eddy_records_in_flight{}",
+        "eddy_cpu_seconds_total{}",
+        "eddy_worker_records_ingested_total{worker=0}",
+        "eddy_worker_watermark_seconds{worker=1}",
+        "eddy_finished{}",
+    ] {
+        assert!(last.contains_key(key), "missing {key}: {:?}", last.keys());
+    }
+    assert!(last["eddy_resident_memory_bytes{}"] > 1e6);
+    assert!(
+        last["eddy_window_latency_seconds{}"] > 0.0,
+        "windows closed"
+    );
+    assert_eq!(last["eddy_finished{}"], 0.0);
+    for pair in scrapes.windows(2) {
+        for (key, before) in pair[0].iter().filter(|(k, _)| is_counter(k)) {
+            let after = pair[1].get(key).unwrap_or_else(|| panic!("{key} vanished"));
+            assert!(after >= before, "{key} went down: {before} -> {after}");
+        }
+    }
+    let generated = |s: &BTreeMap<String, f64>| s["eddy_records_generated_total{stream=trades}"];
+    assert!(
+        generated(last) > generated(&scrapes[0]),
+        "records keep coming in"
+    );
+
+    let (status, health) = served.get("/health");
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "running");
+    assert_eq!(health["workers_running"], 2);
+
+    let (status, page) = served.get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<canvas id=\"chart-price\"") && page.contains("/dashboard.js"));
+    for asset in ["/dashboard.js", "/dashboard.css"] {
+        let (status, body) = served.get(asset);
+        assert_eq!(status, 200, "{asset}");
+        assert!(body.len() > 1000, "{asset} is embedded");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{asset}: nothing from elsewhere"
+        );
+    }
+    let (status, state) = served.get("/api/state?symbol=NOPE");
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert!(state["totals"]["generated"].as_u64().unwrap() > 0);
+    assert!(
+        state["board"]["market"]["symbol"].is_string(),
+        "an unknown symbol falls back to the most traded"
+    );
+    assert_eq!(served.get("/nothing-here").0, 404);
+}
+
+#[test]
+fn final_metrics_equal_the_run_summary() {
+    let out = temp_dir();
+    let trades = out.path().join("trades.csv");
+    // 4 000 trades, every 50th malformed and every 97th far behind: late.
+    let mut text = String::from("ts_ms,symbol,price,size\n");
+    for i in 0..4000u64 {
+        let ts = 1_700_000_000_000 + i * 10;
+        match (i % 50, i % 97) {
+            (7, _) => text.push_str("not,a,trade\n"),
+            (_, 5) if i > 200 => text.push_str(&format!("{},AAA,10.5,3\n", ts - 1500)),
+            _ => text.push_str(&format!(
+                "{ts},{},{}.25,{}\n",
+                ["AAA", "BBB"][i as usize % 2],
+                10 + i % 7,
+                1 + i % 5
+            )),
+        }
+    }
+    std::fs::write(&trades, text).unwrap();
+    let dir = out.path().join("out");
+    let served = Served::start(&[
+        "replay",
+        "--trades",
+        trades.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--dashboard-linger",
+        "30",
+    ]);
+    // The run ends at once; the dashboard stays up with the final figures.
+    let start = Instant::now();
+    let status =
+        |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].clone();
+    while status(served.get("/health").1) == "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the replay did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = metrics(&dir);
+    let last = scrape(&served);
+    assert_eq!(last["eddy_finished{}"], 1.0);
+    let s = &m["streams"]["trades"];
+    for family in ["generated", "ingested", "late", "malformed"] {
+        let key = format!("eddy_records_{family}_total{{stream=trades}}");
+        assert_eq!(
+            last[&key],
+            s[family].as_f64().unwrap(),
+            "{key} vs metrics.json"
+        );
+    }
+    assert_eq!(last["eddy_records_malformed_total{stream=trades}"], 80.0);
+    assert!(last["eddy_records_late_total{stream=trades}"] > 0.0);
+    for q in m["queries"].as_array().unwrap() {
+        let key = format!(
+            "eddy_query_rows_total{{query={}}}",
+            q["name"].as_str().unwrap()
+        );
+        assert_eq!(last[&key], q["rows"].as_f64().unwrap(), "{key}");
+    }
+    assert_eq!(
+        last["eddy_window_latency_seconds{}"],
+        m["latency_ms"]["count"].as_f64().unwrap()
+    );
+    assert_eq!(last["eddy_records_in_flight{}"], 0.0, "nothing lost");
+}
