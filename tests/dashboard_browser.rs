@@ -8,17 +8,16 @@
 //! or through `sudo -n`); where that is impossible the test fails saying so.
 //! The screenshot goes to target/dashboard.png, or to $EDDY_SCREENSHOT.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
+use browser::{ensure_chromium, open_browser, Driver};
 use common::{temp_dir, Served};
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Every chart on the page.
 const CHARTS: [&str; 10] = [
@@ -33,105 +32,6 @@ const CHARTS: [&str; 10] = [
     "chart-items",
     "chart-activity",
 ];
-
-/// Installs Debian's chromium and chromedriver when they are missing.
-fn ensure_chromium() {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut c = if root {
-            Command::new("apt-get")
-        } else {
-            Command::new("sudo")
-        };
-        if !root {
-            c.args(["-n", "apt-get"]);
-        }
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        c.status().map(|s| s.success()).unwrap_or(false)
-    };
-    let installed =
-        apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium", "chromium-driver"]);
-    assert!(
-        installed && Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
-        "the browser test needs Debian's chromium and chromium-driver; install them with \
-         `apt-get install chromium chromium-driver` (this test tried and could not)"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// chromedriver on a free port; killed when dropped.
-struct Driver(Child, u16);
-
-impl Driver {
-    fn start() -> Driver {
-        let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "chromedriver did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Driver(child, port)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn browser(driver: &Driver, profile: &Path) -> Client {
-    let args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1500,2600",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain([format!("--user-data-dir={}", profile.display())])
-    .collect::<Vec<_>>();
-    let capabilities = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
-    });
-    ClientBuilder::rustls()
-        .expect("TLS set-up")
-        .capabilities(capabilities.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("a browser session")
-}
 
 /// What the page shows, read in the browser: counters, per chart the points
 /// drawn and the pixels that are not background, tables and alerts.
@@ -199,7 +99,7 @@ async fn the_dashboard_shows_live_updating_data_in_a_real_browser() {
         results.to_str().unwrap(),
     ]);
     let driver = Driver::start();
-    let client = browser(&driver, &out.path().join("profile")).await;
+    let client = open_browser(&driver, &out.path().join("profile"), (1500, 2600)).await;
     client
         .goto(&format!("http://{}/", served.address))
         .await

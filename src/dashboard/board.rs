@@ -390,3 +390,90 @@ pub struct TopItems {
     pub window_start_ms: u64,
     pub items: Vec<ItemCount>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(symbol: &str, start: u64, close: f64, trades: u64) -> Bar {
+        Bar {
+            symbol: Symbol::parse(symbol.as_bytes()).unwrap(),
+            window_start_ms: start,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: trades,
+            trades,
+            vwap: close,
+        }
+    }
+
+    fn count(item: u64, start: u64, total: u64) -> ItemCount {
+        ItemCount {
+            item_id: item,
+            window_start_ms: start,
+            views: total,
+            clicks: 0,
+            purchases: 0,
+            total,
+        }
+    }
+
+    #[test]
+    fn histories_stay_bounded_and_in_event_time_order_whatever_the_arrival_order() {
+        let board = Board::new(&Queries::default());
+        // Two workers' rows interleaved out of order, for far longer than kept.
+        for s in (0..2_000u64).rev() {
+            board.rows(&[bar("AAA", s * 1000, s as f64, 1)]);
+        }
+        let view = board.view(Some("AAA"), 0);
+        let bars = view.market.unwrap().bars;
+        assert_eq!(bars.len(), SYMBOL_HISTORY);
+        assert!(bars.windows(2).all(|w| w[0].t < w[1].t));
+        // Arriving newest first, the oldest kept are the latest 300 seconds.
+        assert_eq!(bars.last().unwrap().t, 1_999_000);
+        assert_eq!(bars[0].t, (2_000 - SYMBOL_HISTORY as u64) * 1000);
+        for i in 0..500 {
+            board.alert_fired(i, 0, 51, 50);
+        }
+        let view = board.view(None, 0);
+        assert_eq!(view.alerts.len(), ALERTS_KEPT);
+        assert_eq!(view.alerts_total, 500);
+        assert_eq!(view.alerts[0].item_id, 499, "newest first");
+    }
+
+    #[test]
+    fn the_default_symbol_is_the_most_traded_and_unknown_ones_fall_back_to_it() {
+        let board = Board::new(&Queries::default());
+        board.rows(&[
+            bar("AAA", 0, 1.0, 5),
+            bar("BBB", 0, 2.0, 9),
+            bar("CCC", 0, 3.0, 1),
+        ]);
+        assert_eq!(board.view(None, 0).market.unwrap().symbol, "BBB");
+        assert_eq!(board.view(Some("CCC"), 0).market.unwrap().symbol, "CCC");
+        assert_eq!(board.view(Some("ZZZ"), 0).market.unwrap().symbol, "BBB");
+        assert_eq!(
+            board.view(Some("not a symbol!"), 0).market.unwrap().symbol,
+            "BBB"
+        );
+    }
+
+    #[test]
+    fn top_items_come_from_the_latest_window_whose_rows_are_all_out() {
+        let board = Board::new(&Queries::default());
+        board.rows(&[count(1, 0, 10), count(2, 0, 30), count(3, 0, 20)]);
+        board.rows(&[count(1, 60_000, 99)]);
+        // Results complete to 90 s: the window [60 s, 120 s) may still get rows.
+        let top = board.view(None, 90_000).top_items.unwrap();
+        assert_eq!(top.window_start_ms, 0);
+        let order: Vec<u64> = top.items.iter().map(|c| c.item_id).collect();
+        assert_eq!(order, vec![2, 3, 1]);
+        assert_eq!(
+            board.view(None, 120_000).top_items.unwrap().window_start_ms,
+            60_000
+        );
+        assert!(board.view(None, 59_999).top_items.is_none());
+    }
+}

@@ -285,12 +285,11 @@ function renderHealth(u) {
 function renderMarket(b) {
   const picker = document.getElementById("symbol");
   if (picker.options.length !== b.symbols.length) {
-    const chosen = picker.value;
     picker.replaceChildren(...b.symbols.map((s) => new Option(s, s)));
-    if (chosen) picker.value = chosen;
   }
   const m = b.market;
-  if (m && !picker.value) picker.value = m.symbol;
+  // The server says which symbol it shows (the asked one, else the most traded).
+  if (m) picker.value = m.symbol;
   setText("market-symbol", m ? m.symbol : "");
   const x = fmtClock;
   lineChart(document.getElementById("chart-price"), m ? [
@@ -346,7 +345,8 @@ function render(u) {
 
 function connect() {
   if (source) source.close();
-  const symbol = document.getElementById("symbol").value;
+  // The picker's choice; before it has one, the page's ?symbol= (a link to a symbol).
+  const symbol = document.getElementById("symbol").value || new URLSearchParams(location.search).get("symbol") || "";
   source = new EventSource("/events" + (symbol ? "?symbol=" + encodeURIComponent(symbol) : ""));
   source.addEventListener("update", (e) => render(JSON.parse(e.data)));
   source.onerror = () => {

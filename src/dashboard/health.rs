@@ -154,3 +154,86 @@ impl HealthLog {
         live.map(|w| w.frontier_ms).min().unwrap_or(u64::MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{QuerySummary, StreamSummary, WorkerState};
+
+    fn snapshot(t: f64, generated: u64, rows: u64, latencies_us: &[u64]) -> Snapshot {
+        let mut latency = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for l in latencies_us {
+            latency.record(*l).unwrap();
+        }
+        Snapshot {
+            elapsed_s: t,
+            streams: vec![(
+                "trades",
+                StreamSummary {
+                    generated,
+                    ingested: generated,
+                    late: 0,
+                    malformed: 0,
+                },
+            )],
+            queries: vec![QuerySummary {
+                name: "trades/bars_1s".into(),
+                consumed: generated,
+                rows,
+            }],
+            in_flight: 0,
+            record_latency_us: latency.clone(),
+            latency_us: latency,
+            generator_lag_ms: 0.0,
+            workers: vec![WorkerSnapshot {
+                ingested: generated,
+                watermark_ms: 5_000,
+                frontier_ms: 4_000,
+                state: WorkerState::Running,
+            }],
+            cpu_s: t / 2.0,
+            rss_bytes: 1 << 20,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn points_are_interval_rates_and_percentiles() {
+        let mut log = HealthLog::default();
+        log.sample(snapshot(1.0, 1_000, 10, &[1_000; 10]));
+        // The second interval: 500 more records in 0.5 s, ten 9 ms windows.
+        let mut all = vec![1_000; 10];
+        all.extend([9_000; 10]);
+        log.sample(snapshot(1.5, 1_500, 30, &all));
+        let p = &log.points_after(Some(0))[0];
+        assert_eq!(p.seq, 1);
+        assert!((p.in_per_s - 1_000.0).abs() < 1e-6);
+        assert!((p.out_per_s - 40.0).abs() < 1e-6);
+        let p50 = p.latency_p50_ms.unwrap();
+        assert!(
+            (8.9..9.1).contains(&p50),
+            "the interval's windows only: {p50}"
+        );
+        assert!((p.cpu_percent - 50.0).abs() < 1e-6);
+        assert_eq!(p.watermark_lag_ms, 1_000);
+        assert_eq!(log.totals().generated, 1_500);
+        assert_eq!(log.complete_ms(), 4_000);
+        // No window closed in the next interval: no percentile, not zero.
+        log.sample(snapshot(2.0, 1_600, 30, &all));
+        assert!(log.points_after(Some(1))[0].latency_p99_ms.is_none());
+    }
+
+    #[test]
+    fn the_log_keeps_a_bounded_history_and_answers_from_a_sequence_number() {
+        let mut log = HealthLog::default();
+        for i in 0..(HEALTH_HISTORY as u64 + 500) {
+            log.sample(snapshot(i as f64, i * 10, i, &[]));
+        }
+        let all = log.points_after(None);
+        assert_eq!(all.len(), HEALTH_HISTORY);
+        assert_eq!(all[0].seq, 500);
+        let last = log.last_seq().unwrap();
+        assert_eq!(log.points_after(Some(last)).len(), 0);
+        assert_eq!(log.points_after(Some(last - 3)).len(), 3);
+    }
+}
