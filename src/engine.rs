@@ -10,6 +10,8 @@
 //! outrun the operators.
 
 use crate::backpressure::InFlight;
+use crate::checkpoint::state::StateRegistry;
+use crate::checkpoint::{self, CheckpointConfig, Checkpointer, ProcessState};
 use crate::dashboard::board::{Board, Tap};
 use crate::dashboard::{self, Dashboard, RunInfo};
 use crate::metrics::{
@@ -37,6 +39,7 @@ use crate::sources::{Batch, Poll, Source};
 use crate::time::{Tick, Watermark};
 use anyhow::Context;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -135,10 +138,13 @@ struct Outputs {
     item_totals: Option<Arc<CsvSink<ItemTotal>>>,
     late: Option<Arc<CsvSink<LateRow>>>,
     malformed: Option<Arc<CsvSink<MalformedRow>>>,
+    /// Files are reopened to resume from a checkpoint, not created.
+    resume: bool,
 }
 
 impl Outputs {
-    fn create(pipeline: &Pipeline) -> anyhow::Result<Outputs> {
+    /// Creates the result files, or reopens them to resume (`resume`).
+    fn create(pipeline: &Pipeline, resume: bool) -> anyhow::Result<Outputs> {
         let Some(dir) = pipeline.output.dir.clone() else {
             return Ok(Outputs::default());
         };
@@ -149,6 +155,7 @@ impl Outputs {
         let interactions = pipeline.sources.interactions.is_some();
         let mut o = Outputs {
             dir: Some(dir),
+            resume,
             ..Outputs::default()
         };
         o.bars = o.open(
@@ -196,7 +203,7 @@ impl Outputs {
     ) -> anyhow::Result<Option<Arc<CsvSink<T>>>> {
         match (&self.dir, wanted) {
             (Some(dir), true) => {
-                let sink = CsvSink::create(dir, name, header)?;
+                let sink = CsvSink::create(dir, name, header, self.resume)?;
                 self.all.push(Arc::clone(&sink) as Arc<dyn Flush>);
                 Ok(Some(sink))
             }
@@ -206,6 +213,28 @@ impl Outputs {
 
     fn flush(&self) -> anyhow::Result<()> {
         self.all.iter().try_for_each(|s| s.flush())
+    }
+
+    /// The length of every file, flushed: what a checkpoint commits.
+    fn committed(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        self.all
+            .iter()
+            .map(|s| Ok((s.name().to_string(), s.committed_len()?)))
+            .collect()
+    }
+
+    /// Cuts every file back to the length a checkpoint committed.
+    fn truncate(&self, committed: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+        for sink in &self.all {
+            let len = committed.get(sink.name()).with_context(|| {
+                format!(
+                    "the checkpoint has no committed length for {}: was it written by this pipeline?",
+                    sink.name()
+                )
+            })?;
+            sink.truncate_to(*len)?;
+        }
+        Ok(())
     }
 }
 
@@ -218,8 +247,12 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         std::fs::metadata(&path)
             .with_context(|| format!("cannot open {name} file {}", path.display()))?;
     }
-    let outputs = Arc::new(Outputs::create(&pipeline)?);
     let workers = pipeline.engine.workers;
+    let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
+    let process = job.cluster.as_ref().map_or(0, |c| c.process);
+    let checkpoints = CheckpointPlan::prepare(&pipeline, processes, process)?.map(Arc::new);
+    let resume = checkpoints.as_ref().is_some_and(|c| c.resume);
+    let outputs = Arc::new(Outputs::create(&pipeline, resume)?);
     let metrics = Metrics::new(workers);
     let reporter = pipeline
         .engine
@@ -235,7 +268,6 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let malformed_reported = Arc::new(AtomicU64::new(0));
 
-    let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
     let board = pipeline
         .engine
         .dashboard
@@ -269,9 +301,10 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         job.stop,
         malformed_reported,
         board,
+        checkpoints,
     );
     let guards = timely::execute(config, move |worker| {
-        let (pipeline, outputs, metrics, stop, reported, board) = shared.clone();
+        let (pipeline, outputs, metrics, stop, reported, board, checkpoints) = shared.clone();
         let shared = WorkerShared {
             pipeline: &pipeline,
             outputs: &outputs,
@@ -279,6 +312,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             stop: &stop,
             reported: &reported,
             board: &board,
+            checkpoints: &checkpoints,
         };
         run_worker(worker, &shared, start)
     })
@@ -320,6 +354,54 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         }
     }
     Ok(summary)
+}
+
+/// What the workers of a process need to take checkpoints and resume.
+struct CheckpointPlan {
+    config: CheckpointConfig,
+    fingerprint: String,
+    process: usize,
+    /// Global indices of this process's workers.
+    process_workers: Vec<usize>,
+    resume: bool,
+    /// Resuming: the epochs whose files of this process are intact, newest first.
+    usable: Vec<u64>,
+    /// Resuming: the process's workers wait here until the result files are cut back.
+    files_ready: std::sync::Barrier,
+}
+
+impl CheckpointPlan {
+    /// None when checkpoints are off; resuming, checks the folder first, so
+    /// that a checkpoint of another pipeline is refused before any work.
+    fn prepare(
+        pipeline: &Pipeline,
+        processes: usize,
+        process: usize,
+    ) -> anyhow::Result<Option<CheckpointPlan>> {
+        let config = &pipeline.engine.checkpoint;
+        let Some(dir) = &config.dir else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create checkpoint folder {}", dir.display()))?;
+        let workers = pipeline.engine.workers;
+        let fingerprint = checkpoint::fingerprint(pipeline, processes);
+        let process_workers: Vec<usize> = (process * workers..(process + 1) * workers).collect();
+        let found = if config.resume {
+            checkpoint::find_resumable(config, &fingerprint, process, &process_workers)?
+        } else {
+            None
+        };
+        Ok(Some(CheckpointPlan {
+            config: config.clone(),
+            fingerprint,
+            process,
+            process_workers,
+            resume: found.is_some(),
+            usable: found.map(|f| f.usable).unwrap_or_default(),
+            files_ready: std::sync::Barrier::new(workers),
+        }))
+    }
 }
 
 /// Serves the dashboard on `address`, or on a free port of the same host when
@@ -419,6 +501,23 @@ struct Feed<E: Event> {
     watermark: Watermark,
     batch: Batch<E>,
     tick: Tick,
+    /// The pending checkpoint epoch (`u64::MAX` without checkpoints): records
+    /// at or after it are held back and the capability stops at it.
+    limit: u64,
+    /// On-time records at or after `limit`, sent once the epoch is passed.
+    held: Vec<E>,
+    /// The source is exhausted (or stopped); the feed closes once nothing is held.
+    source_done: bool,
+}
+
+/// What a checkpoint saves of a feed.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound = "")]
+struct FeedState<E: Event> {
+    source: Vec<u8>,
+    watermark: Watermark,
+    held: Vec<E>,
+    source_done: bool,
 }
 
 /// What a worker shares with its feeds.
@@ -431,19 +530,77 @@ struct FeedContext<'a> {
 }
 
 impl<E: Event> Feed<E> {
+    fn new(
+        source: Box<dyn Source<E>>,
+        handle: UnorderedHandle<u64, CapacityContainerBuilder<Vec<E>>>,
+        cap: ActivateCapability<u64>,
+        engine: &crate::pipeline::EngineConfig,
+        limit: u64,
+    ) -> Self {
+        Feed {
+            source,
+            handle,
+            cap: Some(cap),
+            watermark: Watermark::new(engine.max_delay_ms),
+            batch: Batch::default(),
+            tick: Tick::new(engine.tick_ms),
+            limit,
+            held: Vec::new(),
+            source_done: false,
+        }
+    }
+
     /// The time this input can still send at; none once closed.
     fn time(&self) -> Option<u64> {
         self.cap.as_ref().map(|c| *c.time())
     }
 
-    fn close(&mut self) {
-        self.cap = None;
+    /// Whether the feed waits for the pending epoch (or is closed): it reads no more.
+    fn at_limit(&self) -> bool {
+        self.cap.as_ref().is_none_or(|c| *c.time() >= self.limit)
+    }
+
+    /// Stops reading the source (Ctrl-C, --duration); what is held is still sent.
+    fn stop(&mut self) {
+        self.source_done = true;
+        self.settle_capability();
+    }
+
+    /// The event time this feed needs the next epoch to pass: its watermark,
+    /// or never once its source is done.
+    fn next_epoch_from(&self) -> u64 {
+        if self.source_done || self.cap.is_none() {
+            u64::MAX
+        } else {
+            self.watermark.current()
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(bincode::serialize(&FeedState {
+            source: self.source.save()?,
+            watermark: self.watermark.clone(),
+            held: self.held.clone(),
+            source_done: self.source_done,
+        })?)
+    }
+
+    fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
+        let state: FeedState<E> = bincode::deserialize(saved)?;
+        self.source
+            .restore(&state.source)
+            .with_context(|| format!("cannot resume the {} source", E::STREAM))?;
+        self.watermark = state.watermark;
+        self.held = state.held;
+        self.source_done = state.source_done;
+        self.settle_capability();
+        Ok(())
     }
 
     /// Takes one batch from the source into the dataflow and notes what it
     /// sent in `in_flight`. Returns what the source said.
     fn pump(&mut self, ctx: &FeedContext, in_flight: &mut InFlight) -> anyhow::Result<Poll> {
-        if self.cap.is_none() {
+        if self.source_done || self.at_limit() {
             return Ok(Poll::Done);
         }
         self.batch.clear();
@@ -495,43 +652,82 @@ impl<E: Event> Feed<E> {
                 counters.progress_total.store(total, Relaxed);
             }
         }
-        self.send_on_time();
-        // Sent in timestamp order: the last record has the latest time.
-        if let Some(last) = self.batch.on_time.last() {
-            let latest = self.tick.coarsen(last.ts_ms());
-            in_flight.sent(self.batch.on_time.len() as u64, latest);
+        let mut records = std::mem::take(&mut self.batch.on_time);
+        if self.limit != u64::MAX {
+            let (tick, limit) = (self.tick, self.limit);
+            let (now, later): (Vec<E>, Vec<E>) = records
+                .drain(..)
+                .partition(|r| tick.coarsen(r.ts_ms()) < limit);
+            self.held.extend(later);
+            records = now;
         }
+        self.send(&mut records, in_flight);
+        self.batch.on_time = records;
         if poll == Poll::Done {
-            self.close();
+            self.source_done = true;
         }
+        self.settle_capability();
         Ok(poll)
     }
 
-    /// Sends on-time records at their coarsened event times, then moves the
-    /// capability up to the coarsened watermark.
-    fn send_on_time(&mut self) {
+    /// Moves to the next epoch: sends the held records before it.
+    fn release(&mut self, limit: u64, in_flight: &mut InFlight) {
+        self.limit = limit;
+        if self.cap.is_none() {
+            return;
+        }
+        let tick = self.tick;
+        let (mut now, later): (Vec<E>, Vec<E>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|r| tick.coarsen(r.ts_ms()) < limit);
+        self.held = later;
+        self.send(&mut now, in_flight);
+        self.settle_capability();
+    }
+
+    /// Sends records at their coarsened event times (all at or after the capability).
+    fn send(&mut self, records: &mut Vec<E>, in_flight: &mut InFlight) {
+        if records.is_empty() {
+            return;
+        }
         let cap = self.cap.as_mut().expect("open feed");
         let tick = self.tick;
-        let records = &mut self.batch.on_time;
-        if !records.is_empty() {
-            records.sort_by_key(|r| tick.coarsen(r.ts_ms()));
-            let mut activated = self.handle.activate();
-            let mut rest = &mut records[..];
-            while let Some(first) = rest.first() {
-                let time = tick.coarsen(first.ts_ms());
-                let run = rest
-                    .iter()
-                    .take_while(|r| tick.coarsen(r.ts_ms()) == time)
-                    .count();
-                let (now, later) = rest.split_at_mut(run);
-                let at = cap.delayed(&time);
-                activated.session(&at).give_iterator(now.iter().cloned());
-                rest = later;
-            }
+        records.sort_by_key(|r| tick.coarsen(r.ts_ms()));
+        let mut activated = self.handle.activate();
+        let mut rest = &mut records[..];
+        while let Some(first) = rest.first() {
+            let time = tick.coarsen(first.ts_ms());
+            let run = rest
+                .iter()
+                .take_while(|r| tick.coarsen(r.ts_ms()) == time)
+                .count();
+            let (now, later) = rest.split_at_mut(run);
+            let at = cap.delayed(&time);
+            activated.session(&at).give_iterator(now.iter().cloned());
+            rest = later;
         }
-        let watermark_time = tick.coarsen(self.watermark.current());
-        if watermark_time > *cap.time() {
-            cap.downgrade(&watermark_time);
+        // Sorted by time: the last record has the latest.
+        let latest = tick.coarsen(records[records.len() - 1].ts_ms());
+        in_flight.sent(records.len() as u64, latest);
+        records.clear();
+    }
+
+    /// Moves the capability up to the coarsened watermark, but not past the
+    /// pending epoch; closes the feed once its source is done and nothing is held.
+    fn settle_capability(&mut self) {
+        if self.source_done && self.held.is_empty() {
+            self.cap = None;
+        }
+        let Some(cap) = self.cap.as_mut() else {
+            return;
+        };
+        let target = if self.source_done {
+            self.limit
+        } else {
+            self.tick.coarsen(self.watermark.current()).min(self.limit)
+        };
+        if target > *cap.time() {
+            cap.downgrade(&target);
         }
     }
 }
@@ -545,6 +741,7 @@ struct WorkerShared<'a> {
     reported: &'a AtomicU64,
     /// The dashboard's results, when it is on.
     board: &'a Option<Arc<Board>>,
+    checkpoints: &'a Option<Arc<CheckpointPlan>>,
 }
 
 fn run_worker(
@@ -559,6 +756,7 @@ fn run_worker(
         stop,
         reported,
         board,
+        checkpoints,
     } = *shared;
     let index = worker.index();
     let peers = worker.peers();
@@ -577,138 +775,49 @@ fn run_worker(
         _ => Due::InputAdvance(Rc::clone(&advance_log)),
     };
     let latency = LatencyProbe::new(due, Arc::clone(metrics));
-    let queries = &pipeline.queries;
-    let tick = Tick::new(engine.tick_ms);
 
-    let ((trade_handle, trade_cap), (ix_handle, ix_cap)) = worker.dataflow::<u64, _, _>(|scope| {
-        let (trade_input, trades) =
-            scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
-        let (ix_input, interactions) =
-            scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
-        let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
-        let q = queries;
-        let counters = |name: &str| metrics.query(name);
-        if q.bars_1s.enabled || q.corr_60s.enabled {
-            let bars = window(
-                trades.clone(),
-                "bars_1s",
-                q.bars_1s.spec(),
-                Bars,
-                counters("trades/bars_1s"),
-                latency.clone(),
-            );
-            if q.bars_1s.enabled {
-                write_and_probe(bars.clone(), outputs.bars.clone(), board, &probe);
+    // Checkpoints: the control dataflow first, then (resuming) the state to start from.
+    let mut checkpointer = None;
+    let mut restored = BTreeMap::new();
+    if let Some(plan) = checkpoints {
+        let mut ck = Checkpointer::new(
+            worker,
+            &plan.config,
+            plan.fingerprint.clone(),
+            plan.process,
+            plan.process_workers.clone(),
+            engine.tick_ms,
+        )?;
+        if plan.resume {
+            let (worker_file, process_file) = ck.agree_on_resume(worker, &plan.usable)?;
+            if ck.is_process_leader() {
+                outputs.truncate(&process_file.sinks)?;
+                metrics.restore_counters(&process_file.counters);
             }
-            if q.corr_60s.enabled {
-                let set = q.corr_60s.symbol_set();
-                let returns = ordered(
-                    bars,
-                    "returns",
-                    BarReturns::new(set),
-                    counters("bars/returns"),
-                );
-                let corr = correlate(
-                    returns.broadcast(),
-                    &q.corr_60s,
-                    index,
-                    peers,
-                    counters("bars/corr_60s"),
-                    latency.clone(),
-                );
-                write_and_probe(corr, outputs.corr.clone(), board, &probe);
-            }
+            restored = worker_file.states;
+            // No worker writes a row before the files are cut back.
+            plan.files_ready.wait();
+        } else {
+            ck.start_fresh();
         }
-        if q.stats_10s.enabled {
-            let stats = window(
-                trades.clone(),
-                "stats_10s",
-                q.stats_10s.spec(),
-                Stats,
-                counters("trades/stats_10s"),
-                latency.clone(),
-            );
-            write_and_probe(stats, outputs.stats.clone(), board, &probe);
-        }
-        if q.vol_60s.enabled {
-            let logic = RealisedVolatility::new(&q.vol_60s);
-            let vol = ordered(trades.clone(), "vol_60s", logic, counters("trades/vol_60s"));
-            write_and_probe(vol, outputs.vol.clone(), board, &probe);
-        }
-        if q.ewma.enabled {
-            let ewma = ordered(
-                trades.clone(),
-                "ewma",
-                Ewma::new(&q.ewma),
-                counters("trades/ewma"),
-            );
-            // One row per trade: the per-record latency of the engine.
-            let rows_latency = latency.clone();
-            let ewma = ewma.inspect_core(move |event| {
-                if let Ok((_, rows)) = event {
-                    rows_latency.records_emitted(rows.iter().map(|r| r.ts_ms));
-                }
-            });
-            write_and_probe(ewma, outputs.ewma.clone(), board, &probe);
-        }
-        let by_item = interactions
-            .clone()
-            .exchange(|r: &Interaction| route_hash(r.item));
-        if q.item_counts_60s.enabled || q.alerts.enabled {
-            let spec = q.item_counts_60s.spec();
-            let counts = window(
-                by_item.clone(),
-                "item_counts_60s",
-                spec,
-                ItemCounts,
-                counters("interactions/item_counts_60s"),
-                latency.clone(),
-            );
-            if q.item_counts_60s.enabled {
-                write_and_probe(counts.clone(), outputs.item_counts.clone(), board, &probe);
-            }
-            if q.alerts.enabled {
-                let threshold = q.alerts.threshold;
-                write_and_probe(
-                    alert_rows(counts, threshold),
-                    outputs.alerts.clone(),
-                    board,
-                    &probe,
-                );
-                if q.alerts.log || board.is_some() {
-                    fire_alerts(
-                        by_item.clone(),
-                        spec.length_ms,
-                        threshold,
-                        q.alerts.log,
-                        board.clone(),
-                        counters("interactions/alerts"),
-                    );
-                }
-            }
-        }
-        if q.activity_60s.enabled {
-            let rows = activity(
-                interactions.clone(),
-                &q.activity_60s,
-                tick,
-                counters("interactions/activity_60s"),
-                latency.clone(),
-            );
-            write_and_probe(rows, outputs.activity.clone(), board, &probe);
-        }
-        if q.item_totals.enabled {
-            item_totals(
-                interactions.clone(),
-                tick,
-                outputs.item_totals.clone(),
-                counters("interactions/item_totals"),
-            );
-        }
-        trades.probe_with(&probe);
-        interactions.probe_with(&probe);
-        (trade_input, ix_input)
-    });
+        checkpointer = Some(ck);
+    }
+    let trade_state = restored.remove("feed/trades");
+    let ix_state = restored.remove("feed/interactions");
+    let states = StateRegistry::new(checkpointer.is_some(), restored);
+    let ((trade_handle, trade_cap), (ix_handle, ix_cap)) =
+        worker.dataflow::<u64, _, _>(|scope| {
+            build_dataflow(
+                scope, pipeline, &states, &latency, metrics, outputs, board, &probe,
+            )
+        })?;
+    let unclaimed = states.unclaimed();
+    if !unclaimed.is_empty() {
+        tracing::warn!(
+            "checkpointed state no operator took: {}",
+            unclaimed.join(", ")
+        );
+    }
 
     let schedule = || {
         let span_us = |rate: f64| ((engine.batch_size as f64 / rate) * 1e6) as u64;
@@ -754,23 +863,31 @@ fn run_worker(
             peers,
         )?)),
     };
-    let mut trades = trade_source.map(|source| Feed {
-        source,
-        handle: trade_handle,
-        cap: Some(trade_cap),
-        watermark: Watermark::new(engine.max_delay_ms),
-        batch: Batch::default(),
-        tick,
-    });
-    let mut interactions = ix_source.map(|source| Feed {
-        source,
-        handle: ix_handle,
-        cap: Some(ix_cap),
-        watermark: Watermark::new(engine.max_delay_ms),
-        batch: Batch::default(),
-        tick,
-    });
+    // Resuming, the feeds restart at the checkpoint's epoch and then move to
+    // the next, sending what they held back.
+    let limit = checkpointer
+        .as_ref()
+        .map_or(u64::MAX, |c| c.resumed_from.unwrap_or(c.limit));
+    let mut trades =
+        trade_source.map(|source| Feed::new(source, trade_handle, trade_cap, engine, limit));
+    let mut interactions =
+        ix_source.map(|source| Feed::new(source, ix_handle, ix_cap, engine, limit));
     // An absent input's capability was dropped with its handle above: it is closed.
+    if let (Some(f), Some(saved)) = (trades.as_mut(), &trade_state) {
+        f.restore(saved)?;
+    }
+    if let (Some(f), Some(saved)) = (interactions.as_mut(), &ix_state) {
+        f.restore(saved)?;
+    }
+    let mut in_flight = InFlight::default();
+    if let Some(ck) = &checkpointer {
+        trades
+            .iter_mut()
+            .for_each(|f| f.release(ck.limit, &mut in_flight));
+        interactions
+            .iter_mut()
+            .for_each(|f| f.release(ck.limit, &mut in_flight));
+    }
 
     let ctx = FeedContext {
         metrics,
@@ -779,13 +896,12 @@ fn run_worker(
         local_index: index % engine.workers,
         report_progress: index == 0,
     };
-    let mut in_flight = InFlight::default();
     let gauges = metrics.worker(index % engine.workers);
     let set_state = |state| gauges.iter().for_each(|g| g.set_state(state));
     loop {
         if stop.load(Relaxed) {
-            trades.iter_mut().for_each(|f| f.close());
-            interactions.iter_mut().for_each(|f| f.close());
+            trades.iter_mut().for_each(|f| f.stop());
+            interactions.iter_mut().for_each(|f| f.stop());
         }
         let mut wait: Option<Duration> = None;
         let mut ready = false;
@@ -810,37 +926,85 @@ fn run_worker(
         advance_log
             .borrow_mut()
             .advanced(input_time.unwrap_or(u64::MAX));
-        let Some(input_time) = input_time else { break };
-        worker.step();
-        // Bound the event time and the records in flight: wait for the
-        // dataflow to catch up (see backpressure.rs).
-        let bound = input_time.saturating_sub(engine.max_inflight_ms);
-        // Records at or after the inputs' own time wait for the inputs to move,
-        // so only older ones are waited for.
-        let mut waited = false;
-        while probe.less_than(&bound)
-            || (probe.less_than(&input_time)
-                && in_flight.outstanding(probe.with_frontier(|f| f.first().copied()))
-                    > engine.max_inflight_records)
-        {
-            if !waited {
-                set_state(WorkerState::Backpressured);
-                waited = true;
-            }
-            worker.step();
+        // With checkpoints, a worker whose inputs are closed still takes part
+        // in every checkpoint until the whole dataflow is done.
+        if input_time.is_none() && (checkpointer.is_none() || probe.done()) {
+            break;
         }
-        if waited {
-            set_state(WorkerState::Running);
+        worker.step();
+        if let Some(input_time) = input_time {
+            // Bound the event time and the records in flight: wait for the
+            // dataflow to catch up (see backpressure.rs).
+            let bound = input_time.saturating_sub(engine.max_inflight_ms);
+            // Records at or after the inputs' own time wait for the inputs to move,
+            // so only older ones are waited for.
+            let mut waited = false;
+            while probe.less_than(&bound)
+                || (probe.less_than(&input_time)
+                    && in_flight.outstanding(probe.with_frontier(|f| f.first().copied()))
+                        > engine.max_inflight_records)
+            {
+                if !waited {
+                    set_state(WorkerState::Backpressured);
+                    waited = true;
+                }
+                worker.step();
+            }
+            if waited {
+                set_state(WorkerState::Running);
+            }
         }
         let frontier = probe.with_frontier(|f| f.first().copied());
         if let Some(t) = frontier {
             advance_log.borrow_mut().forget_before(t);
         }
         if let Some(g) = gauges {
-            g.watermark_ms.store(input_time, Relaxed);
-            g.frontier_ms.store(frontier.unwrap_or(input_time), Relaxed);
+            let at = input_time.or(frontier).unwrap_or(0);
+            g.watermark_ms.store(at, Relaxed);
+            g.frontier_ms.store(frontier.unwrap_or(at), Relaxed);
         }
-        if !ready {
+        if let Some(ck) = checkpointer.as_mut() {
+            let quiet = trades.as_ref().is_none_or(|f| f.at_limit())
+                && interactions.as_ref().is_none_or(|f| f.at_limit())
+                && frontier.is_some()
+                && ck.reached(&probe);
+            if quiet {
+                let mut saved = states.save_all()?;
+                if let Some(f) = &trades {
+                    saved.insert("feed/trades".into(), f.save()?);
+                }
+                if let Some(f) = &interactions {
+                    saved.insert("feed/interactions".into(), f.save()?);
+                }
+                let process = if ck.is_process_leader() {
+                    Some(ProcessState {
+                        sinks: outputs.committed()?,
+                        counters: metrics.counters(),
+                    })
+                } else {
+                    None
+                };
+                let needed = [
+                    trades.as_ref().map(|f| f.next_epoch_from()),
+                    interactions.as_ref().map(|f| f.next_epoch_from()),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+                let next = ck.take(worker, saved, process, needed)?;
+                trades
+                    .iter_mut()
+                    .for_each(|f| f.release(next, &mut in_flight));
+                interactions
+                    .iter_mut()
+                    .for_each(|f| f.release(next, &mut in_flight));
+                continue;
+            }
+        }
+        // Once the inputs are closed and the dataflow is done, nothing would wake a park.
+        let finished = input_time.is_none() && frontier.is_none();
+        if !ready && !finished {
             worker.step_or_park(wait);
         }
     }
@@ -849,6 +1013,170 @@ fn run_worker(
     }
     set_state(WorkerState::Done);
     Ok(())
+}
+
+type InputPair<E> = (
+    UnorderedHandle<u64, CapacityContainerBuilder<Vec<E>>>,
+    ActivateCapability<u64>,
+);
+
+/// Builds the queries of `pipeline` on the trade and interaction inputs it makes.
+#[allow(clippy::too_many_arguments)]
+fn build_dataflow<'scope>(
+    scope: timely::dataflow::Scope<'scope, u64>,
+    pipeline: &Pipeline,
+    states: &StateRegistry,
+    latency: &LatencyProbe,
+    metrics: &Arc<Metrics>,
+    outputs: &Outputs,
+    board: &Option<Arc<Board>>,
+    probe: &ProbeHandle<u64>,
+) -> anyhow::Result<(InputPair<Trade>, InputPair<Interaction>)> {
+    let index = scope.index();
+    let peers = scope.peers();
+    let queries = &pipeline.queries;
+    let tick = Tick::new(pipeline.engine.tick_ms);
+    let (trade_input, trades) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
+    let (ix_input, interactions) =
+        scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
+    let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
+    let q = queries;
+    let counters = |name: &str| metrics.query(name);
+    if q.bars_1s.enabled || q.corr_60s.enabled {
+        let bars = window(
+            trades.clone(),
+            "bars_1s",
+            q.bars_1s.spec(),
+            Bars,
+            counters("trades/bars_1s"),
+            latency.clone(),
+            states,
+        )?;
+        if q.bars_1s.enabled {
+            write_and_probe(bars.clone(), outputs.bars.clone(), board, probe);
+        }
+        if q.corr_60s.enabled {
+            let set = q.corr_60s.symbol_set();
+            let returns = ordered(
+                bars,
+                "returns",
+                BarReturns::new(set),
+                counters("bars/returns"),
+                states,
+            )?;
+            let corr = correlate(
+                returns.broadcast(),
+                &q.corr_60s,
+                index,
+                peers,
+                counters("bars/corr_60s"),
+                latency.clone(),
+                states,
+            )?;
+            write_and_probe(corr, outputs.corr.clone(), board, probe);
+        }
+    }
+    if q.stats_10s.enabled {
+        let stats = window(
+            trades.clone(),
+            "stats_10s",
+            q.stats_10s.spec(),
+            Stats,
+            counters("trades/stats_10s"),
+            latency.clone(),
+            states,
+        )?;
+        write_and_probe(stats, outputs.stats.clone(), board, probe);
+    }
+    if q.vol_60s.enabled {
+        let logic = RealisedVolatility::new(&q.vol_60s);
+        let vol = ordered(
+            trades.clone(),
+            "vol_60s",
+            logic,
+            counters("trades/vol_60s"),
+            states,
+        )?;
+        write_and_probe(vol, outputs.vol.clone(), board, probe);
+    }
+    if q.ewma.enabled {
+        let ewma = ordered(
+            trades.clone(),
+            "ewma",
+            Ewma::new(&q.ewma),
+            counters("trades/ewma"),
+            states,
+        )?;
+        // One row per trade: the per-record latency of the engine.
+        let rows_latency = latency.clone();
+        let ewma = ewma.inspect_core(move |event| {
+            if let Ok((_, rows)) = event {
+                rows_latency.records_emitted(rows.iter().map(|r| r.ts_ms));
+            }
+        });
+        write_and_probe(ewma, outputs.ewma.clone(), board, probe);
+    }
+    let by_item = interactions
+        .clone()
+        .exchange(|r: &Interaction| route_hash(r.item));
+    if q.item_counts_60s.enabled || q.alerts.enabled {
+        let spec = q.item_counts_60s.spec();
+        let counts = window(
+            by_item.clone(),
+            "item_counts_60s",
+            spec,
+            ItemCounts,
+            counters("interactions/item_counts_60s"),
+            latency.clone(),
+            states,
+        )?;
+        if q.item_counts_60s.enabled {
+            write_and_probe(counts.clone(), outputs.item_counts.clone(), board, probe);
+        }
+        if q.alerts.enabled {
+            let threshold = q.alerts.threshold;
+            write_and_probe(
+                alert_rows(counts, threshold),
+                outputs.alerts.clone(),
+                board,
+                probe,
+            );
+            if q.alerts.log || board.is_some() {
+                fire_alerts(
+                    by_item.clone(),
+                    spec.length_ms,
+                    threshold,
+                    q.alerts.log,
+                    board.clone(),
+                    counters("interactions/alerts"),
+                    states,
+                )?;
+            }
+        }
+    }
+    if q.activity_60s.enabled {
+        let rows = activity(
+            interactions.clone(),
+            &q.activity_60s,
+            tick,
+            counters("interactions/activity_60s"),
+            latency.clone(),
+            states,
+        )?;
+        write_and_probe(rows, outputs.activity.clone(), board, probe);
+    }
+    if q.item_totals.enabled {
+        item_totals(
+            interactions.clone(),
+            tick,
+            outputs.item_totals.clone(),
+            counters("interactions/item_totals"),
+            states,
+        )?;
+    }
+    trades.probe_with(probe);
+    interactions.probe_with(probe);
+    Ok((trade_input, ix_input))
 }
 
 /// Writes a result stream's rows to its sink (if any), shows them on the

@@ -2,6 +2,7 @@
 //! differential-dataflow. See README.md for a tour and docs/ for the design.
 
 pub mod backpressure;
+pub mod checkpoint;
 pub mod cluster;
 pub mod dashboard;
 pub mod engine;

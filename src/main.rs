@@ -124,6 +124,16 @@ struct EngineArgs {
     /// No dashboard, even where the pipeline asks for one (the demo does).
     #[arg(long)]
     no_dashboard: bool,
+    /// Take checkpoints in this folder, so that a killed run can resume (--resume).
+    #[arg(long, value_name = "DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Event time between checkpoints, ms (real time at speed 1: wall time).
+    #[arg(long, value_name = "MS")]
+    checkpoint_interval_ms: Option<u64>,
+    /// Resume from the newest complete checkpoint in --checkpoint-dir: the
+    /// result files are cut back to it and the run goes on from there.
+    #[arg(long, requires = "checkpoint_dir")]
+    resume: bool,
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
@@ -177,6 +187,15 @@ impl EngineArgs {
         }
         if let Some(t) = self.start_ms {
             p.engine.start_ms = Some(t);
+        }
+        if let Some(dir) = &self.checkpoint_dir {
+            p.engine.checkpoint.dir = Some(dir.clone());
+        }
+        if let Some(ms) = self.checkpoint_interval_ms {
+            p.engine.checkpoint.interval_ms = ms;
+        }
+        if self.resume {
+            p.engine.checkpoint.resume = true;
         }
         if let Some(t) = self.threshold {
             p.queries.alerts.threshold = t;

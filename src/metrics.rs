@@ -203,6 +203,56 @@ impl Metrics {
         q
     }
 
+    /// The record and row counters, by name, for a checkpoint.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut all = std::collections::BTreeMap::new();
+        for stream in ["trades", "interactions"] {
+            let s = self.stream(stream);
+            for (what, c) in [
+                ("generated", &s.generated),
+                ("ingested", &s.ingested),
+                ("late", &s.late),
+                ("malformed", &s.malformed),
+            ] {
+                all.insert(format!("{stream}/{what}"), c.load(Relaxed));
+            }
+        }
+        for q in self.queries.lock().expect("metrics lock").iter() {
+            all.insert(
+                format!("query/{}/consumed", q.name),
+                q.consumed.load(Relaxed),
+            );
+            all.insert(format!("query/{}/rows", q.name), q.rows.load(Relaxed));
+        }
+        all
+    }
+
+    /// Sets the counters to those of a checkpoint (a resumed run goes on counting from them).
+    pub fn restore_counters(&self, saved: &std::collections::BTreeMap<String, u64>) {
+        for (name, &value) in saved {
+            let parts: Vec<&str> = name.split('/').collect();
+            match parts.as_slice() {
+                ["query", query, what] => {
+                    let q = self.query(query);
+                    match *what {
+                        "consumed" => q.consumed.store(value, Relaxed),
+                        _ => q.rows.store(value, Relaxed),
+                    }
+                }
+                [stream, what] => {
+                    let s = self.stream(stream);
+                    match *what {
+                        "generated" => s.generated.store(value, Relaxed),
+                        "ingested" => s.ingested.store(value, Relaxed),
+                        "late" => s.late.store(value, Relaxed),
+                        _ => s.malformed.store(value, Relaxed),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The gauges of this process's `local_worker`-th worker.
     pub fn worker(&self, local_worker: usize) -> Option<&WorkerGauges> {
         self.workers.get(local_worker)

@@ -5,6 +5,7 @@
 //! Unknown keys and bad values are refused with one line naming the key and
 //! the line of the file.
 
+use crate::checkpoint::CheckpointConfig;
 use crate::operators::activity::ActivityConfig;
 use crate::operators::alerts::AlertsConfig;
 use crate::operators::bars::BarsConfig;
@@ -65,6 +66,8 @@ pub struct EngineConfig {
     /// Keep serving the dashboard this many seconds after the run ends, so
     /// that the final figures can be read (and scraped) from it.
     pub dashboard_linger_s: f64,
+    /// Checkpoints (`[engine.checkpoint]`): off unless a folder is named.
+    pub checkpoint: CheckpointConfig,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             start_ms: None,
             dashboard: None,
             dashboard_linger_s: 0.0,
+            checkpoint: CheckpointConfig::default(),
         }
     }
 }
@@ -209,6 +213,12 @@ impl Pipeline {
                 "engine.dashboard_linger_s must be 0 or more, got {}",
                 e.dashboard_linger_s
             ));
+        }
+        if e.checkpoint.interval_ms == 0 {
+            return Err("engine.checkpoint.interval_ms must be positive".into());
+        }
+        if e.checkpoint.resume && e.checkpoint.dir.is_none() {
+            return Err("resuming needs a checkpoint folder (--checkpoint-dir DIR)".into());
         }
         if let Some(address) = &e.dashboard {
             if address

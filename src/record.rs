@@ -119,7 +119,7 @@ pub struct Interaction {
 }
 
 /// What every source record offers the event-time machinery.
-pub trait Event: Clone + Send + 'static {
+pub trait Event: Clone + Send + Serialize + serde::de::DeserializeOwned + 'static {
     /// The input's name in reports and file names (`trades`, `interactions`).
     const STREAM: &'static str;
     /// The header line of the input's CSV format.

@@ -15,7 +15,7 @@
 //! its schedule position, which bounds every record it will still produce.
 
 /// Tracks the watermark of one input on one worker.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     max_delay_ms: u64,
     max_seen_ms: Option<u64>,

@@ -13,17 +13,23 @@
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
 use super::{count_consumed, HeldCapability};
+use crate::checkpoint::state::StateRegistry;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
 use crate::time::Tick;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::Inspect;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, ToStream};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.activity_60s]`.
@@ -75,17 +81,36 @@ pub fn activity<'scope>(
     tick: Tick,
     counters: Arc<QueryCounters>,
     latency: LatencyProbe,
-) -> Stream<'scope, u64, Vec<Activity>> {
+    states: &StateRegistry,
+) -> anyhow::Result<Stream<'scope, u64, Vec<Activity>>> {
     let size = config.size_ms;
+    let scope = interactions.scope();
+    let mut interactions = count_consumed(interactions, Arc::clone(&counters));
+    // Resuming, the records of the open windows re-enter the computation (the
+    // arrangements are rebuilt from them); they are kept while checkpoints are on.
+    let mut restored = Vec::new();
+    if states.enabled() || states.resuming() {
+        let open = states.cell("activity_60s/open_windows", OpenRecords::new)?;
+        for (&window, records) in open.borrow().iter() {
+            for (&(user, item), &n) in records {
+                let key = (window, user, item);
+                restored.push((key, window, n as isize));
+                restored.push((key, window + size, -(n as isize)));
+            }
+        }
+        if states.enabled() {
+            interactions = keep_open_windows(interactions, open, size);
+        }
+    }
     // Each record enters at its event time and leaves at its window's end.
-    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> =
-        count_consumed(interactions, Arc::clone(&counters))
-            .flat_map(move |r: Interaction| {
-                let window = r.ts_ms - r.ts_ms % size;
-                let key = (window, r.user, r.item);
-                [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
-            })
-            .as_collection();
+    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> = interactions
+        .flat_map(move |r: Interaction| {
+            let window = r.ts_ms - r.ts_ms % size;
+            let key = (window, r.user, r.item);
+            [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
+        })
+        .concat(restored.to_stream(scope))
+        .as_collection();
 
     let users = records
         .clone()
@@ -116,12 +141,44 @@ pub fn activity<'scope>(
         )
         .map(|(w, (a, b, c, d))| (w, Part::Extremes(a, b, c, d)));
 
-    close_windows(
+    Ok(close_windows(
         users.concat(total).concat(extremes),
         size,
         counters,
         latency,
-    )
+    ))
+}
+
+/// (user, item) -> records, per window still open: the input the differential
+/// arrangements hold, which is what a checkpoint saves of them.
+type OpenRecords = BTreeMap<u64, FxHashMap<(u64, u64), u64>>;
+
+/// Passes the interactions on, keeping those of the windows still open in `open`.
+fn keep_open_windows<'scope>(
+    interactions: Stream<'scope, u64, Vec<Interaction>>,
+    open: Rc<RefCell<OpenRecords>>,
+    size: u64,
+) -> Stream<'scope, u64, Vec<Interaction>> {
+    interactions.inspect_core(move |event| {
+        let mut open = open.borrow_mut();
+        match event {
+            Ok((_, batch)) => {
+                for r in batch.iter() {
+                    let window = r.ts_ms - r.ts_ms % size;
+                    *open
+                        .entry(window)
+                        .or_default()
+                        .entry((r.user, r.item))
+                        .or_insert(0) += 1;
+                }
+            }
+            // A window is forgotten once closed: no record can reach it any more.
+            Err(frontier) => match frontier.first() {
+                Some(&f) => open.retain(|w, _| w + size > f),
+                None => open.clear(),
+            },
+        }
+    })
 }
 
 /// Gathers each window's parts and emits its row once the frontier passes its end.

@@ -10,6 +10,7 @@
 //! Output: `item_id,window_start_ms,total,threshold`.
 
 use super::item_counts::ItemCount;
+use crate::checkpoint::state::StateRegistry;
 use crate::dashboard::board::Board;
 use crate::metrics::QueryCounters;
 use crate::record::Interaction;
@@ -84,9 +85,11 @@ pub fn fire_alerts<'scope>(
     log: bool,
     board: Option<Arc<Board>>,
     counters: Arc<QueryCounters>,
-) {
-    let mut counts: FxHashMap<(u64, u64), u64> = FxHashMap::default();
+    states: &StateRegistry,
+) -> anyhow::Result<()> {
+    let counts = states.cell("alerts/firing", FxHashMap::<(u64, u64), u64>::default)?;
     interactions.sink(Pipeline, "alert firing", move |(input, frontier)| {
+        let mut counts = counts.borrow_mut();
         input.for_each(|_cap, batch| {
             counters.add_consumed(batch.len() as u64);
             for r in batch.iter() {
@@ -116,4 +119,5 @@ pub fn fire_alerts<'scope>(
             None => counts.clear(),
         }
     });
+    Ok(())
 }

@@ -48,7 +48,7 @@ pub struct Bar {
 }
 
 /// The partial bar of one pane.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct BarState {
     first: (u64, u64, f64),
     last: (u64, u64, f64),
@@ -66,6 +66,7 @@ impl WindowAggregate for Bars {
     type In = Trade;
     type Key = Symbol;
     type State = BarState;
+    const ORDER_SENSITIVE: bool = true;
     type Out = Bar;
 
     fn key(&self, t: &Trade) -> Symbol {
@@ -73,6 +74,9 @@ impl WindowAggregate for Bars {
     }
     fn ts_ms(&self, t: &Trade) -> u64 {
         t.ts_ms
+    }
+    fn seq(&self, t: &Trade) -> u64 {
+        t.seq
     }
     fn init(&self, t: &Trade) -> BarState {
         let at = (t.ts_ms, t.seq, t.price);

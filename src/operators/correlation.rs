@@ -19,6 +19,7 @@ use super::bars::Bar;
 use super::moments::CoMoments;
 use super::ordered::OrderedLogic;
 use super::HeldCapability;
+use crate::checkpoint::state::StateRegistry;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use crate::record::{serialize_symbol, Symbol};
 use rustc_hash::FxHashMap;
@@ -86,6 +87,7 @@ pub struct SecondReturn {
 }
 
 /// Turns a symbol's bars, in order, into returns of consecutive seconds.
+#[derive(Serialize, Deserialize)]
 pub struct BarReturns {
     last_close: FxHashMap<Symbol, (u64, f64)>,
     set: Option<BTreeSet<Symbol>>,
@@ -193,53 +195,65 @@ pub fn correlate<'scope>(
     workers: usize,
     counters: Arc<QueryCounters>,
     latency: LatencyProbe,
-) -> Stream<'scope, u64, Vec<Correlation>> {
+    states: &StateRegistry,
+) -> anyhow::Result<Stream<'scope, u64, Vec<Correlation>>> {
     let size_ms = config.size_ms;
     let seconds = (size_ms / 1_000) as usize;
-    returns.unary_frontier(Pipeline, "corr_60s", move |_initial, _info| {
-        let mut windows: BTreeMap<u64, WindowReturns> = BTreeMap::new();
-        let mut held = HeldCapability::default();
-        let mut rows = Vec::new();
-        move |(input, frontier), output| {
-            input.for_each_stamp(|cap, batches| {
-                let Some(cap) = cap.retain_least(output.output_index()) else {
-                    return;
-                };
-                held.hold(cap);
-                for batch in batches {
-                    counters.add_consumed(batch.len() as u64);
-                    for r in batch.drain(..) {
-                        let start = r.second_ms - r.second_ms % size_ms;
-                        let slots = windows
-                            .entry(start)
-                            .or_default()
-                            .entry(r.symbol)
-                            .or_insert_with(|| vec![None; seconds]);
-                        slots[((r.second_ms - start) / 1_000) as usize] = Some(r.value);
-                    }
-                }
-            });
-            while let Some((&start, _)) = windows.first_key_value() {
-                let last_ms = start + size_ms - 1;
-                if frontier.less_equal(&last_ms) {
-                    break;
-                }
-                let returns = windows.remove(&start).expect("first window");
-                rows.clear();
-                correlate_window(start, &returns, worker, workers, &mut rows);
-                latency.window_closed(start + size_ms);
-                if !rows.is_empty() {
-                    counters.add_rows(rows.len() as u64);
-                    output
-                        .session(&held.at(last_ms))
-                        .give_iterator(rows.drain(..));
-                }
-            }
+    let windows = states.cell("corr_60s", BTreeMap::<u64, WindowReturns>::new)?;
+    Ok(
+        returns.unary_frontier(Pipeline, "corr_60s", move |initial, _info| {
+            let mut held = HeldCapability::default();
+            // Restored windows owe their rows.
+            held.hold(initial);
             held.settle(
                 windows
+                    .borrow()
                     .first_key_value()
                     .map(|(start, _)| start + size_ms - 1),
             );
-        }
-    })
+            let mut rows = Vec::new();
+            move |(input, frontier), output| {
+                let mut windows = windows.borrow_mut();
+                input.for_each_stamp(|cap, batches| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    held.hold(cap);
+                    for batch in batches {
+                        counters.add_consumed(batch.len() as u64);
+                        for r in batch.drain(..) {
+                            let start = r.second_ms - r.second_ms % size_ms;
+                            let slots = windows
+                                .entry(start)
+                                .or_default()
+                                .entry(r.symbol)
+                                .or_insert_with(|| vec![None; seconds]);
+                            slots[((r.second_ms - start) / 1_000) as usize] = Some(r.value);
+                        }
+                    }
+                });
+                while let Some((&start, _)) = windows.first_key_value() {
+                    let last_ms = start + size_ms - 1;
+                    if frontier.less_equal(&last_ms) {
+                        break;
+                    }
+                    let returns = windows.remove(&start).expect("first window");
+                    rows.clear();
+                    correlate_window(start, &returns, worker, workers, &mut rows);
+                    latency.window_closed(start + size_ms);
+                    if !rows.is_empty() {
+                        counters.add_rows(rows.len() as u64);
+                        output
+                            .session(&held.at(last_ms))
+                            .give_iterator(rows.drain(..));
+                    }
+                }
+                held.settle(
+                    windows
+                        .first_key_value()
+                        .map(|(start, _)| start + size_ms - 1),
+                );
+            }
+        }),
+    )
 }

@@ -56,6 +56,7 @@ pub struct EwmaRow {
     pub ewm_vol: Option<f64>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct SymbolState {
     ewma: f64,
     last_price: f64,
@@ -63,6 +64,7 @@ struct SymbolState {
 }
 
 /// The EWMA logic.
+#[derive(Serialize, Deserialize)]
 pub struct Ewma {
     weight: f64,
     symbols: FxHashMap<Symbol, SymbolState>,

@@ -75,6 +75,7 @@ impl WindowAggregate for ItemCounts {
     type In = Interaction;
     type Key = u64;
     type State = KindCounts;
+    const ORDER_SENSITIVE: bool = false;
     type Out = ItemCount;
 
     fn key(&self, r: &Interaction) -> u64 {
@@ -82,6 +83,9 @@ impl WindowAggregate for ItemCounts {
     }
     fn ts_ms(&self, r: &Interaction) -> u64 {
         r.ts_ms
+    }
+    fn seq(&self, r: &Interaction) -> u64 {
+        r.seq
     }
     fn init(&self, r: &Interaction) -> KindCounts {
         KindCounts::of(r.kind)

@@ -7,6 +7,7 @@
 
 use super::count_consumed;
 use super::item_counts::KindCounts;
+use crate::checkpoint::state::StateRegistry;
 use crate::metrics::QueryCounters;
 use crate::record::{route_hash, Interaction, InteractionKind};
 use crate::sinks::CsvSink;
@@ -18,7 +19,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, ToStream};
+use timely::dataflow::operators::Concat;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.item_totals]`.
@@ -50,13 +52,28 @@ pub fn item_totals<'scope>(
     tick: Tick,
     sink: Option<Arc<CsvSink<ItemTotal>>>,
     counters: Arc<QueryCounters>,
-) {
+    states: &StateRegistry,
+) -> anyhow::Result<()> {
+    // The current count of each (item, kind): the one count with a positive weight.
+    let state = states.cell(
+        "item_totals",
+        BTreeMap::<(u64, InteractionKind, isize), isize>::new,
+    )?;
+    // Resuming, the counts of the checkpoint re-enter the differential
+    // computation as one weighted update each (its arrangements are rebuilt
+    // from them) and come back to this state through it.
+    let baseline: Vec<((u64, InteractionKind), u64, isize)> =
+        std::mem::take(&mut *state.borrow_mut())
+            .into_iter()
+            .filter(|(_, weight)| *weight > 0)
+            .map(|((item, kind, count), _)| ((item, kind), 0, count))
+            .collect();
+    let scope = interactions.scope();
     let counts = count_consumed(interactions, Arc::clone(&counters))
         .map(move |r: Interaction| ((r.item, r.kind), tick.coarsen(r.ts_ms), 1isize))
+        .concat(baseline.to_stream(scope))
         .as_collection()
         .count_total();
-    // The current count of each (item, kind): the one count with a positive weight.
-    let mut state: BTreeMap<(u64, InteractionKind, isize), isize> = BTreeMap::new();
     // All kinds of an item meet on one worker, which writes the item's row.
     let by_item = Exchange::new(
         |(((item, _), _), _, _): &(((u64, InteractionKind), isize), u64, isize)| route_hash(*item),
@@ -64,6 +81,7 @@ pub fn item_totals<'scope>(
     counts
         .inner
         .sink(by_item, "item_totals", move |(input, frontier)| {
+            let mut state = state.borrow_mut();
             input.for_each(|_cap, batch| {
                 for (((item, kind), count), _time, diff) in batch.drain(..) {
                     let w = state.entry((item, kind, count)).or_insert(0);
@@ -75,7 +93,7 @@ pub fn item_totals<'scope>(
             });
             if frontier.is_empty() && !state.is_empty() {
                 let mut items: BTreeMap<u64, KindCounts> = BTreeMap::new();
-                for ((item, kind, count), _) in std::mem::take(&mut state) {
+                for ((item, kind, count), _) in std::mem::take(&mut *state) {
                     items.entry(item).or_default().add(kind, count as u64);
                 }
                 let rows: Vec<ItemTotal> = items
@@ -96,4 +114,5 @@ pub fn item_totals<'scope>(
                 }
             }
         });
+    Ok(())
 }

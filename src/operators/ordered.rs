@@ -10,7 +10,10 @@
 //! buffered record or of a row the logic still owes.
 
 use super::HeldCapability;
+use crate::checkpoint::state::StateRegistry;
 use crate::metrics::QueryCounters;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
@@ -18,7 +21,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 /// An order-sensitive computation over a key-partitioned stream.
-pub trait OrderedLogic: 'static {
+pub trait OrderedLogic: Serialize + DeserializeOwned + 'static {
     type In: Clone + 'static;
     type Out: Clone + 'static;
     /// The record's (`ts_ms`, `seq`).
@@ -33,19 +36,28 @@ pub trait OrderedLogic: 'static {
 }
 
 /// Applies `logic` to `input` in (`ts_ms`, `seq`) order (see the module doc).
+/// The logic is the state `name` of `states`. Checkpoints are taken when no
+/// record is buffered (the dataflow is quiet at the epoch), so the logic is
+/// the whole state.
 pub fn ordered<'scope, L: OrderedLogic>(
     input: Stream<'scope, u64, Vec<L::In>>,
     name: &str,
-    mut logic: L,
+    logic: L,
     counters: Arc<QueryCounters>,
-) -> Stream<'scope, u64, Vec<L::Out>> {
-    input.unary_frontier(Pipeline, name, move |_initial, _info| {
+    states: &StateRegistry,
+) -> anyhow::Result<Stream<'scope, u64, Vec<L::Out>>> {
+    let logic = states.cell(name, || logic)?;
+    Ok(input.unary_frontier(Pipeline, name, move |initial, _info| {
         // Buffered records by the time they travelled at (a lower bound of their ts).
         let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
         let mut ready = Vec::new();
         let mut held = HeldCapability::default();
+        // A restored logic may owe rows.
+        held.hold(initial);
+        held.settle(logic.borrow().owes_at());
         let mut rows = Vec::new();
         move |(input, frontier), output| {
+            let mut logic = logic.borrow_mut();
             input.for_each_stamp(|cap, batches| {
                 let Some(cap) = cap.retain_least(output.output_index()) else {
                     return;
@@ -100,5 +112,5 @@ pub fn ordered<'scope, L: OrderedLogic>(
             let least_pending = pending.first_key_value().map(|(t, _)| *t);
             held.settle([least_pending, logic.owes_at()].into_iter().flatten().min());
         }
-    })
+    }))
 }

@@ -8,14 +8,19 @@
 //! the input frontier passes `start + L - 1`; its rows are emitted at that
 //! time and its panes are released once no open window needs them. Windows
 //! with no record produce no row. When the input ends, every window closes.
+//! Floating-point aggregates fold their records in (`ts_ms`, `seq`) order once
+//! the frontier passes them, so their results are bit-for-bit the same for any
+//! arrival order, worker count or checkpoint.
 //!
 //! The operator expects its input already partitioned by key (it runs with the
 //! pipeline pact after an exchange), and holds a single capability: at the
 //! time of the earliest row it still owes.
 
 use super::HeldCapability;
+use crate::checkpoint::state::StateRegistry;
 use crate::metrics::{LatencyProbe, QueryCounters};
 use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -74,12 +79,20 @@ impl WindowSpec {
 /// A mergeable per-key aggregate over a window: one file in operators/ each.
 pub trait WindowAggregate: 'static {
     type In: Clone + 'static;
-    type Key: Copy + Eq + Hash + Ord + 'static;
-    type State: Clone + 'static;
+    type Key: Copy + Eq + Hash + Ord + Serialize + DeserializeOwned + 'static;
+    type State: Clone + Serialize + DeserializeOwned + 'static;
     type Out: Clone + 'static;
+
+    /// Whether folding records in a different order can change a result's
+    /// last bits (floating-point sums). Such aggregates fold in (`ts_ms`,
+    /// `seq`) order, so results are the same bits whatever the arrival order,
+    /// worker count or checkpoints; exact ones (counts) fold on arrival.
+    const ORDER_SENSITIVE: bool;
 
     fn key(&self, record: &Self::In) -> Self::Key;
     fn ts_ms(&self, record: &Self::In) -> u64;
+    /// Breaks `ts_ms` ties in the fold order.
+    fn seq(&self, record: &Self::In) -> u64;
     /// The state of a pane holding only `record`.
     fn init(&self, record: &Self::In) -> Self::State;
     fn add(&self, state: &mut Self::State, record: &Self::In);
@@ -93,7 +106,10 @@ pub trait WindowAggregate: 'static {
     ) -> Option<Self::Out>;
 }
 
-/// Partial states of every key, per pane, for the windows still open.
+/// Partial states of every key, per pane, for the windows still open: the
+/// operator's whole state, saved as it is by checkpoints.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct PaneStore<A: WindowAggregate> {
     spec: WindowSpec,
     pane_ms: u64,
@@ -185,6 +201,7 @@ impl<A: WindowAggregate> PaneStore<A> {
 }
 
 /// Applies a window aggregate to a key-partitioned stream (see the module doc).
+/// Its pane store is the state `name` of `states`.
 pub fn window<'scope, A: WindowAggregate>(
     input: Stream<'scope, u64, Vec<A::In>>,
     name: &str,
@@ -192,26 +209,51 @@ pub fn window<'scope, A: WindowAggregate>(
     agg: A,
     counters: Arc<QueryCounters>,
     latency: LatencyProbe,
-) -> Stream<'scope, u64, Vec<A::Out>> {
-    input.unary_frontier(Pipeline, name, move |_initial, _info| {
-        let mut store = PaneStore::<A>::new(spec);
+    states: &StateRegistry,
+) -> anyhow::Result<Stream<'scope, u64, Vec<A::Out>>> {
+    let store = states.cell(name, || PaneStore::<A>::new(spec))?;
+    Ok(input.unary_frontier(Pipeline, name, move |initial, _info| {
         let mut held = HeldCapability::default();
+        // A restored store owes the rows of its open windows.
+        held.hold(initial);
+        held.settle(store.borrow().next_window().map(|(_, last_ms)| last_ms));
         let mut rows = Vec::new();
+        // Order-sensitive aggregates: records by the time they travelled at,
+        // until the frontier passes it (then no earlier record can come).
+        let mut pending: BTreeMap<u64, Vec<A::In>> = BTreeMap::new();
+        let mut ready = Vec::new();
         move |(input, frontier), output| {
+            let mut store = store.borrow_mut();
             input.for_each_stamp(|cap, batches| {
                 let Some(cap) = cap.retain_least(output.output_index()) else {
                     return;
                 };
+                let time = *cap.time();
                 held.hold(cap);
                 let mut consumed = 0;
                 for batch in batches {
                     consumed += batch.len() as u64;
-                    for record in batch.drain(..) {
-                        store.insert(&agg, &record);
+                    if A::ORDER_SENSITIVE {
+                        pending.entry(time).or_default().append(batch);
+                    } else {
+                        for record in batch.drain(..) {
+                            store.insert(&agg, &record);
+                        }
                     }
                 }
                 counters.add_consumed(consumed);
             });
+            if A::ORDER_SENSITIVE {
+                let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                let later = pending.split_off(&f);
+                for (_, mut batch) in std::mem::replace(&mut pending, later) {
+                    ready.append(&mut batch);
+                }
+                ready.sort_unstable_by_key(|r| (agg.ts_ms(r), agg.seq(r)));
+                for record in ready.drain(..) {
+                    store.insert(&agg, &record);
+                }
+            }
             while let Some((start, last_ms)) = store.next_window() {
                 if frontier.less_equal(&last_ms) {
                     break;
@@ -226,9 +268,11 @@ pub fn window<'scope, A: WindowAggregate>(
                         .give_iterator(rows.drain(..));
                 }
             }
-            held.settle(store.next_window().map(|(_, last_ms)| last_ms));
+            let least_pending = pending.first_key_value().map(|(t, _)| *t);
+            let next_close = store.next_window().map(|(_, last_ms)| last_ms);
+            held.settle([least_pending, next_close].into_iter().flatten().min());
         }
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ impl WindowAggregate for Stats {
     type In = Trade;
     type Key = Symbol;
     type State = Moments;
+    const ORDER_SENSITIVE: bool = true;
     type Out = PriceStats;
 
     fn key(&self, t: &Trade) -> Symbol {
@@ -65,6 +66,9 @@ impl WindowAggregate for Stats {
     }
     fn ts_ms(&self, t: &Trade) -> u64 {
         t.ts_ms
+    }
+    fn seq(&self, t: &Trade) -> u64 {
+        t.seq
     }
     fn init(&self, t: &Trade) -> Moments {
         Moments::of(t.price)

@@ -42,6 +42,7 @@ pub struct Volatility {
     pub volatility: f64,
 }
 
+#[derive(Serialize, Deserialize)]
 struct OpenWindow {
     start_ms: u64,
     last_price: f64,
@@ -49,6 +50,7 @@ struct OpenWindow {
 }
 
 /// The M3 logic.
+#[derive(Serialize, Deserialize)]
 pub struct RealisedVolatility {
     size_ms: u64,
     open: FxHashMap<Symbol, OpenWindow>,

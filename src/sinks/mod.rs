@@ -10,7 +10,7 @@ use crate::sources::{Late, Malformed};
 use anyhow::Context;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,15 +19,34 @@ use std::sync::{Arc, Mutex};
 /// Rows are formatted by the calling worker; only the finished bytes are
 /// written under the lock, so workers do not queue behind each other's formatting.
 pub struct CsvSink<T> {
+    name: String,
     file: Mutex<BufWriter<File>>,
     _rows: PhantomData<fn(T)>,
 }
 
 impl<T: Serialize> CsvSink<T> {
     /// Creates `dir/name`, writing `header` at once so that a run without rows still
-    /// leaves a well-formed file.
-    pub fn create(dir: &Path, name: &str, header: &[&str]) -> anyhow::Result<Arc<Self>> {
+    /// leaves a well-formed file. Resuming (`resume`), opens the file a
+    /// checkpointed run wrote, to be cut back to its committed length.
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        header: &[&str],
+        resume: bool,
+    ) -> anyhow::Result<Arc<Self>> {
         let path = dir.join(name);
+        if resume {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot reopen {} to resume", path.display()))?;
+            file.seek(SeekFrom::End(0))?;
+            return Ok(Arc::new(CsvSink {
+                name: name.to_string(),
+                file: Mutex::new(BufWriter::with_capacity(1 << 16, file)),
+                _rows: PhantomData,
+            }));
+        }
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut file = BufWriter::with_capacity(1 << 16, file);
@@ -37,6 +56,7 @@ impl<T: Serialize> CsvSink<T> {
         line.write_record(header)?;
         file.write_all(&line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
         Ok(Arc::new(CsvSink {
+            name: name.to_string(),
             file: Mutex::new(file),
             _rows: PhantomData,
         }))
@@ -58,14 +78,48 @@ impl<T: Serialize> CsvSink<T> {
     }
 }
 
-/// A sink that can be flushed whatever its row type.
+/// A sink that can be flushed, committed and cut back whatever its row type.
 pub trait Flush: Send + Sync {
     fn flush(&self) -> anyhow::Result<()>;
+    /// The file's name in the output folder.
+    fn name(&self) -> &str;
+    /// Flushes and returns the length written so far: what a checkpoint commits.
+    fn committed_len(&self) -> anyhow::Result<u64>;
+    /// Cuts the file back to a checkpoint's committed length (resuming), so
+    /// that rows written after it are not doubled when written again.
+    fn truncate_to(&self, len: u64) -> anyhow::Result<()>;
 }
 
 impl<T> Flush for CsvSink<T> {
     fn flush(&self) -> anyhow::Result<()> {
         self.file.lock().expect("sink lock").flush()?;
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn committed_len(&self) -> anyhow::Result<u64> {
+        let mut file = self.file.lock().expect("sink lock");
+        file.flush()?;
+        Ok(file.get_mut().stream_position()?)
+    }
+
+    fn truncate_to(&self, len: u64) -> anyhow::Result<()> {
+        let mut file = self.file.lock().expect("sink lock");
+        file.flush()?;
+        let f = file.get_mut();
+        let now = f.metadata()?.len();
+        if now < len {
+            anyhow::bail!(
+                "{} has {now} bytes, fewer than the {len} the checkpoint committed: \
+                 the result files were changed since; start afresh without --resume",
+                self.name
+            );
+        }
+        f.set_len(len)?;
+        f.seek(SeekFrom::Start(len))?;
         Ok(())
     }
 }

@@ -140,12 +140,15 @@ impl Arrivals {
 /// A worker's keys, merged into one stream in arrival order (ties by key index).
 pub struct KeyMerge {
     heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Records taken so far: with the seed, the generator's position.
+    pub taken: u64,
 }
 
 impl KeyMerge {
     pub fn new() -> Self {
         KeyMerge {
             heap: BinaryHeap::new(),
+            taken: 0,
         }
     }
 
@@ -159,7 +162,10 @@ impl KeyMerge {
     /// The slot with the earliest arrival at or before `until_us`, removed from the merge.
     pub fn pop_due(&mut self, until_us: u64) -> Option<usize> {
         match self.heap.peek() {
-            Some(Reverse((t, _))) if *t <= until_us => self.heap.pop().map(|Reverse((_, s))| s),
+            Some(Reverse((t, _))) if *t <= until_us => {
+                self.taken += 1;
+                self.heap.pop().map(|Reverse((_, s))| s)
+            }
             _ => None,
         }
     }

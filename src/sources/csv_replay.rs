@@ -134,4 +134,45 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
     fn progress(&self) -> Option<(u64, u64)> {
         Some((self.reader.position().byte(), self.total_bytes))
     }
+
+    fn save(&self) -> anyhow::Result<Vec<u8>> {
+        let p = self.reader.position();
+        Ok(bincode::serialize(&ReplayPosition {
+            byte: p.byte(),
+            line: p.line(),
+            record: p.record(),
+            next_row_index: self.next_row_index,
+            done: self.done,
+        })?)
+    }
+
+    fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
+        let r: ReplayPosition = bincode::deserialize(saved)?;
+        if r.byte > self.total_bytes {
+            bail!(
+                "{} is shorter ({} bytes) than where the checkpoint left it ({} bytes)",
+                self.path.display(),
+                self.total_bytes,
+                r.byte
+            );
+        }
+        let mut p = csv::Position::new();
+        p.set_byte(r.byte).set_line(r.line).set_record(r.record);
+        self.reader
+            .seek(p)
+            .with_context(|| format!("cannot seek in {}", self.path.display()))?;
+        self.next_row_index = r.next_row_index;
+        self.done = r.done;
+        Ok(())
+    }
+}
+
+/// Where a replay stands: the reader's position and the next row's index.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ReplayPosition {
+    byte: u64,
+    line: u64,
+    record: u64,
+    next_row_index: u64,
+    done: bool,
 }

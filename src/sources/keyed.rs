@@ -64,3 +64,41 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
     generator.parts().0.advance_to(reached);
     Ok(Poll::Ready)
 }
+
+/// A generator's position: its schedule's and the records it took.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    position_us: u64,
+    taken: u64,
+}
+
+/// The generator's position, for a checkpoint.
+pub(crate) fn save(schedule: &Schedule, merge: &KeyMerge) -> anyhow::Result<Vec<u8>> {
+    Ok(bincode::serialize(&Position {
+        position_us: schedule.position_us(),
+        taken: merge.taken,
+    })?)
+}
+
+/// Brings a fresh generator to a saved position: it draws (and drops) the
+/// records taken before, in the same order, so every key's random stream
+/// is where it was; then its schedule goes on from the saved event time.
+pub(crate) fn restore<E, G: KeyedGenerator<E>>(
+    generator: &mut G,
+    saved: &[u8],
+) -> anyhow::Result<()> {
+    let p: Position = bincode::deserialize(saved)?;
+    anyhow::ensure!(
+        generator.parts().1.taken == 0,
+        "a generator is restored before it runs"
+    );
+    while generator.parts().1.taken < p.taken {
+        let Some(slot) = generator.parts().1.pop_due(u64::MAX) else {
+            anyhow::bail!("the generator ends before its checkpointed position");
+        };
+        let (_, _, next) = generator.produce(slot);
+        generator.parts().1.push(next, slot);
+    }
+    generator.parts().0.resume_at(p.position_us);
+    Ok(())
+}

@@ -242,6 +242,14 @@ impl Source<Trade> for MarketGenerator {
     ) -> anyhow::Result<Poll> {
         keyed::next_batch(self, batch, watermark)
     }
+
+    fn save(&self) -> anyhow::Result<Vec<u8>> {
+        keyed::save(&self.schedule, &self.merge)
+    }
+
+    fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
+        keyed::restore(self, saved)
+    }
 }
 
 impl KeyedGenerator<Trade> for MarketGenerator {

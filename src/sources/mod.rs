@@ -105,4 +105,11 @@ pub trait Source<E: Event> {
     fn progress(&self) -> Option<(u64, u64)> {
         None
     }
+
+    /// The source's position, for a checkpoint: what [`Source::restore`]
+    /// needs to go on from exactly the next record.
+    fn save(&self) -> anyhow::Result<Vec<u8>>;
+
+    /// Moves a freshly opened source to a saved position.
+    fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()>;
 }

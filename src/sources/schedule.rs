@@ -72,6 +72,16 @@ impl Schedule {
         }
     }
 
+    /// Goes on from a checkpointed position: as fast as possible, from there;
+    /// in real time, with that event time due now.
+    pub fn resume_at(&mut self, position_us: u64) {
+        self.position_us = position_us;
+        if self.timing == Timing::RealTime {
+            self.start_event_us = position_us;
+            self.start_wall = Instant::now();
+        }
+    }
+
     /// Marks everything up to `target_us` as emitted.
     pub fn advance_to(&mut self, target_us: u64) {
         self.position_us = self.position_us.max(target_us);
