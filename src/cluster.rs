@@ -10,12 +10,13 @@
 //! latency histograms merged). Generators and file sources are partitioned by
 //! global worker index, so the merged results equal a single process's.
 
-use crate::metrics::Summary;
+use crate::checkpoint;
+use crate::metrics::{Recovery, Summary};
 use anyhow::{anyhow, bail, Context};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What `eddy cluster` was asked.
 pub struct Launch {
@@ -23,6 +24,22 @@ pub struct Launch {
     pub workers: usize,
     /// The `run ...` or `replay ...` command line each process runs.
     pub command: Vec<String>,
+    /// When a process dies, restart all of them from the last checkpoint, at
+    /// most this many times (0: fail instead).
+    pub max_restarts: usize,
+}
+
+/// The value of `flag` (`--flag V` or `--flag=V`) in a command line.
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(flag)
+                .and_then(|v| v.strip_prefix('='))
+                .map(str::to_string)
+        }
+    })
 }
 
 /// The value of `--out`/`-o` in a command line, and the command line without it.
@@ -64,7 +81,8 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// Starts the processes, waits for them, merges their results.
+/// Starts the processes, waits for them (restarting them all from the last
+/// checkpoint when one dies, if asked), merges their results.
 pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
     let first = launch.command.first().map(String::as_str);
     if !matches!(first, Some("run") | Some("replay")) {
@@ -76,8 +94,139 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
     if launch.processes == 0 || launch.workers == 0 {
         bail!("--processes and --workers must be at least 1");
     }
-    let (out, mut command) = take_out(&launch.command)?;
+    let (out, command) = take_out(&launch.command)?;
+    let checkpoint_dir = match flag_value(&command, "--checkpoint-dir") {
+        Some(d) => Some(PathBuf::from(d)),
+        None if launch.max_restarts > 0 => bail!(
+            "--restart-on-failure needs --checkpoint-dir DIR in the command it runs: \
+             the restarted processes resume from its last checkpoint"
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let dirs: Vec<PathBuf> = (0..launch.processes)
+        .map(|i| out.join(format!("process-{i}")))
+        .collect();
+    let mut recoveries = Vec::new();
+    let mut attempt = 1;
+    loop {
+        let mut args = command.clone();
+        if attempt > 1 && !args.iter().any(|a| a == "--resume") {
+            args.push("--resume".into());
+        }
+        // A restart resumes from the checkpoint every process has complete.
+        let resumed_epoch = (attempt > 1)
+            .then(|| last_epoch_of_all(checkpoint_dir.as_deref(), launch.processes))
+            .flatten();
+        let running = start(launch, &out, &dirs, &args, attempt)?;
+        let mut back_at = None;
+        let outcome = running.wait(|| {
+            // Recovered once every process has completed a checkpoint past the one resumed from.
+            if back_at.is_none() && attempt > 1 {
+                let now = last_epoch_of_all(checkpoint_dir.as_deref(), launch.processes);
+                if now.is_some() && now > resumed_epoch {
+                    back_at = Some(Instant::now());
+                }
+            }
+        });
+        if attempt > 1 {
+            let pending: &mut Pending =
+                recoveries.last_mut().expect("a failure before the restart");
+            let back = back_at.unwrap_or_else(Instant::now);
+            pending.done = Some(Recovery {
+                failed_process: pending.failure.process,
+                status: pending.failure.status.clone(),
+                resumed_epoch,
+                recovery_s: back.duration_since(pending.failure.noticed).as_secs_f64(),
+            });
+        }
+        match outcome {
+            Ok(()) => break,
+            Err(failure) if attempt <= launch.max_restarts => {
+                eprintln!(
+                    "eddy cluster: process {} died ({}); restarting all {} processes from the last checkpoint (restart {attempt} of at most {})",
+                    failure.process, failure.status, launch.processes, launch.max_restarts
+                );
+                recoveries.push(Pending {
+                    failure,
+                    done: None,
+                });
+                attempt += 1;
+            }
+            Err(failure) => {
+                let restarts = if launch.max_restarts > 0 {
+                    format!(" after {} restart(s)", attempt - 1)
+                } else {
+                    String::new()
+                };
+                bail!(
+                    "process {} failed ({}){restarts}; stopped the others",
+                    failure.process,
+                    failure.status
+                );
+            }
+        }
+    }
+    merge_csv_files(&dirs, &out)?;
+    let parts: Vec<Summary> = dirs
+        .iter()
+        .map(|d| {
+            let path = d.join("metrics.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut summary = Summary::merge(&parts)?;
+    summary.recoveries = recoveries.into_iter().filter_map(|p| p.done).collect();
+    std::fs::write(
+        out.join("metrics.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    for d in &dirs {
+        std::fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
+    }
+    Ok(summary)
+}
+
+/// A failure being recovered from.
+struct Pending {
+    failure: Failure,
+    done: Option<Recovery>,
+}
+
+/// The least last complete checkpoint epoch over the processes; none until each has one.
+fn last_epoch_of_all(dir: Option<&Path>, processes: usize) -> Option<u64> {
+    let dir = dir?;
+    (0..processes)
+        .map(|p| checkpoint::last_complete_epoch(dir, p))
+        .collect::<Option<Vec<u64>>>()?
+        .into_iter()
+        .min()
+}
+
+/// The processes of one attempt, with the threads that forward their output.
+struct Running {
+    children: Vec<Child>,
+    forwarders: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How a process died.
+struct Failure {
+    process: usize,
+    status: String,
+    noticed: Instant,
+}
+
+/// Starts one process per index on fresh ports; attempt `k` > 1 is told so
+/// in `EDDY_ATTEMPT` (injected crash points fire in the first attempt only).
+fn start(
+    launch: &Launch,
+    out: &Path,
+    dirs: &[PathBuf],
+    command: &[String],
+    attempt: usize,
+) -> anyhow::Result<Running> {
     let hostfile = out.join("hostfile.txt");
     let hosts: Vec<String> = free_ports(launch.processes)?
         .iter()
@@ -86,14 +235,15 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
     std::fs::write(&hostfile, hosts.join("\n") + "\n")?;
     // Real-time generators of all processes share one clock origin.
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    command.extend(["--origin-ms".to_string(), now.to_string()]);
     let exe = std::env::current_exe().context("cannot find the eddy executable")?;
-    let mut children: Vec<Child> = Vec::new();
-    let mut forwarders = Vec::new();
-    for i in 0..launch.processes {
-        let dir = out.join(format!("process-{i}"));
+    let mut running = Running {
+        children: Vec::new(),
+        forwarders: Vec::new(),
+    };
+    for (i, dir) in dirs.iter().enumerate() {
         let mut child = Command::new(&exe)
-            .args(&command)
+            .args(command)
+            .args(["--origin-ms", &now.to_string()])
             .args(["--workers", &launch.workers.to_string()])
             .args([
                 "--processes",
@@ -104,7 +254,8 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
             .arg("--hostfile")
             .arg(&hostfile)
             .arg("--out")
-            .arg(&dir)
+            .arg(dir)
+            .env("EDDY_ATTEMPT", attempt.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -122,70 +273,64 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
         .into_iter()
         .flatten()
         {
-            forwarders.push(std::thread::spawn(move || {
+            running.forwarders.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let _ = writeln!(std::io::stderr(), "[p{i}] {line}");
                 }
             }));
         }
-        children.push(child);
+        running.children.push(child);
     }
-    let failure = wait_all(&mut children);
-    for f in forwarders {
-        let _ = f.join();
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let dirs: Vec<PathBuf> = (0..launch.processes)
-        .map(|i| out.join(format!("process-{i}")))
-        .collect();
-    merge_csv_files(&dirs, &out)?;
-    let parts: Vec<Summary> = dirs
-        .iter()
-        .map(|d| {
-            let path = d.join("metrics.json");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let summary = Summary::merge(&parts)?;
-    std::fs::write(
-        out.join("metrics.json"),
-        serde_json::to_string_pretty(&summary)? + "\n",
-    )?;
-    for d in &dirs {
-        std::fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
-    }
-    Ok(summary)
+    Ok(running)
 }
 
-/// Waits for every process; on the first failure stops the others and says which failed.
-fn wait_all(children: &mut [Child]) -> Option<anyhow::Error> {
-    let mut done = vec![false; children.len()];
-    loop {
-        for (i, child) in children.iter_mut().enumerate() {
-            if done[i] {
-                continue;
-            }
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => done[i] = true,
-                Ok(Some(status)) => {
-                    for other in children.iter_mut() {
-                        let _ = other.kill();
-                        let _ = other.wait();
-                    }
-                    return Some(anyhow!("process {i} failed ({status}); stopped the others"));
+impl Running {
+    /// Waits for every process, calling `poll` every few ms; on the first
+    /// failure kills the others and says which failed.
+    fn wait(mut self, mut poll: impl FnMut()) -> Result<(), Failure> {
+        let outcome = self.wait_children(&mut poll);
+        for f in self.forwarders.drain(..) {
+            let _ = f.join();
+        }
+        outcome
+    }
+
+    fn wait_children(&mut self, poll: &mut impl FnMut()) -> Result<(), Failure> {
+        let mut done = vec![false; self.children.len()];
+        loop {
+            poll();
+            let mut failed = None;
+            for (i, (child, done)) in self.children.iter_mut().zip(done.iter_mut()).enumerate() {
+                if *done {
+                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => return Some(anyhow!("cannot wait for process {i}: {e}")),
+                match child.try_wait() {
+                    Ok(Some(status)) if status.success() => *done = true,
+                    Ok(Some(status)) => failed = Some((i, status.to_string())),
+                    Ok(None) => {}
+                    Err(e) => failed = Some((i, format!("cannot be waited for: {e}"))),
+                }
+                if failed.is_some() {
+                    break;
+                }
             }
+            if let Some((process, status)) = failed {
+                let noticed = Instant::now();
+                for other in self.children.iter_mut() {
+                    let _ = other.kill();
+                    let _ = other.wait();
+                }
+                return Err(Failure {
+                    process,
+                    status,
+                    noticed,
+                });
+            }
+            if done.iter().all(|d| *d) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        if done.iter().all(|d| *d) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -356,6 +356,9 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// The name under which a checkpoint keeps the run's start event time.
+const RUN_START_STATE: &str = "run/start_event_ms";
+
 /// What the workers of a process need to take checkpoints and resume.
 struct CheckpointPlan {
     config: CheckpointConfig,
@@ -458,7 +461,10 @@ fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
 #[derive(Clone, Copy)]
 struct RunStart {
     wall: Instant,
+    /// Where the generators start in event time; a resumed run keeps its first start.
     event_ms: u64,
+    /// The event time due at `wall`, for the real-time latency clock.
+    due_event_ms: u64,
 }
 
 impl RunStart {
@@ -489,7 +495,21 @@ impl RunStart {
                 Timing::RealTime => wall_ms,
                 Timing::AsFast => DEFAULT_START_MS,
             });
-        RunStart { wall, event_ms }
+        RunStart {
+            wall,
+            event_ms,
+            due_event_ms: event_ms,
+        }
+    }
+
+    /// A run resumed at checkpoint `epoch`: the generators keep the first
+    /// run's start, and the epoch is due now.
+    fn resumed(first_event_ms: u64, epoch: u64) -> Self {
+        RunStart {
+            wall: Instant::now(),
+            event_ms: first_event_ms,
+            due_event_ms: epoch,
+        }
     }
 }
 
@@ -747,7 +767,7 @@ struct WorkerShared<'a> {
 fn run_worker(
     worker: &mut timely::worker::Worker,
     shared: &WorkerShared,
-    start: RunStart,
+    mut start: RunStart,
 ) -> anyhow::Result<()> {
     let WorkerShared {
         pipeline,
@@ -763,19 +783,6 @@ fn run_worker(
     let engine = &pipeline.engine;
     let probe = ProbeHandle::new();
     let advance_log = Rc::new(RefCell::new(AdvanceLog::default()));
-    let due = match engine.timing {
-        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => {
-            Due::Schedule {
-                start_wall: start.wall,
-                start_event_ms: start.event_ms,
-                speed: engine.speed,
-                max_delay_ms: engine.max_delay_ms,
-            }
-        }
-        _ => Due::InputAdvance(Rc::clone(&advance_log)),
-    };
-    let latency = LatencyProbe::new(due, Arc::clone(metrics));
-
     // Checkpoints: the control dataflow first, then (resuming) the state to start from.
     let mut checkpointer = None;
     let mut restored = BTreeMap::new();
@@ -795,6 +802,18 @@ fn run_worker(
                 metrics.restore_counters(&process_file.counters);
             }
             restored = worker_file.states;
+            let first_start = restored
+                .remove(RUN_START_STATE)
+                .context("the checkpoint lacks the run's start time")?;
+            let epoch = ck.resumed_from.expect("agreed on an epoch");
+            start = RunStart::resumed(bincode::deserialize(&first_start)?, epoch);
+            if index == 0 {
+                tracing::info!(
+                    "resuming from the checkpoint of epoch {epoch} (event time ms); \
+                     the run started at event time {} ms",
+                    start.event_ms
+                );
+            }
             // No worker writes a row before the files are cut back.
             plan.files_ready.wait();
         } else {
@@ -802,6 +821,18 @@ fn run_worker(
         }
         checkpointer = Some(ck);
     }
+    let due = match engine.timing {
+        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => {
+            Due::Schedule {
+                start_wall: start.wall,
+                start_event_ms: start.due_event_ms,
+                speed: engine.speed,
+                max_delay_ms: engine.max_delay_ms,
+            }
+        }
+        _ => Due::InputAdvance(Rc::clone(&advance_log)),
+    };
+    let latency = LatencyProbe::new(due, Arc::clone(metrics));
     let trade_state = restored.remove("feed/trades");
     let ix_state = restored.remove("feed/interactions");
     let states = StateRegistry::new(checkpointer.is_some(), restored);
@@ -970,6 +1001,7 @@ fn run_worker(
                 && ck.reached(&probe);
             if quiet {
                 let mut saved = states.save_all()?;
+                saved.insert(RUN_START_STATE.into(), bincode::serialize(&start.event_ms)?);
                 if let Some(f) = &trades {
                     saved.insert("feed/trades".into(), f.save()?);
                 }

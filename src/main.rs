@@ -68,6 +68,13 @@ struct ClusterArgs {
     /// Worker threads per process.
     #[arg(short, long, default_value_t = 1)]
     workers: usize,
+    /// When a process dies, stop the others and restart all from the last
+    /// checkpoint (needs --checkpoint-dir in the command); reports the recovery time.
+    #[arg(long)]
+    restart_on_failure: bool,
+    /// With --restart-on-failure: give up after this many restarts.
+    #[arg(long, default_value_t = 3, requires = "restart_on_failure")]
+    max_restarts: usize,
     /// The command each process runs: `run ...` or `replay ...`, with --out DIR.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -346,6 +353,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 processes: args.processes,
                 workers: args.workers,
                 command: args.command,
+                max_restarts: if args.restart_on_failure {
+                    args.max_restarts
+                } else {
+                    0
+                },
             })?;
             eprintln!("{}", summary.report());
             Ok(())

@@ -230,25 +230,24 @@ impl Metrics {
     /// Sets the counters to those of a checkpoint (a resumed run goes on counting from them).
     pub fn restore_counters(&self, saved: &std::collections::BTreeMap<String, u64>) {
         for (name, &value) in saved {
-            let parts: Vec<&str> = name.split('/').collect();
-            match parts.as_slice() {
-                ["query", query, what] => {
-                    let q = self.query(query);
-                    match *what {
-                        "consumed" => q.consumed.store(value, Relaxed),
-                        _ => q.rows.store(value, Relaxed),
-                    }
+            // Query names hold a '/' themselves ("trades/bars_1s"): split at the last one.
+            let Some((owner, what)) = name.rsplit_once('/') else {
+                continue;
+            };
+            if let Some(query) = owner.strip_prefix("query/") {
+                let q = self.query(query);
+                match what {
+                    "consumed" => q.consumed.store(value, Relaxed),
+                    _ => q.rows.store(value, Relaxed),
                 }
-                [stream, what] => {
-                    let s = self.stream(stream);
-                    match *what {
-                        "generated" => s.generated.store(value, Relaxed),
-                        "ingested" => s.ingested.store(value, Relaxed),
-                        "late" => s.late.store(value, Relaxed),
-                        _ => s.malformed.store(value, Relaxed),
-                    }
+            } else {
+                let s = self.stream(owner);
+                match what {
+                    "generated" => s.generated.store(value, Relaxed),
+                    "ingested" => s.ingested.store(value, Relaxed),
+                    "late" => s.late.store(value, Relaxed),
+                    _ => s.malformed.store(value, Relaxed),
                 }
-                _ => {}
             }
         }
     }
@@ -480,6 +479,7 @@ impl Metrics {
             latency_histogram: encode(&lat),
             generator_lag_histogram: encode(&lag),
             record_latency_histogram: encode(&per_record),
+            recoveries: Vec::new(),
         }
     }
 }
@@ -599,6 +599,22 @@ pub struct Summary {
     pub generator_lag_histogram: String,
     #[serde(default)]
     pub record_latency_histogram: String,
+    /// `eddy cluster --restart-on-failure`: the failures it recovered from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recoveries: Vec<Recovery>,
+}
+
+/// A failure `eddy cluster --restart-on-failure` recovered from.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Recovery {
+    /// The process that died first, and how.
+    pub failed_process: usize,
+    pub status: String,
+    /// The checkpoint epoch (event time ms) the restarted processes resumed from.
+    pub resumed_epoch: Option<u64>,
+    /// From noticing the failure to the restarted processes' first new
+    /// complete checkpoint (or their successful end, if that came first).
+    pub recovery_s: f64,
 }
 
 fn encode(h: &Histogram<u64>) -> String {
@@ -720,6 +736,7 @@ impl Summary {
             latency_histogram: encode(&latency),
             generator_lag_histogram: encode(&lag),
             record_latency_histogram: encode(&per_record),
+            recoveries: Vec::new(),
         })
     }
 
@@ -759,6 +776,19 @@ impl Summary {
                 )
             })
             .unwrap_or_default()
+            + &self
+                .recoveries
+                .iter()
+                .map(|r| {
+                    format!(
+                        "\n  recovered: process {} died ({}); all restarted from epoch {}, back in {:.2} s",
+                        r.failed_process,
+                        r.status,
+                        r.resumed_epoch.map_or("none".into(), |e| e.to_string()),
+                        r.recovery_s
+                    )
+                })
+                .collect::<String>()
     }
 }
 
@@ -893,4 +923,26 @@ pub fn spawn_reporter(metrics: Arc<Metrics>, every: Duration) -> std::thread::Jo
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_a_checkpoint_round_trip() {
+        let m = Metrics::new(1);
+        m.stream("trades").ingested.store(7, Relaxed);
+        m.stream("interactions").late.store(3, Relaxed);
+        let bars = m.query("trades/bars_1s");
+        bars.consumed.store(11, Relaxed);
+        bars.rows.store(5, Relaxed);
+        let saved = m.counters();
+
+        let resumed = Metrics::new(1);
+        resumed.restore_counters(&saved);
+        assert_eq!(resumed.counters(), saved);
+        assert_eq!(resumed.query("trades/bars_1s").consumed.load(Relaxed), 11);
+        assert_eq!(resumed.stream("interactions").late.load(Relaxed), 3);
+    }
 }

@@ -97,6 +97,14 @@ fn differences(ours: &str, theirs: &str) -> String {
     differing.join(", ")
 }
 
+/// The last epoch process `process` recorded complete in `dir`, if any.
+pub fn last_complete_epoch(dir: &std::path::Path, process: usize) -> Option<u64> {
+    let layout = Layout { dir: dir.into() };
+    store::read_file::<Manifest>(&layout.manifest(process))
+        .ok()
+        .map(|m| m.epoch)
+}
+
 /// The first epoch after `after` not below `at_least`: the next grid point;
 /// `u64::MAX` (no more epochs) when there is none.
 pub fn next_epoch(after: u64, at_least: u64, interval_ms: u64) -> u64 {
@@ -191,46 +199,85 @@ pub fn find_resumable(
         .as_ref()
         .context("--resume needs --checkpoint-dir")?;
     let layout = Layout { dir: dir.clone() };
+    let refuse = |theirs: &str| -> anyhow::Error {
+        anyhow::anyhow!(
+            "the checkpoint in {} was written by another pipeline: it differs in {}; \
+             resume with the same pipeline and flags, or start afresh without --resume",
+            dir.display(),
+            differences(fingerprint, theirs)
+        )
+    };
     let manifest_path = layout.manifest(process);
-    if !manifest_path.exists() {
+    // Without a readable manifest, every epoch on disk is a candidate: one
+    // whose files are intact on every worker is complete all the same.
+    let manifest: Option<Manifest> = match store::read_file(&manifest_path) {
+        Ok(m) => Some(m),
+        Err(e) if manifest_path.exists() => {
+            tracing::warn!("{e:#}; looking for intact epochs without it");
+            None
+        }
+        Err(_) => None,
+    };
+    if let Some(m) = &manifest {
+        if m.fingerprint != fingerprint {
+            return Err(refuse(&m.fingerprint));
+        }
+    }
+    let newest = manifest.as_ref().map_or(u64::MAX, |m| m.epoch);
+    let epochs: Vec<u64> = layout
+        .epochs()
+        .into_iter()
+        .filter(|e| *e <= newest)
+        .collect();
+    if epochs.is_empty() {
         tracing::info!(
             "no complete checkpoint in {} yet: starting from the beginning",
             dir.display()
         );
         return Ok(None);
     }
-    let manifest: Manifest = store::read_file(&manifest_path).with_context(|| {
-        format!(
-            "no checkpoint to resume in {} (its manifest does not read)",
-            dir.display()
-        )
-    })?;
-    if manifest.fingerprint != fingerprint {
-        bail!(
-            "the checkpoint in {} was written by another pipeline: it differs in {}; \
-             resume with the same pipeline and flags, or start afresh without --resume",
-            dir.display(),
-            differences(fingerprint, &manifest.fingerprint)
-        );
-    }
     let mut usable = Vec::new();
-    for epoch in layout.epochs().into_iter().filter(|e| *e <= manifest.epoch) {
-        let check = || -> anyhow::Result<()> {
+    for epoch in epochs {
+        // Ok(Some(fingerprint)): intact, but of another pipeline.
+        let check = || -> anyhow::Result<Option<String>> {
             let p: ProcessFile = store::read_file(&layout.process_file(epoch, process))?;
-            anyhow::ensure!(p.epoch == epoch && p.fingerprint == fingerprint);
+            anyhow::ensure!(p.epoch == epoch, "process file of the wrong epoch");
             for &w in workers {
                 let f: WorkerFile = store::read_file(&layout.worker_file(epoch, w))?;
-                anyhow::ensure!(f.epoch == epoch && f.worker == w && f.fingerprint == fingerprint);
+                anyhow::ensure!(
+                    f.epoch == epoch && f.worker == w,
+                    "worker file {w} misplaced"
+                );
+                if f.fingerprint != fingerprint {
+                    return Ok(Some(f.fingerprint));
+                }
             }
-            Ok(())
+            Ok(None)
         };
         match check() {
-            Ok(()) => usable.push(epoch),
-            Err(e) => tracing::warn!("checkpoint epoch {epoch} is not usable: {e:#}"),
+            Ok(None) => usable.push(epoch),
+            Ok(Some(theirs)) => return Err(refuse(&theirs)),
+            // Past the manifest (or without one) an epoch may just be unfinished.
+            Err(e) if manifest.is_none() => {
+                tracing::info!("checkpoint epoch {epoch} was not completed ({e:#}); skipped")
+            }
+            Err(e) => tracing::warn!(
+                "checkpoint epoch {epoch} is damaged ({e:#}); an older one will be used"
+            ),
         }
     }
     if usable.is_empty() {
-        bail!("no intact checkpoint in {} to resume from", dir.display());
+        if manifest.is_none() {
+            tracing::info!(
+                "no complete checkpoint in {} yet: starting from the beginning",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        bail!(
+            "no intact checkpoint in {} to resume from; start afresh without --resume",
+            dir.display()
+        );
     }
     Ok(Some(Resumable { usable }))
 }
@@ -347,7 +394,6 @@ impl Checkpointer {
             .context(
                 "no checkpoint epoch is intact on every process; start afresh without --resume",
             )?;
-        tracing::info!("resuming from the checkpoint of epoch {epoch}");
         let w: WorkerFile = store::read_file(&self.layout.worker_file(epoch, self.worker))?;
         let p: ProcessFile = store::read_file(&self.layout.process_file(epoch, self.process))?;
         self.limit = next_epoch(epoch, 0, self.interval_ms);
@@ -423,7 +469,8 @@ impl Checkpointer {
             self.layout
                 .prune(epoch, self.process, &self.process_workers);
         }
-        if crash_at(Stage::AfterManifest) {
+        // Only the process leader has written the manifest by now.
+        if self.process_leader && crash_at(Stage::AfterManifest) {
             crash_here();
         }
         // The least proposal: no worker skips an epoch another still needs.
