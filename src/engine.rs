@@ -14,6 +14,7 @@ use crate::checkpoint::state::StateRegistry;
 use crate::checkpoint::{self, CheckpointConfig, Checkpointer, ProcessState};
 use crate::dashboard::board::{Board, Tap};
 use crate::dashboard::{self, Dashboard, RunInfo};
+use crate::ingest::Ingest;
 use crate::metrics::{
     spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary, WorkerState,
 };
@@ -35,9 +36,10 @@ use crate::sources::csv_replay::CsvReplay;
 use crate::sources::interactions::InteractionGenerator;
 use crate::sources::market::MarketGenerator;
 use crate::sources::schedule::{Schedule, Timing};
+use crate::sources::tcp_log::TcpLog;
 use crate::sources::{Batch, Poll, Source};
 use crate::time::{Tick, Watermark};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -266,6 +268,26 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         });
     }
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
+    let ingest = match &pipeline.sources.listen {
+        Some(_) if processes > 1 => {
+            bail!("--listen takes records in a single process; run it without a cluster")
+        }
+        Some(listen) => {
+            let dir = crate::ingest::log_dir(
+                listen,
+                pipeline.engine.checkpoint.dir.as_deref(),
+                outputs.dir.as_deref(),
+            )?;
+            Some(Ingest::start(
+                listen,
+                &dir,
+                resume,
+                workers,
+                Arc::clone(&job.stop),
+            )?)
+        }
+        None => None,
+    };
     let malformed_reported = Arc::new(AtomicU64::new(0));
 
     let board = pipeline
@@ -302,9 +324,11 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         malformed_reported,
         board,
         checkpoints,
+        ingest.clone(),
     );
     let guards = timely::execute(config, move |worker| {
-        let (pipeline, outputs, metrics, stop, reported, board, checkpoints) = shared.clone();
+        let (pipeline, outputs, metrics, stop, reported, board, checkpoints, ingest) =
+            shared.clone();
         let shared = WorkerShared {
             pipeline: &pipeline,
             outputs: &outputs,
@@ -313,6 +337,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             reported: &reported,
             board: &board,
             checkpoints: &checkpoints,
+            ingest: &ingest,
         };
         run_worker(worker, &shared, start)
     })
@@ -337,7 +362,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    let summary = metrics.summary(workers, processes);
+    let mut summary = metrics.summary(workers, processes);
+    summary.ingest = ingest.as_ref().map(|i| i.summary());
     if let Some(dir) = &outputs.dir {
         let path = dir.join("metrics.json");
         std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
@@ -455,6 +481,16 @@ fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
         paths.push(("interactions", c.path.clone()));
     }
     paths
+}
+
+/// The input log of a stream received over TCP.
+fn listened(
+    ingest: &Option<Arc<Ingest>>,
+    stream: &str,
+) -> anyhow::Result<Arc<crate::ingest::StreamLog>> {
+    ingest.as_ref().map(|i| i.log(stream)).with_context(|| {
+        format!("the {stream} source is kind = \"tcp\" but [sources.listen] is missing")
+    })
 }
 
 /// The common start of every worker's clocks.
@@ -762,6 +798,8 @@ struct WorkerShared<'a> {
     /// The dashboard's results, when it is on.
     board: &'a Option<Arc<Board>>,
     checkpoints: &'a Option<Arc<CheckpointPlan>>,
+    /// The TCP listener's input logs (`--listen`).
+    ingest: &'a Option<Arc<Ingest>>,
 }
 
 fn run_worker(
@@ -777,6 +815,7 @@ fn run_worker(
         reported,
         board,
         checkpoints,
+        ingest,
     } = *shared;
     let index = worker.index();
     let peers = worker.peers();
@@ -877,6 +916,13 @@ fn run_worker(
             index,
             peers,
         )?)),
+        Some(TradeSource::Tcp {}) => Some(Box::new(TcpLog::<Trade>::open(
+            listened(ingest, "trades")?,
+            engine.batch_size,
+            index % engine.workers,
+            index,
+            peers,
+        )?)),
     };
     let ix_source: Option<Box<dyn Source<Interaction>>> = match &pipeline.sources.interactions {
         None => None,
@@ -890,6 +936,13 @@ fn run_worker(
         Some(InteractionSource::Csv(c)) => Some(Box::new(CsvReplay::<Interaction>::open(
             &c.path,
             engine.batch_size,
+            index,
+            peers,
+        )?)),
+        Some(InteractionSource::Tcp {}) => Some(Box::new(TcpLog::<Interaction>::open(
+            listened(ingest, "interactions")?,
+            engine.batch_size,
+            index % engine.workers,
             index,
             peers,
         )?)),

@@ -35,6 +35,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a generated data set to a CSV file (WORKLOAD.md format).
     Generate(GenerateArgs),
+    /// Stream a CSV file to an engine started with `run --listen`.
+    Send(SendArgs),
     /// Run a `run` or `replay` command as N local processes of a timely cluster and merge their results.
     Cluster(ClusterArgs),
     /// Draw PNG and SVG charts from a result folder (a run's output or results/).
@@ -229,8 +231,41 @@ struct RunArgs {
     /// Real time: event time runs this many times faster than the wall clock.
     #[arg(long)]
     speed: Option<f64>,
+    /// Take both streams over TCP on HOST:PORT instead (see `eddy send`); every
+    /// line is logged durably before it is processed.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// With --listen: the input log folder (default: DIR/input-log of
+    /// --checkpoint-dir, else of --out).
+    #[arg(long, value_name = "DIR", requires = "listen")]
+    input_log: Option<PathBuf>,
+    /// With --listen: end the streams once no sender has been connected for this long.
+    #[arg(long, value_name = "SECONDS", requires = "listen")]
+    idle_exit: Option<f64>,
+    /// With --listen: MiB of logged input not yet processed before senders are held back.
+    #[arg(long, value_name = "MIB", requires = "listen")]
+    max_backlog_mib: Option<u64>,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// A trades.csv or interactions.csv file (the header says which).
+    file: PathBuf,
+    /// The engine's --listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: String,
+    /// Lines per second (default: as fast as the engine takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Sender id, so that a reconnecting sender resends nothing twice
+    /// (default: the file's name).
+    #[arg(long)]
+    id: Option<String>,
+    /// After a lost connection, keep reconnecting this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    retry_s: f64,
 }
 
 #[derive(Args)]
@@ -332,11 +367,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             out: None,
             timing: None,
             speed: None,
+            listen: None,
+            input_log: None,
+            idle_exit: None,
+            max_backlog_mib: None,
             engine: EngineArgs::default(),
         }),
         Some(Command::Run(args)) => run(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Generate(args)) => generate(args),
+        Some(Command::Send(args)) => send(args),
         Some(Command::Plot(args)) => {
             let options = eddy::plot::PlotOptions {
                 width: args.width,
@@ -380,6 +420,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.speed {
         p.engine.speed = s;
     }
+    if let Some(address) = args.listen {
+        let defaults = eddy::ingest::ListenConfig::default();
+        p.sources = Sources {
+            trades: Some(TradeSource::Tcp {}),
+            interactions: Some(InteractionSource::Tcp {}),
+            listen: Some(eddy::ingest::ListenConfig {
+                address,
+                log_dir: args.input_log,
+                max_backlog_mib: args.max_backlog_mib.unwrap_or(defaults.max_backlog_mib),
+                idle_exit_s: args.idle_exit,
+            }),
+        };
+    }
     p.validate().map_err(anyhow::Error::msg)?;
     let cluster = args.engine.cluster()?;
     let name = if p.name.is_empty() {
@@ -398,6 +451,37 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     run_pipeline(p, cluster)
 }
 
+fn send(args: SendArgs) -> anyhow::Result<()> {
+    let id = args.id.unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map(|s| {
+                s.to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            })
+            .unwrap_or_default()
+    });
+    let sent = eddy::send::send(
+        &args.file,
+        &eddy::send::Send {
+            to: args.to,
+            rate: args.rate,
+            id,
+            retry: std::time::Duration::from_secs_f64(args.retry_s.max(0.0)),
+        },
+    )?;
+    eprintln!(
+        "sent {} {} lines in {:.2} s ({:.0}/s) over {} connection(s); {} sent again after a reconnection, none logged twice",
+        sent.lines,
+        sent.stream,
+        sent.seconds,
+        sent.lines as f64 / sent.seconds.max(1e-9),
+        sent.connections,
+        sent.resent
+    );
+    Ok(())
+}
+
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if args.trades.is_none() && args.interactions.is_none() {
         anyhow::bail!("replay needs --trades FILE and/or --interactions FILE");
@@ -409,6 +493,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             interactions: args
                 .interactions
                 .map(|path| InteractionSource::Csv(CsvSource { path })),
+            listen: None,
         },
         output: OutputConfig {
             dir: Some(args.out),

@@ -480,6 +480,7 @@ impl Metrics {
             generator_lag_histogram: encode(&lag),
             record_latency_histogram: encode(&per_record),
             recoveries: Vec::new(),
+            ingest: None,
         }
     }
 }
@@ -602,6 +603,9 @@ pub struct Summary {
     /// `eddy cluster --restart-on-failure`: the failures it recovered from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recoveries: Vec<Recovery>,
+    /// `--listen`: what came in over TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<crate::ingest::IngestSummary>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -737,6 +741,7 @@ impl Summary {
             generator_lag_histogram: encode(&lag),
             record_latency_histogram: encode(&per_record),
             recoveries: Vec::new(),
+            ingest: None,
         })
     }
 

@@ -97,6 +97,8 @@ impl Default for EngineConfig {
 pub struct Sources {
     pub trades: Option<TradeSource>,
     pub interactions: Option<InteractionSource>,
+    /// Where `kind = "tcp"` streams are received (`eddy run --listen`).
+    pub listen: Option<crate::ingest::ListenConfig>,
 }
 
 /// `[sources.trades]`: `kind = "market"` (generator) or `kind = "csv"` with a `path`.
@@ -105,6 +107,8 @@ pub struct Sources {
 pub enum TradeSource {
     Market(MarketConfig),
     Csv(CsvSource),
+    /// Received over TCP (see `[sources.listen]`).
+    Tcp {},
 }
 
 /// `[sources.interactions]`: `kind = "generator"` or `kind = "csv"` with a `path`.
@@ -113,6 +117,8 @@ pub enum TradeSource {
 pub enum InteractionSource {
     Generator(InteractionConfig),
     Csv(CsvSource),
+    /// Received over TCP (see `[sources.listen]`).
+    Tcp {},
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -219,6 +225,22 @@ impl Pipeline {
         }
         if e.checkpoint.resume && e.checkpoint.dir.is_none() {
             return Err("resuming needs a checkpoint folder (--checkpoint-dir DIR)".into());
+        }
+        let tcp = matches!(self.sources.trades, Some(TradeSource::Tcp {}))
+            || matches!(self.sources.interactions, Some(InteractionSource::Tcp {}));
+        match &self.sources.listen {
+            None if tcp => {
+                return Err(
+                    "a source of kind = \"tcp\" needs [sources.listen] with an address".into(),
+                )
+            }
+            Some(_) if !tcp => {
+                return Err("[sources.listen] is set but no source is of kind = \"tcp\"".into())
+            }
+            Some(l) if l.idle_exit_s.is_some_and(|s| !(s.is_finite() && s >= 0.0)) => {
+                return Err("sources.listen.idle_exit_s must be 0 or more".into())
+            }
+            _ => {}
         }
         if let Some(address) = &e.dashboard {
             if address

@@ -12,6 +12,7 @@ mod keyed;
 pub mod market;
 pub mod parse;
 pub mod schedule;
+pub mod tcp_log;
 
 use crate::record::Event;
 use crate::time::Watermark;

@@ -1,0 +1,491 @@
+//! Durable TCP ingest (`eddy run --listen HOST:PORT`).
+//!
+//! A sender connects and names its stream on the first line: `trades` or
+//! `interactions`, optionally followed by a sender id (`trades feed-1`). The
+//! engine answers `ok N`: the number of this sender's lines it has already
+//! logged (0 for a new or anonymous sender), so that a sender reconnecting
+//! after a crash resends from line N + 1 and nothing is doubled. Then the
+//! sender writes records, one WORKLOAD.md CSV line each, without a header
+//! (a header line is skipped, empty lines are ignored), and closes its
+//! writing side; the engine answers `done N` once all N lines are on disk.
+//!
+//! Each batch of lines is appended to the stream's input log (`log.rs`) and
+//! fsynced before the sources may read it, so every acknowledged line
+//! survives a crash; the log's read offsets are part of each checkpoint, so
+//! a resumed run replays exactly the lines after its checkpoint.
+//!
+//! Overload: when the log holds more than `max_backlog_mib` not yet read by
+//! every worker, connections stop reading their sockets until the workers
+//! catch up, so TCP flow control pushes back on the senders; the time they
+//! were held is reported. With `idle_exit_s`, the streams end (an end mark
+//! is logged) once no sender has been connected for that long.
+
+pub mod log;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `[sources.listen]`: where to accept records and how to keep them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// `HOST:PORT` to listen on (port 0: any free port, printed at start).
+    pub address: String,
+    /// Folder of the input logs; default: `input-log` in the checkpoint
+    /// folder, else in the output folder.
+    pub log_dir: Option<PathBuf>,
+    /// Log bytes not yet read by every worker before senders are held back.
+    pub max_backlog_mib: u64,
+    /// End the streams once no sender has been connected for this long.
+    pub idle_exit_s: Option<f64>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            address: "127.0.0.1:9000".into(),
+            log_dir: None,
+            max_backlog_mib: 64,
+            idle_exit_s: None,
+        }
+    }
+}
+
+/// Lines longer than this are logged cut short (and so counted malformed).
+const MAX_LINE: usize = 64 * 1024;
+/// Lines per log frame at most.
+const FRAME_LINES: usize = 4096;
+
+/// One stream's input log, shared by the connections that append to it and
+/// the workers that read it.
+pub struct StreamLog {
+    pub stream: &'static str,
+    pub path: PathBuf,
+    /// Bytes on disk (fsynced); readers stop here.
+    durable: AtomicU64,
+    /// Each local worker's read offset.
+    read: Vec<AtomicU64>,
+    writer: Mutex<Writer>,
+    /// Lines logged in this run.
+    pub lines: AtomicU64,
+}
+
+struct Writer {
+    file: File,
+    /// Lines logged per sender id.
+    sent: BTreeMap<String, u64>,
+    connected: BTreeSet<String>,
+    ended: bool,
+}
+
+impl StreamLog {
+    fn open(dir: &Path, stream: &'static str, workers: usize) -> anyhow::Result<Self> {
+        let path = dir.join(format!("{stream}.log"));
+        let (file, scan) = log::open(&path)?;
+        if scan.cut > 0 {
+            tracing::info!(
+                "input log {}: cut {} bytes of an unfinished write",
+                path.display(),
+                scan.cut
+            );
+        }
+        Ok(StreamLog {
+            stream,
+            path,
+            durable: AtomicU64::new(scan.len),
+            read: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            writer: Mutex::new(Writer {
+                file,
+                sent: scan.sent,
+                connected: BTreeSet::new(),
+                ended: scan.ended,
+            }),
+            lines: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes readers may read.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Relaxed)
+    }
+
+    /// A worker's read offset, for the backlog.
+    pub fn set_read(&self, local_worker: usize, offset: u64) {
+        if let Some(r) = self.read.get(local_worker) {
+            r.store(offset, Relaxed);
+        }
+    }
+
+    /// Logged bytes some worker has not read yet.
+    pub fn backlog(&self) -> u64 {
+        let slowest = self.read.iter().map(|r| r.load(Relaxed)).min().unwrap_or(0);
+        self.durable().saturating_sub(slowest)
+    }
+
+    fn append(&self, w: &mut Writer, entry: &log::Entry) -> anyhow::Result<()> {
+        let len = log::append(&mut w.file, entry)
+            .with_context(|| format!("cannot append to input log {}", self.path.display()))?;
+        self.durable.store(len, Relaxed);
+        Ok(())
+    }
+
+    fn end(&self) -> anyhow::Result<()> {
+        let mut w = self.writer.lock().expect("log lock");
+        if !w.ended {
+            self.append(&mut w, &log::Entry::End)?;
+            w.ended = true;
+        }
+        Ok(())
+    }
+}
+
+/// The listener and the logs of a run.
+pub struct Ingest {
+    pub address: std::net::SocketAddr,
+    pub trades: Arc<StreamLog>,
+    pub interactions: Arc<StreamLog>,
+    max_backlog: u64,
+    open_connections: AtomicUsize,
+    /// Milliseconds senders were held back, summed over connections.
+    pub held_ms: AtomicU64,
+    /// The largest backlog seen, bytes.
+    pub max_backlog_seen: AtomicU64,
+}
+
+/// What a run reports about its TCP ingest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct IngestSummary {
+    pub address: String,
+    /// Lines logged in this run, per stream.
+    pub lines: BTreeMap<String, u64>,
+    pub max_backlog_bytes: u64,
+    /// Time senders were held back by the backlog bound, summed over connections.
+    pub senders_held_s: f64,
+}
+
+impl Ingest {
+    /// Opens the logs in `dir` (emptied first unless `resume`) and starts
+    /// accepting on `config.address`. `stop` ends accepting (Ctrl-C).
+    pub fn start(
+        config: &ListenConfig,
+        dir: &Path,
+        resume: bool,
+        workers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Arc<Ingest>> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create input log folder {}", dir.display()))?;
+        if !resume {
+            for stream in ["trades", "interactions"] {
+                let path = dir.join(format!("{stream}.log"));
+                if path.exists() {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("cannot empty {}", path.display()))?;
+                }
+            }
+        }
+        let listener = TcpListener::bind(&config.address)
+            .with_context(|| format!("cannot listen on {}", config.address))?;
+        let ingest = Arc::new(Ingest {
+            address: listener.local_addr()?,
+            trades: Arc::new(StreamLog::open(dir, "trades", workers)?),
+            interactions: Arc::new(StreamLog::open(dir, "interactions", workers)?),
+            max_backlog: config.max_backlog_mib.max(1) << 20,
+            open_connections: AtomicUsize::new(0),
+            held_ms: AtomicU64::new(0),
+            max_backlog_seen: AtomicU64::new(0),
+        });
+        tracing::info!(
+            "listening for records on {} (first line `trades` or `interactions` [sender id]); input log in {}",
+            ingest.address,
+            dir.display()
+        );
+        let accepting = Arc::clone(&ingest);
+        let idle_exit = config.idle_exit_s.map(Duration::from_secs_f64);
+        std::thread::Builder::new()
+            .name("eddy-listen".into())
+            .spawn(move || {
+                if let Err(e) = accepting.accept_loop(listener, idle_exit, &stop) {
+                    tracing::error!("the listener stopped: {e:#}");
+                }
+            })?;
+        Ok(ingest)
+    }
+
+    pub fn log(&self, stream: &str) -> Arc<StreamLog> {
+        Arc::clone(if stream == "trades" {
+            &self.trades
+        } else {
+            &self.interactions
+        })
+    }
+
+    pub fn summary(&self) -> IngestSummary {
+        IngestSummary {
+            address: self.address.to_string(),
+            lines: [&self.trades, &self.interactions]
+                .iter()
+                .map(|l| (l.stream.to_string(), l.lines.load(Relaxed)))
+                .collect(),
+            max_backlog_bytes: self.max_backlog_seen.load(Relaxed),
+            senders_held_s: self.held_ms.load(Relaxed) as f64 / 1e3,
+        }
+    }
+
+    fn ended(&self) -> bool {
+        [&self.trades, &self.interactions]
+            .iter()
+            .all(|l| l.writer.lock().expect("log lock").ended)
+    }
+
+    fn accept_loop(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        idle_exit: Option<Duration>,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        listener.set_nonblocking(true)?;
+        let mut idle_since = Instant::now();
+        while !stop.load(Relaxed) && !self.ended() {
+            match listener.accept() {
+                Ok((socket, peer)) => {
+                    socket.set_nonblocking(false)?;
+                    self.open_connections.fetch_add(1, Relaxed);
+                    let ingest = Arc::clone(self);
+                    std::thread::spawn(move || {
+                        if let Err(e) = ingest.serve(socket) {
+                            tracing::warn!("sender {peer}: {e:#}");
+                        }
+                        ingest.open_connections.fetch_sub(1, Relaxed);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => tracing::warn!("cannot accept a connection: {e}"),
+            }
+            if self.open_connections.load(Relaxed) > 0 {
+                idle_since = Instant::now();
+            } else if idle_exit.is_some_and(|d| idle_since.elapsed() >= d) {
+                tracing::info!(
+                    "no sender for {:?}: ending the input streams",
+                    idle_exit.unwrap()
+                );
+                self.trades.end()?;
+                self.interactions.end()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one sender: handshake, then lines into the log in frames.
+    fn serve(&self, socket: TcpStream) -> anyhow::Result<()> {
+        let mut reply = socket.try_clone()?;
+        let mut reader = BufReader::with_capacity(1 << 16, socket);
+        let mut line = Vec::new();
+        read_line(&mut reader, &mut line)?;
+        let (log, id) = match parse_hello(&line) {
+            Ok((stream, id)) => (self.log(stream), id),
+            Err(why) => {
+                let _ = writeln!(reply, "error: {why}");
+                bail!("{why}");
+            }
+        };
+        let mut next = {
+            let mut w = log.writer.lock().expect("log lock");
+            if w.ended {
+                let _ = writeln!(reply, "error: the {} stream has ended", log.stream);
+                bail!("connected after the {} stream ended", log.stream);
+            }
+            if !id.is_empty() && !w.connected.insert(id.clone()) {
+                let _ = writeln!(reply, "error: sender {id} is already connected");
+                bail!("sender {id} connected twice");
+            }
+            w.sent.get(&id).copied().unwrap_or(0)
+        };
+        let outcome = (|| -> anyhow::Result<()> {
+            writeln!(reply, "ok {next}")?;
+            let mut lines = Vec::new();
+            loop {
+                self.hold_while_backlogged(&log);
+                let eof = read_frame(&mut reader, &mut line, &mut lines, header_of(log.stream))?;
+                if !lines.is_empty() {
+                    let n = lines.len() as u64;
+                    let entry = log::Entry::Lines {
+                        source: id.clone(),
+                        first: next,
+                        lines: std::mem::take(&mut lines),
+                    };
+                    let mut w = log.writer.lock().expect("log lock");
+                    log.append(&mut w, &entry)?;
+                    next += n;
+                    w.sent.insert(id.clone(), next);
+                    log.lines.fetch_add(n, Relaxed);
+                }
+                if eof {
+                    writeln!(reply, "done {next}")?;
+                    return Ok(());
+                }
+            }
+        })();
+        log.writer.lock().expect("log lock").connected.remove(&id);
+        outcome
+    }
+
+    /// Stops reading this sender while the workers are too far behind.
+    fn hold_while_backlogged(&self, log: &StreamLog) {
+        let started = Instant::now();
+        loop {
+            let backlog = log.backlog();
+            self.max_backlog_seen.fetch_max(backlog, Relaxed);
+            if backlog <= self.max_backlog {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let held = started.elapsed().as_millis() as u64;
+        if held > 0 {
+            self.held_ms.fetch_add(held, Relaxed);
+        }
+    }
+}
+
+/// The CSV header of a stream, which senders may send and the log skips.
+fn header_of(stream: &str) -> &'static str {
+    use crate::record::{Event, Interaction, Trade};
+    if stream == "trades" {
+        Trade::CSV_HEADER
+    } else {
+        Interaction::CSV_HEADER
+    }
+}
+
+/// Reads the first line: `trades` or `interactions`, then an optional sender id.
+pub fn parse_hello(line: &[u8]) -> Result<(&'static str, String), String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the first line is not UTF-8".to_string())?;
+    let mut words = text.split_whitespace();
+    let stream = match words.next() {
+        Some("trades") => "trades",
+        Some("interactions") => "interactions",
+        other => return Err(format!(
+            "the first line must name the stream, `trades` or `interactions` [sender id], not `{}`",
+            other.unwrap_or("")
+        )),
+    };
+    let id = words.next().unwrap_or("").to_string();
+    if words.next().is_some() {
+        return Err("the first line has more than a stream and a sender id".into());
+    }
+    if id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "sender id `{id}`: up to 64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok((stream, id))
+}
+
+/// Reads one line (without its end) into `line`; false at end of input. A
+/// line longer than [`MAX_LINE`] is kept cut short, marked, and the rest skipped.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> anyhow::Result<bool> {
+    line.clear();
+    let n = reader
+        .by_ref()
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_LINE {
+        // Skip the rest of the over-long line.
+        let mut rest = Vec::new();
+        reader.read_until(b'\n', &mut rest)?;
+        line.truncate(64);
+        line.extend_from_slice(b"... (line longer than 64 KiB)");
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(true)
+}
+
+/// Reads lines for one frame: at least one (blocking), then as many as are
+/// already buffered, up to [`FRAME_LINES`]. Returns true at end of input.
+fn read_frame(
+    reader: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+    lines: &mut Vec<String>,
+    header: &str,
+) -> anyhow::Result<bool> {
+    loop {
+        if !read_line(reader, line)? {
+            return Ok(true);
+        }
+        if !line.is_empty() && line.as_slice() != header.as_bytes() {
+            lines.push(String::from_utf8_lossy(line).into_owned());
+        }
+        if lines.len() >= FRAME_LINES || (reader.buffer().is_empty() && !lines.is_empty()) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Where the input logs go: `log_dir`, else `input-log` in the checkpoint
+/// folder, else in the output folder.
+pub fn log_dir(
+    config: &ListenConfig,
+    checkpoint_dir: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &config.log_dir {
+        return Ok(d.clone());
+    }
+    match checkpoint_dir.or(out) {
+        Some(d) => Ok(d.join("input-log")),
+        None => bail!("--listen keeps an input log: give --checkpoint-dir, --out or --input-log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_line_names_a_stream_and_maybe_a_sender() {
+        assert_eq!(parse_hello(b"trades"), Ok(("trades", String::new())));
+        assert_eq!(
+            parse_hello(b"interactions feed-2"),
+            Ok(("interactions", "feed-2".to_string()))
+        );
+        assert!(parse_hello(b"quotes").unwrap_err().contains("`quotes`"));
+        assert!(parse_hello(b"trades a b").is_err());
+        assert!(parse_hello(b"trades a/b").is_err());
+        assert!(parse_hello(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn over_long_lines_are_cut_and_marked() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nnext\r\n");
+        let mut reader = std::io::Cursor::new(input);
+        let mut line = Vec::new();
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert!(line.ends_with(b"(line longer than 64 KiB)"));
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert_eq!(line, b"next");
+        assert!(!read_line(&mut reader, &mut line).unwrap());
+    }
+}

@@ -1,0 +1,153 @@
+//! `eddy send FILE --to HOST:PORT`: streams a CSV file to an engine
+//! listening with `--listen`, at a given rate, as one named sender.
+//!
+//! The stream is read from the file's header. With a sender id (default: the
+//! file's name), a sender that loses its connection — the engine was killed
+//! — reconnects until `--retry-s` runs out, and the engine tells it how many
+//! of its lines it already logged: it goes on from the next one, so every
+//! line is logged exactly once. The send ends when the engine confirms that
+//! every line is on disk.
+
+use anyhow::{anyhow, bail, Context};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What `eddy send` was asked.
+pub struct Send {
+    pub to: String,
+    /// Lines per second; none: as fast as the engine takes them.
+    pub rate: Option<f64>,
+    /// The sender id; empty: anonymous (no resending after a failure).
+    pub id: String,
+    /// Keep reconnecting this long after a failure.
+    pub retry: Duration,
+}
+
+/// What a send did.
+#[derive(Debug)]
+pub struct Sent {
+    pub stream: &'static str,
+    pub lines: u64,
+    /// Connections the engine accepted (1 without failures).
+    pub connections: u32,
+    /// Lines sent again after a reconnection, beyond what the engine had logged.
+    pub resent: u64,
+    pub seconds: f64,
+}
+
+/// Sends the data lines of `file`.
+pub fn send(file: &Path, how: &Send) -> anyhow::Result<Sent> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("").trim();
+    let stream = match header {
+        h if h == <crate::record::Trade as crate::record::Event>::CSV_HEADER => "trades",
+        h if h == <crate::record::Interaction as crate::record::Event>::CSV_HEADER => {
+            "interactions"
+        }
+        other => bail!(
+            "{}: line 1 must be the header of trades.csv or interactions.csv, found `{other}`",
+            file.display()
+        ),
+    };
+    let lines: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+    let started = Instant::now();
+    let mut sent = Sent {
+        stream,
+        lines: lines.len() as u64,
+        connections: 0,
+        resent: 0,
+        seconds: 0.0,
+    };
+    // Lines written on an earlier connection, to count what is sent twice.
+    let mut written_before = 0u64;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let progress_before = written_before;
+        match attempt(how, stream, &lines, started, &mut written_before, &mut sent) {
+            Ok(()) => break,
+            Err(e) if how.id.is_empty() => return Err(e),
+            Err(e) => {
+                // Reconnecting for `retry` since the last connection that got lines through.
+                if written_before > progress_before {
+                    failing_since = None;
+                }
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > how.retry {
+                    return Err(e.context(format!(
+                        "gave up after {:.1} s of reconnecting",
+                        how.retry.as_secs_f64()
+                    )));
+                }
+                tracing::debug!("send to {}: {e:#}; reconnecting", how.to);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    sent.seconds = started.elapsed().as_secs_f64();
+    Ok(sent)
+}
+
+/// One connection: handshake, lines from where the engine stands, end.
+fn attempt(
+    how: &Send,
+    stream: &str,
+    lines: &[&str],
+    started: Instant,
+    written_before: &mut u64,
+    sent: &mut Sent,
+) -> anyhow::Result<()> {
+    let socket =
+        TcpStream::connect(&how.to).with_context(|| format!("cannot connect to {}", how.to))?;
+    socket.set_nodelay(true)?;
+    let mut replies = BufReader::new(socket.try_clone()?);
+    let mut out = BufWriter::with_capacity(1 << 16, socket.try_clone()?);
+    writeln!(out, "{stream} {}", how.id)?;
+    out.flush()?;
+    let mut reply = String::new();
+    replies.read_line(&mut reply)?;
+    let logged: u64 = reply
+        .trim()
+        .strip_prefix("ok ")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("{} refused the sender: {}", how.to, reply.trim()))?;
+    sent.connections += 1;
+    if logged > lines.len() as u64 {
+        bail!(
+            "{} has {logged} lines of sender `{}` logged, more than the file's {}: another file under the same id?",
+            how.to,
+            how.id,
+            lines.len()
+        );
+    }
+    sent.resent += written_before.saturating_sub(logged);
+    for (i, line) in lines.iter().enumerate().skip(logged as usize) {
+        if let Some(rate) = how.rate {
+            // Open loop: line i is due at i / rate seconds after the start.
+            let due = Duration::from_secs_f64(i as f64 / rate);
+            let elapsed = started.elapsed();
+            if due > elapsed + Duration::from_millis(1) {
+                out.flush()?;
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        writeln!(out, "{line}")?;
+        *written_before = (*written_before).max(i as u64 + 1);
+    }
+    out.flush()?;
+    socket.shutdown(std::net::Shutdown::Write)?;
+    reply.clear();
+    replies.read_line(&mut reply)?;
+    let done: u64 = reply
+        .trim()
+        .strip_prefix("done ")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("{} did not confirm the lines: `{}`", how.to, reply.trim()))?;
+    if done != lines.len() as u64 {
+        bail!("{} confirmed {done} lines of {}", how.to, lines.len());
+    }
+    Ok(())
+}

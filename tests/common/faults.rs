@@ -1,0 +1,166 @@
+//! Shared by the fault tests (checkpoint.rs, tcp_ingest.rs): a generated
+//! data set with disorder, malformed and late rows, and an exact comparison of
+//! two result folders.
+#![allow(dead_code)]
+
+use super::common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Generated trades and interactions with disorder, plus malformed and late
+/// rows, so that every result file (late.csv and malformed.csv too) has rows.
+pub struct Data {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub trades: PathBuf,
+    pub interactions: PathBuf,
+}
+
+pub fn ok(o: Output) {
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Inserts a malformed row every `every` lines and a row an hour late every `every + 7`.
+pub fn spoil(path: &Path, every: usize, malformed: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    for (n, line) in text.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if n > 0 && n % every == 0 {
+            out.push_str(malformed);
+            out.push('\n');
+        }
+        if n > 0 && n % (every + 7) == 0 {
+            let (ts, rest) = line.split_once(',').unwrap();
+            let late = ts.parse::<u64>().unwrap() - 3_600_000;
+            out.push_str(&format!("{late},{rest}\n"));
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+pub fn data() -> Data {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let trades = root.join("trades.csv");
+    let interactions = root.join("interactions.csv");
+    ok(eddy(&[
+        "generate",
+        "trades",
+        "-o",
+        trades.to_str().unwrap(),
+        "-n",
+        "80000",
+        "--symbols",
+        "20",
+        "--rate",
+        "4000",
+        "--disorder-ms",
+        "150",
+    ]));
+    ok(eddy(&[
+        "generate",
+        "interactions",
+        "-o",
+        interactions.to_str().unwrap(),
+        "-n",
+        "60000",
+        "--users",
+        "400",
+        "--items",
+        "60",
+        "--rate",
+        "3000",
+        "--disorder-ms",
+        "150",
+    ]));
+    spoil(&trades, 4000, "1700000000000,SYM001,not-a-price,5");
+    spoil(&interactions, 5000, "1700000000000,12,7,hover");
+    Data {
+        _dir: dir,
+        root,
+        trades,
+        interactions,
+    }
+}
+
+impl Data {
+    /// `eddy replay` of both files into `out` on `workers` workers, with `extra` flags.
+    pub fn replay(&self, out: &Path, workers: usize, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        c.args(["replay", "--quiet", "--trades"])
+            .arg(&self.trades)
+            .arg("--interactions")
+            .arg(&self.interactions)
+            .arg("--out")
+            .arg(out)
+            .args(["--workers", &workers.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "info");
+        c
+    }
+
+    /// The uninterrupted run without checkpoints every other is compared with.
+    pub fn reference(&self) -> PathBuf {
+        let out = self.root.join("reference");
+        ok(self.replay(&out, 2, &[]).output().unwrap());
+        out
+    }
+
+    pub fn checkpointed(&self, out: &Path, ck: &Path, workers: usize, extra: &[&str]) -> Command {
+        let mut flags = vec![
+            "--checkpoint-dir",
+            ck.to_str().unwrap(),
+            "--checkpoint-interval-ms",
+            "500",
+        ];
+        flags.extend_from_slice(extra);
+        self.replay(out, workers, &flags)
+    }
+}
+
+fn csv_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every result file of `got` equals `expected`'s, as sorted lines, and the
+/// run accounted for every record.
+pub fn assert_same_results(expected: &Path, got: &Path, what: &str) {
+    let names = csv_names(expected);
+    assert_eq!(names.len(), 11, "{what}: result files {names:?}");
+    assert_eq!(names, csv_names(got), "{what}: result files");
+    for name in names {
+        let sorted = |dir: &Path| {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        let (e, g) = (sorted(expected), sorted(got));
+        assert!(e.len() > 1, "{what}: {name} has no rows");
+        if e != g {
+            let missing = e.iter().filter(|l| !g.contains(l)).count();
+            let extra = g.iter().filter(|l| !e.contains(l)).count();
+            panic!(
+                "{what}: {name} differs: {} rows expected, {} got, {missing} missing, {extra} not expected",
+                e.len(),
+                g.len()
+            );
+        }
+    }
+    let (m, n) = (metrics(expected), metrics(got));
+    for counter in ["ingested", "processed", "late", "malformed", "rows_out"] {
+        assert_eq!(
+            m["records"][counter], n["records"][counter],
+            "{what}: records.{counter}"
+        );
+    }
+    assert_eq!(n["records"]["unaccounted"], 0, "{what}");
+}

@@ -1,0 +1,255 @@
+//! Durable TCP ingest: records sent with `eddy send` to `eddy run --listen`
+//! give the results the same files give when read directly; after the engine
+//! is killed and resumed, the senders reconnect and every record is accounted
+//! for exactly once; when the engine falls behind, senders are held back and
+//! the logged backlog stays under its bound.
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use common::*;
+use faults::*;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A pipeline reading the data files directly; with --listen its sources are TCP.
+fn pipeline(data: &Data) -> PathBuf {
+    let path = data.root.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"tcp\"\n[engine]\nworkers = 2\nstatus = false\n\
+             [sources.trades]\nkind = \"csv\"\npath = {:?}\n\
+             [sources.interactions]\nkind = \"csv\"\npath = {:?}\n",
+            data.trades, data.interactions
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn engine(pipeline: &Path, out: &Path, port: u16, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.arg("run")
+        .arg(pipeline)
+        .args(["--quiet", "--no-dashboard", "--idle-exit", "1", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn sender(file: &Path, port: u16, rate: Option<u64>) -> Running {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.arg("send")
+        .arg(file)
+        .arg("--to")
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped());
+    if let Some(r) = rate {
+        c.args(["--rate", &r.to_string()]);
+    }
+    Running(Some(c.spawn().unwrap()))
+}
+
+/// A child process killed if the test fails before it ends.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn finish(mut child: Running) -> String {
+    let o = child.0.take().unwrap().wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// Data lines of a CSV file.
+fn data_lines(path: &Path) -> u64 {
+    std::fs::read_to_string(path).unwrap().lines().count() as u64 - 1
+}
+
+/// The TCP results equal the direct ones; malformed.csv names lines by
+/// sender, so only its row count is compared.
+fn assert_same_as_files(reference: &Path, out: &Path, what: &str) {
+    let rows = |dir: &Path| {
+        std::fs::read_to_string(dir.join("malformed.csv"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(rows(reference), rows(out), "{what}: malformed rows");
+    let strip = |dir: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap();
+            if p.is_file() && name != "malformed.csv" {
+                std::fs::copy(&p, to.join(name)).unwrap();
+            }
+        }
+        std::fs::write(to.join("malformed.csv"), "x\nx\n").unwrap();
+    };
+    let (a, b) = (reference.with_extension("cmp"), out.with_extension("cmp"));
+    strip(reference, &a);
+    strip(out, &b);
+    assert_same_results(&a, &b, what);
+}
+
+#[test]
+fn records_sent_over_tcp_give_the_results_of_the_files() {
+    let data = data();
+    let pipeline = pipeline(&data);
+    let reference = data.root.join("reference");
+    ok(Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--no-dashboard",
+        ])
+        .arg("--out")
+        .arg(&reference)
+        .output()
+        .unwrap());
+    let port = free_port();
+    let out = data.root.join("tcp");
+    let engine = Running(Some(
+        engine(&pipeline, &out, port, &[])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    // The sender retries until the engine listens.
+    let trades = sender(&data.trades, port, None);
+    let interactions = sender(&data.interactions, port, None);
+    let said = finish(trades) + &finish(interactions);
+    assert!(said.contains("over 1 connection"), "{said}");
+    let log = finish(engine);
+    assert!(log.contains("listening for records on"), "{log}");
+    assert_same_as_files(&reference, &out, "over TCP");
+    let ingest = &metrics(&out)["ingest"];
+    assert_eq!(ingest["lines"]["trades"], data_lines(&data.trades));
+    assert_eq!(
+        ingest["lines"]["interactions"],
+        data_lines(&data.interactions)
+    );
+    assert!(out.join("input-log/trades.log").exists());
+}
+
+#[test]
+fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
+    let data = data();
+    let pipeline = pipeline(&data);
+    let reference = data.root.join("reference");
+    ok(Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--no-dashboard",
+        ])
+        .arg("--out")
+        .arg(&reference)
+        .output()
+        .unwrap());
+    let port = free_port();
+    let out = data.root.join("tcp");
+    let ck = data.root.join("ck");
+    let flags = [
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--checkpoint-interval-ms",
+        "500",
+    ];
+    let mut first = Running(Some(
+        engine(&pipeline, &out, port, &flags)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let process = first.0.as_mut().unwrap();
+    // About 2 s of sending; the engine dies part-way.
+    let trades = sender(&data.trades, port, Some(40_000));
+    let interactions = sender(&data.interactions, port, Some(30_000));
+    while eddy::checkpoint::last_complete_epoch(&ck, 0).is_none_or(|e| e < 1_700_000_006_000) {
+        assert!(process.try_wait().unwrap().is_none(), "the first run ended");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    process.kill().unwrap();
+    assert_eq!(process.wait().unwrap().signal(), Some(9));
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut resume = flags.to_vec();
+    resume.push("--resume");
+    let second = Running(Some(
+        engine(&pipeline, &out, port, &resume)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let said = finish(trades) + &finish(interactions);
+    assert_eq!(said.matches("over 2 connection(s)").count(), 2, "{said}");
+    let log = finish(second);
+    assert!(log.contains("resuming from the checkpoint"), "{log}");
+    assert_same_as_files(&reference, &out, "killed and resumed");
+    let m = metrics(&out);
+    let lines = data_lines(&data.trades) + data_lines(&data.interactions);
+    let r = &m["records"];
+    assert_eq!(
+        r["generated"], lines,
+        "every line sent was taken exactly once"
+    );
+}
+
+#[test]
+fn senders_are_held_back_when_the_engine_falls_behind() {
+    let data = data();
+    let pipeline = pipeline(&data);
+    let port = free_port();
+    let out = data.root.join("tcp");
+    let engine = Running(Some(
+        engine(&pipeline, &out, port, &["--max-backlog-mib", "1"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let trades = sender(&data.trades, port, None);
+    let interactions = sender(&data.interactions, port, None);
+    finish(trades);
+    finish(interactions);
+    finish(engine);
+    let m = metrics(&out);
+    let ingest = &m["ingest"];
+    // The bound, plus at most one frame appended by each of the two senders.
+    let bound = (1 << 20) + 2 * 300_000;
+    let backlog = ingest["max_backlog_bytes"].as_u64().unwrap();
+    assert!(backlog <= bound, "backlog {backlog} bytes over {bound}");
+    assert!(
+        ingest["senders_held_s"].as_f64().unwrap() > 0.0,
+        "senders were never held back: {ingest}"
+    );
+    assert_eq!(m["records"]["unaccounted"], 0);
+    assert_eq!(
+        m["records"]["generated"],
+        data_lines(&data.trades) + data_lines(&data.interactions)
+    );
+}
