@@ -1053,6 +1053,7 @@ fn run_worker(
                 && frontier.is_some()
                 && ck.reached(&probe);
             if quiet {
+                let began = Instant::now();
                 let mut saved = states.save_all()?;
                 saved.insert(RUN_START_STATE.into(), bincode::serialize(&start.event_ms)?);
                 if let Some(f) = &trades {
@@ -1078,6 +1079,7 @@ fn run_worker(
                 .min()
                 .unwrap_or(u64::MAX);
                 let next = ck.take(worker, saved, process, needed)?;
+                metrics.record_checkpoint(began.elapsed(), ck.last_bytes);
                 trades
                     .iter_mut()
                     .for_each(|f| f.release(next, &mut in_flight));

@@ -161,6 +161,29 @@ pub struct Metrics {
     record_latency_us: Mutex<Histogram<u64>>,
     current_lag_us: AtomicU64,
     pub finished: AtomicBool,
+    checkpoints: CheckpointCounters,
+}
+
+/// What the checkpoints of this run cost, summed over the process's workers.
+#[derive(Default)]
+struct CheckpointCounters {
+    takes: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// What checkpoints cost in a run (`metrics.json`).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct CheckpointSummary {
+    /// Checkpoints taken in this run.
+    pub epochs: u64,
+    /// Time a worker spent on one, from its quiet point to going on
+    /// (state encoding, files, fsyncs, waiting for the other workers).
+    pub mean_ms: f64,
+    pub max_ms: f64,
+    /// Bytes written per checkpoint by this process (all its workers' files).
+    pub bytes_per_epoch: f64,
 }
 
 impl Metrics {
@@ -177,6 +200,7 @@ impl Metrics {
             record_latency_us: Mutex::new(new_histogram()),
             current_lag_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
+            checkpoints: CheckpointCounters::default(),
         })
     }
 
@@ -201,6 +225,28 @@ impl Metrics {
         });
         queries.push(Arc::clone(&q));
         q
+    }
+
+    /// Notes one worker's part of a checkpoint.
+    pub fn record_checkpoint(&self, took: Duration, bytes: u64) {
+        let c = &self.checkpoints;
+        let us = took.as_micros() as u64;
+        c.takes.fetch_add(1, Relaxed);
+        c.total_us.fetch_add(us, Relaxed);
+        c.max_us.fetch_max(us, Relaxed);
+        c.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn checkpoint_summary(&self) -> Option<CheckpointSummary> {
+        let c = &self.checkpoints;
+        let takes = c.takes.load(Relaxed);
+        let workers = self.workers.len().max(1) as u64;
+        (takes > 0).then(|| CheckpointSummary {
+            epochs: takes / workers,
+            mean_ms: c.total_us.load(Relaxed) as f64 / takes as f64 / 1e3,
+            max_ms: c.max_us.load(Relaxed) as f64 / 1e3,
+            bytes_per_epoch: c.bytes.load(Relaxed) as f64 / (takes / workers).max(1) as f64,
+        })
     }
 
     /// The record and row counters, by name, for a checkpoint.
@@ -481,6 +527,7 @@ impl Metrics {
             record_latency_histogram: encode(&per_record),
             recoveries: Vec::new(),
             ingest: None,
+            checkpoints: self.checkpoint_summary(),
         }
     }
 }
@@ -606,6 +653,9 @@ pub struct Summary {
     /// `--listen`: what came in over TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest: Option<crate::ingest::IngestSummary>,
+    /// With --checkpoint-dir: what the checkpoints cost (process 0's, in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointSummary>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -742,6 +792,7 @@ impl Summary {
             record_latency_histogram: encode(&per_record),
             recoveries: Vec::new(),
             ingest: None,
+            checkpoints: parts.first().and_then(|p| p.checkpoints.clone()),
         })
     }
 
@@ -794,6 +845,19 @@ impl Summary {
                     )
                 })
                 .collect::<String>()
+            + &self
+                .checkpoints
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "\n  checkpoints: {} taken, {:.1} ms each (max {:.1} ms), {:.0} KiB each",
+                        c.epochs,
+                        c.mean_ms,
+                        c.max_ms,
+                        c.bytes_per_epoch / 1024.0
+                    )
+                })
+                .unwrap_or_default()
     }
 }
 

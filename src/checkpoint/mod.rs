@@ -303,6 +303,8 @@ pub struct Checkpointer {
     pub limit: u64,
     /// The epoch the run resumed from, if it did.
     pub resumed_from: Option<u64>,
+    /// Bytes this worker wrote for the last checkpoint (with its process's file).
+    pub last_bytes: u64,
     input: InputHandle<u64, CapacityContainerBuilder<Vec<Control>>>,
     probe: ProbeHandle<u64>,
     received: Rc<RefCell<Vec<Control>>>,
@@ -350,6 +352,7 @@ impl Checkpointer {
             taken: 0,
             limit: 0,
             resumed_from: None,
+            last_bytes: 0,
             input,
             probe,
             received,
@@ -433,7 +436,7 @@ impl Checkpointer {
             states,
         };
         let mid_write = crash_at(Stage::MidWrite);
-        store::write_file(&self.layout.worker_file(epoch, self.worker), &file, || {
+        self.last_bytes = store::write_file(&self.layout.worker_file(epoch, self.worker), &file, || {
             if mid_write {
                 crash_here()
             }
@@ -446,7 +449,8 @@ impl Checkpointer {
                 sinks: p.sinks,
                 counters: p.counters,
             };
-            store::write_file(&self.layout.process_file(epoch, self.process), &file, || {})?;
+            self.last_bytes +=
+                store::write_file(&self.layout.process_file(epoch, self.process), &file, || {})?;
         }
         // Nobody sends past the epoch before everybody has written its files.
         self.input.send(Control::Next(next_epoch(

@@ -112,13 +112,13 @@ impl Layout {
     }
 }
 
-/// Writes `value` to `path` atomically, with a checksum. `crash` is called
+/// Writes `value` to `path` atomically, with a checksum; returns the bytes written. `crash` is called
 /// halfway through writing the temporary file (the fault-injection hook of the kill tests).
 pub fn write_file<T: Serialize>(
     path: &Path,
     value: &T,
     crash: impl FnOnce(),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let payload = bincode::serialize(value)?;
     let mut bytes = Vec::with_capacity(payload.len() + 24);
     bytes.extend_from_slice(MAGIC);
@@ -144,7 +144,7 @@ pub fn write_file<T: Serialize>(
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync folder {}", dir.display()))?;
-    Ok(())
+    Ok(bytes.len() as u64)
 }
 
 /// Reads a file written by [`write_file`], checking its frame and checksum.

@@ -87,7 +87,8 @@ struct Writer {
 }
 
 impl StreamLog {
-    fn open(dir: &Path, stream: &'static str, workers: usize) -> anyhow::Result<Self> {
+    /// Opens (creating) `dir/STREAM.log`, for `workers` local readers.
+    pub fn open(dir: &Path, stream: &'static str, workers: usize) -> anyhow::Result<Self> {
         let path = dir.join(format!("{stream}.log"));
         let (file, scan) = log::open(&path)?;
         if scan.cut > 0 {
@@ -137,7 +138,25 @@ impl StreamLog {
         Ok(())
     }
 
-    fn end(&self) -> anyhow::Result<()> {
+    /// Logs `lines` of sender `source` after those it already has; returns
+    /// how many of its lines the log now holds.
+    pub fn append_lines(&self, source: &str, lines: Vec<String>) -> anyhow::Result<u64> {
+        let n = lines.len() as u64;
+        let mut w = self.writer.lock().expect("log lock");
+        let first = w.sent.get(source).copied().unwrap_or(0);
+        let entry = log::Entry::Lines {
+            source: source.to_string(),
+            first,
+            lines,
+        };
+        self.append(&mut w, &entry)?;
+        w.sent.insert(source.to_string(), first + n);
+        self.lines.fetch_add(n, Relaxed);
+        Ok(first + n)
+    }
+
+    /// Logs the end of the stream (once).
+    pub fn end(&self) -> anyhow::Result<()> {
         let mut w = self.writer.lock().expect("log lock");
         if !w.ended {
             self.append(&mut w, &log::Entry::End)?;
@@ -318,17 +337,7 @@ impl Ingest {
                 self.hold_while_backlogged(&log);
                 let eof = read_frame(&mut reader, &mut line, &mut lines, header_of(log.stream))?;
                 if !lines.is_empty() {
-                    let n = lines.len() as u64;
-                    let entry = log::Entry::Lines {
-                        source: id.clone(),
-                        first: next,
-                        lines: std::mem::take(&mut lines),
-                    };
-                    let mut w = log.writer.lock().expect("log lock");
-                    log.append(&mut w, &entry)?;
-                    next += n;
-                    w.sent.insert(id.clone(), next);
-                    log.lines.fetch_add(n, Relaxed);
+                    next = log.append_lines(&id, std::mem::take(&mut lines))?;
                 }
                 if eof {
                     writeln!(reply, "done {next}")?;

@@ -48,6 +48,8 @@ impl<E: Event + ParseRow> CsvReplay<E> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            // The formats have no quoting: a stray quote must not join lines.
+            .quoting(false)
             .buffer_capacity(1 << 16)
             .from_reader(BufReader::with_capacity(1 << 16, file));
         let mut header = ByteRecord::new();
