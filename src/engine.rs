@@ -1237,7 +1237,8 @@ fn build_dataflow<'scope>(
                     board.clone(),
                     counters("interactions/alerts"),
                     states,
-                )?;
+                )?
+                .probe_with(probe);
             }
         }
     }
@@ -1259,7 +1260,8 @@ fn build_dataflow<'scope>(
             outputs.item_totals.clone(),
             counters("interactions/item_totals"),
             states,
-        )?;
+        )?
+        .probe_with(probe);
     }
     trades.probe_with(probe);
     interactions.probe_with(probe);

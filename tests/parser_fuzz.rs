@@ -18,11 +18,15 @@ use std::sync::Arc;
 /// A line: a valid trade or interaction, one with a field damaged, or anything
 /// (no line ends inside).
 fn line() -> impl Strategy<Value = String> {
-    let trade = (0u64..3_000_000_000_000, "[A-Z0-9]{1,12}", 0.01f64..1e6, 1u64..1000)
+    let trade = (
+        0u64..3_000_000_000_000,
+        "[A-Z0-9]{1,12}",
+        0.01f64..1e6,
+        1u64..1000,
+    )
         .prop_map(|(ts, s, p, n)| format!("{ts},{s},{p},{n}"));
-    let interaction = (0u64..3_000_000_000_000, 0u64..1000, 0u64..1000, 0usize..3).prop_map(
-        |(ts, u, i, k)| format!("{ts},{u},{i},{}", ["view", "click", "purchase"][k]),
-    );
+    let interaction = (0u64..3_000_000_000_000, 0u64..1000, 0u64..1000, 0usize..3)
+        .prop_map(|(ts, u, i, k)| format!("{ts},{u},{i},{}", ["view", "click", "purchase"][k]));
     let damaged = (any::<prop::sample::Index>(), "[^\r\n]{0,6}", 0usize..4)
         .prop_map(|(at, junk, field)| (at, junk, field));
     let anything = "[^\r\n]{0,40}";

@@ -436,11 +436,12 @@ impl Checkpointer {
             states,
         };
         let mid_write = crash_at(Stage::MidWrite);
-        self.last_bytes = store::write_file(&self.layout.worker_file(epoch, self.worker), &file, || {
-            if mid_write {
-                crash_here()
-            }
-        })?;
+        self.last_bytes =
+            store::write_file(&self.layout.worker_file(epoch, self.worker), &file, || {
+                if mid_write {
+                    crash_here()
+                }
+            })?;
         if let Some(p) = process {
             let file = ProcessFile {
                 epoch,

@@ -384,10 +384,12 @@ pub fn parse_hello(line: &[u8]) -> Result<(&'static str, String), String> {
     let stream = match words.next() {
         Some("trades") => "trades",
         Some("interactions") => "interactions",
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "the first line must name the stream, `trades` or `interactions` [sender id], not `{}`",
             other.unwrap_or("")
-        )),
+        ))
+        }
     };
     let id = words.next().unwrap_or("").to_string();
     if words.next().is_some() {

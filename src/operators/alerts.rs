@@ -17,6 +17,7 @@ use crate::record::Interaction;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
@@ -77,7 +78,8 @@ pub fn alert_rows<'scope>(
 
 /// Logs an alert (when `log`) and shows it on the dashboard (when `board`)
 /// the moment an item's count in a window first exceeds the threshold;
-/// expects the stream partitioned by item.
+/// expects the stream partitioned by item. The returned stream carries
+/// nothing; its frontier is for the probe (checkpoints wait for this operator).
 pub fn fire_alerts<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     window_ms: u64,
@@ -86,38 +88,46 @@ pub fn fire_alerts<'scope>(
     board: Option<Arc<Board>>,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stream<'scope, u64, Vec<()>>> {
     let counts = states.cell("alerts/firing", FxHashMap::<(u64, u64), u64>::default)?;
-    interactions.sink(Pipeline, "alert firing", move |(input, frontier)| {
-        let mut counts = counts.borrow_mut();
-        input.for_each(|_cap, batch| {
-            counters.add_consumed(batch.len() as u64);
-            for r in batch.iter() {
-                let window = r.ts_ms - r.ts_ms % window_ms;
-                let count = counts.entry((r.item, window)).or_insert(0);
-                *count += 1;
-                if *count == threshold + 1 {
-                    counters.add_rows(1);
-                    if log {
-                        tracing::warn!(
+    let fired = interactions.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Pipeline,
+        "alert firing",
+        move |_initial, _info| {
+            move |(input, frontier), _output| {
+                let mut counts = counts.borrow_mut();
+                input.for_each_stamp(|_cap, batches| {
+                    for batch in batches {
+                        counters.add_consumed(batch.len() as u64);
+                        for r in batch.iter() {
+                            let window = r.ts_ms - r.ts_ms % window_ms;
+                            let count = counts.entry((r.item, window)).or_insert(0);
+                            *count += 1;
+                            if *count == threshold + 1 {
+                                counters.add_rows(1);
+                                if log {
+                                    tracing::warn!(
                             "ALERT item {} has {} interactions in window {} (threshold {})",
                             r.item,
                             *count,
                             window,
                             threshold
                         );
+                                }
+                                if let Some(board) = &board {
+                                    board.alert_fired(r.item, window, *count, threshold);
+                                }
+                            }
+                        }
                     }
-                    if let Some(board) = &board {
-                        board.alert_fired(r.item, window, *count, threshold);
-                    }
+                });
+                // Forget windows the frontier has passed: no record can reach them any more.
+                match frontier.frontier().first() {
+                    Some(&f) => counts.retain(|(_, w), _| w + window_ms > f),
+                    None => counts.clear(),
                 }
             }
-        });
-        // Forget windows the frontier has passed: no record can reach them any more.
-        match frontier.frontier().first() {
-            Some(&f) => counts.retain(|(_, w), _| w + window_ms > f),
-            None => counts.clear(),
-        }
-    });
-    Ok(())
+        },
+    );
+    Ok(fired)
 }

@@ -17,6 +17,7 @@ use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, ToStream};
@@ -47,13 +48,15 @@ pub struct ItemTotal {
 }
 
 /// I4 over the interaction stream; rows go to `sink` when the input ends.
+/// The returned stream carries nothing: its frontier is the final operator's
+/// input frontier, for the probe (a checkpoint must wait for this operator too).
 pub fn item_totals<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     tick: Tick,
     sink: Option<Arc<CsvSink<ItemTotal>>>,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stream<'scope, u64, Vec<()>>> {
     // The current count of each (item, kind): the one count with a positive weight.
     let state = states.cell(
         "item_totals",
@@ -78,41 +81,49 @@ pub fn item_totals<'scope>(
     let by_item = Exchange::new(
         |(((item, _), _), _, _): &(((u64, InteractionKind), isize), u64, isize)| route_hash(*item),
     );
-    counts
+    let done = counts
         .inner
-        .sink(by_item, "item_totals", move |(input, frontier)| {
-            let mut state = state.borrow_mut();
-            input.for_each(|_cap, batch| {
-                for (((item, kind), count), _time, diff) in batch.drain(..) {
-                    let w = state.entry((item, kind, count)).or_insert(0);
-                    *w += diff;
-                    if *w == 0 {
-                        state.remove(&(item, kind, count));
+        .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            by_item,
+            "item_totals",
+            move |_initial, _info| {
+                move |(input, frontier), _output| {
+                    let mut state = state.borrow_mut();
+                    input.for_each_stamp(|_cap, batches| {
+                        for batch in batches {
+                            for (((item, kind), count), _time, diff) in batch.drain(..) {
+                                let w = state.entry((item, kind, count)).or_insert(0);
+                                *w += diff;
+                                if *w == 0 {
+                                    state.remove(&(item, kind, count));
+                                }
+                            }
+                        }
+                    });
+                    if frontier.is_empty() && !state.is_empty() {
+                        let mut items: BTreeMap<u64, KindCounts> = BTreeMap::new();
+                        for ((item, kind, count), _) in std::mem::take(&mut *state) {
+                            items.entry(item).or_default().add(kind, count as u64);
+                        }
+                        let rows: Vec<ItemTotal> = items
+                            .into_iter()
+                            .map(|(item_id, c)| ItemTotal {
+                                item_id,
+                                views: c.views,
+                                clicks: c.clicks,
+                                purchases: c.purchases,
+                                total: c.total(),
+                            })
+                            .collect();
+                        counters.add_rows(rows.len() as u64);
+                        if let Some(sink) = &sink {
+                            if let Err(e) = sink.write_all(&rows) {
+                                tracing::error!("cannot write item_totals: {e}");
+                            }
+                        }
                     }
                 }
-            });
-            if frontier.is_empty() && !state.is_empty() {
-                let mut items: BTreeMap<u64, KindCounts> = BTreeMap::new();
-                for ((item, kind, count), _) in std::mem::take(&mut *state) {
-                    items.entry(item).or_default().add(kind, count as u64);
-                }
-                let rows: Vec<ItemTotal> = items
-                    .into_iter()
-                    .map(|(item_id, c)| ItemTotal {
-                        item_id,
-                        views: c.views,
-                        clicks: c.clicks,
-                        purchases: c.purchases,
-                        total: c.total(),
-                    })
-                    .collect();
-                counters.add_rows(rows.len() as u64);
-                if let Some(sink) = &sink {
-                    if let Err(e) = sink.write_all(&rows) {
-                        tracing::error!("cannot write item_totals: {e}");
-                    }
-                }
-            }
-        });
-    Ok(())
+            },
+        );
+    Ok(done)
 }
