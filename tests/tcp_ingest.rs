@@ -82,6 +82,23 @@ fn finish(mut child: Running) -> String {
     stderr(&o)
 }
 
+/// The pipeline's results with the files read directly.
+fn reference(data: &Data, pipeline: &Path) -> PathBuf {
+    let out = data.root.join("reference");
+    ok(Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--no-dashboard",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap());
+    out
+}
+
 /// Data lines of a CSV file.
 fn data_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).unwrap().lines().count() as u64 - 1
@@ -118,18 +135,7 @@ fn assert_same_as_files(reference: &Path, out: &Path, what: &str) {
 fn records_sent_over_tcp_give_the_results_of_the_files() {
     let data = data();
     let pipeline = pipeline(&data);
-    let reference = data.root.join("reference");
-    ok(Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--quiet",
-            "--no-dashboard",
-        ])
-        .arg("--out")
-        .arg(&reference)
-        .output()
-        .unwrap());
+    let reference = reference(&data, &pipeline);
     let port = free_port();
     let out = data.root.join("tcp");
     let engine = Running(Some(
@@ -159,18 +165,7 @@ fn records_sent_over_tcp_give_the_results_of_the_files() {
 fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
     let data = data();
     let pipeline = pipeline(&data);
-    let reference = data.root.join("reference");
-    ok(Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--quiet",
-            "--no-dashboard",
-        ])
-        .arg("--out")
-        .arg(&reference)
-        .output()
-        .unwrap());
+    let reference = reference(&data, &pipeline);
     let port = free_port();
     let out = data.root.join("tcp");
     let ck = data.root.join("ck");
