@@ -9,8 +9,8 @@
 //! returned as malformed with their line number; a row whose `ts_ms` does not
 //! parse does not move the watermark.
 
-use super::parse::{row_ts, ParseRow};
-use super::{Batch, Malformed, Poll, Source};
+use super::parse::ParseRow;
+use super::{take_shared_row, Batch, Malformed, Poll, Source, Taken};
 use crate::record::Event;
 use crate::time::Watermark;
 use anyhow::{bail, Context};
@@ -105,20 +105,11 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
             }
             let row_index = self.next_row_index;
             self.next_row_index += 1;
-            let ts = row_ts(&self.row);
-            if let Some(ts) = ts {
-                watermark.observe(ts);
-            }
-            if row_index % self.peers != self.index {
-                continue;
-            }
-            batch.generated += 1;
-            match E::parse_row(&self.row, row_index) {
-                Ok(record) => {
-                    let ts = record.ts_ms();
-                    batch.admit(record, ts, watermark)
-                }
-                Err(error) => batch.malformed.push(Malformed {
+            let share = (self.index, self.peers);
+            if let Taken::Malformed(error) =
+                take_shared_row(&self.row, row_index, share, batch, watermark)
+            {
+                batch.malformed.push(Malformed {
                     line: self.row.position().map_or(0, |p| p.line()),
                     error,
                     raw: self
@@ -127,7 +118,7 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
                         .map(|f| String::from_utf8_lossy(f).into_owned())
                         .collect::<Vec<_>>()
                         .join(","),
-                }),
+                });
             }
         }
         Ok(if self.done { Poll::Done } else { Poll::Ready })

@@ -82,6 +82,44 @@ impl<E> Batch<E> {
     }
 }
 
+/// What became of a row of an input every worker reads (a file, a TCP log).
+pub enum Taken {
+    /// Another worker's row: it only moved the watermark.
+    Elsewhere,
+    /// This worker's row, filed on time or late.
+    Admitted,
+    /// This worker's row, which does not parse: what is wrong.
+    Malformed(String),
+}
+
+/// Takes row `row_index` of an input every worker reads whole: the row moves
+/// the watermark (so late decisions follow the input's order whatever the
+/// number of workers); worker `index` of `peers` parses and admits the rows
+/// whose index it owns.
+pub fn take_shared_row<E: Event + parse::ParseRow>(
+    row: &csv::ByteRecord,
+    row_index: u64,
+    (index, peers): (u64, u64),
+    batch: &mut Batch<E>,
+    watermark: &mut Watermark,
+) -> Taken {
+    if let Some(ts) = parse::row_ts(row) {
+        watermark.observe(ts);
+    }
+    if row_index % peers != index {
+        return Taken::Elsewhere;
+    }
+    batch.generated += 1;
+    match E::parse_row(row, row_index) {
+        Ok(record) => {
+            let ts = record.ts_ms();
+            batch.admit(record, ts, watermark);
+            Taken::Admitted
+        }
+        Err(error) => Taken::Malformed(error),
+    }
+}
+
 /// What a source says after a batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Poll {

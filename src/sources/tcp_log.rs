@@ -9,8 +9,8 @@
 //! quoting). A malformed line is reported with its sender and its line number
 //! among that sender's lines.
 
-use super::parse::{row_ts, ParseRow};
-use super::{Batch, Malformed, Poll, Source};
+use super::parse::ParseRow;
+use super::{take_shared_row, Batch, Malformed, Poll, Source, Taken};
 use crate::ingest::log::{Entry, LogReader};
 use crate::ingest::StreamLog;
 use crate::record::Event;
@@ -83,19 +83,11 @@ impl<E: Event + ParseRow> TcpLog<E> {
             for field in line.split(',') {
                 self.row.push_field(field.as_bytes());
             }
-            if let Some(ts) = row_ts(&self.row) {
-                watermark.observe(ts);
-            }
-            if line_index % self.peers != self.index {
-                continue;
-            }
-            batch.generated += 1;
-            match E::parse_row(&self.row, line_index) {
-                Ok(record) => {
-                    let ts = record.ts_ms();
-                    batch.admit(record, ts, watermark)
-                }
-                Err(error) => batch.malformed.push(Malformed {
+            let share = (self.index, self.peers);
+            if let Taken::Malformed(error) =
+                take_shared_row(&self.row, line_index, share, batch, watermark)
+            {
+                batch.malformed.push(Malformed {
                     line: first + k as u64 + 1,
                     error: if source.is_empty() {
                         error
@@ -103,7 +95,7 @@ impl<E: Event + ParseRow> TcpLog<E> {
                         format!("sender {source}: {error}")
                     },
                     raw: line.clone(),
-                }),
+                });
             }
         }
     }
