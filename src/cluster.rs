@@ -108,6 +108,8 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
         .map(|i| out.join(format!("process-{i}")))
         .collect();
     let mut recoveries = Vec::new();
+    // The death the current attempt recovers from.
+    let mut last_failure: Option<Failure> = None;
     let mut attempt = 1;
     loop {
         let mut args = command.clone();
@@ -129,15 +131,13 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
                 }
             }
         });
-        if attempt > 1 {
-            let pending: &mut Pending =
-                recoveries.last_mut().expect("a failure before the restart");
+        if let Some(failure) = last_failure.take() {
             let back = back_at.unwrap_or_else(Instant::now);
-            pending.done = Some(Recovery {
-                failed_process: pending.failure.process,
-                status: pending.failure.status.clone(),
+            recoveries.push(Recovery {
+                failed_process: failure.process,
+                status: failure.status,
                 resumed_epoch,
-                recovery_s: back.duration_since(pending.failure.noticed).as_secs_f64(),
+                recovery_s: back.duration_since(failure.noticed).as_secs_f64(),
             });
         }
         match outcome {
@@ -147,10 +147,7 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
                     "eddy cluster: process {} died ({}); restarting all {} processes from the last checkpoint (restart {attempt} of at most {})",
                     failure.process, failure.status, launch.processes, launch.max_restarts
                 );
-                recoveries.push(Pending {
-                    failure,
-                    done: None,
-                });
+                last_failure = Some(failure);
                 attempt += 1;
             }
             Err(failure) => {
@@ -178,7 +175,7 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
         })
         .collect::<anyhow::Result<_>>()?;
     let mut summary = Summary::merge(&parts)?;
-    summary.recoveries = recoveries.into_iter().filter_map(|p| p.done).collect();
+    summary.recoveries = recoveries;
     std::fs::write(
         out.join("metrics.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
@@ -187,12 +184,6 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
         std::fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
     }
     Ok(summary)
-}
-
-/// A failure being recovered from.
-struct Pending {
-    failure: Failure,
-    done: Option<Recovery>,
 }
 
 /// The least last complete checkpoint epoch over the processes; none until each has one.

@@ -284,7 +284,8 @@ impl Metrics {
                 let q = self.query(query);
                 match what {
                     "consumed" => q.consumed.store(value, Relaxed),
-                    _ => q.rows.store(value, Relaxed),
+                    "rows" => q.rows.store(value, Relaxed),
+                    _ => {}
                 }
             } else {
                 let s = self.stream(owner);
@@ -292,7 +293,8 @@ impl Metrics {
                     "generated" => s.generated.store(value, Relaxed),
                     "ingested" => s.ingested.store(value, Relaxed),
                     "late" => s.late.store(value, Relaxed),
-                    _ => s.malformed.store(value, Relaxed),
+                    "malformed" => s.malformed.store(value, Relaxed),
+                    _ => {}
                 }
             }
         }
