@@ -20,18 +20,27 @@ use crate::metrics::{
 };
 use crate::operators::activity::{activity, Activity};
 use crate::operators::alerts::{alert_rows, fire_alerts, Alert};
+use crate::operators::anomalies::Anomaly;
+use crate::operators::bar_forecast::BarForecast;
 use crate::operators::bars::{Bar, Bars};
+use crate::operators::bot_users::{BotUsers, UserKindCounts};
 use crate::operators::correlation::{correlate, BarReturns, Correlation};
 use crate::operators::ewma::{Ewma, EwmaRow};
+use crate::operators::forecasts::Forecast;
+use crate::operators::item_bursts::ItemBursts;
 use crate::operators::item_counts::{ItemCount, ItemCounts};
+use crate::operators::item_forecast::ItemForecast;
 use crate::operators::item_totals::{item_totals, ItemTotal};
 use crate::operators::ordered::ordered;
 use crate::operators::pane_window::window;
+use crate::operators::pane_window::WindowSpec;
+use crate::operators::price_anomalies::PriceAnomalies;
 use crate::operators::stats::{PriceStats, Stats};
 use crate::operators::volatility::{RealisedVolatility, Volatility};
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::record::{route_hash, Event, Interaction, Trade};
 use crate::sinks::{self, CsvSink, Flush, LateRow, MalformedRow};
+use crate::sources::anomalies::{TruthRow, TRUTH_HEADER};
 use crate::sources::csv_replay::CsvReplay;
 use crate::sources::interactions::InteractionGenerator;
 use crate::sources::market::MarketGenerator;
@@ -49,7 +58,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
-use timely::dataflow::operators::core::{Exchange, Inspect, Probe, UnorderedInput};
+use timely::dataflow::operators::core::{Concatenate, Exchange, Inspect, Probe, UnorderedInput};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::ActivateCapability;
 use timely::dataflow::{ProbeHandle, Stream};
@@ -138,8 +147,12 @@ struct Outputs {
     activity: Option<Arc<CsvSink<Activity>>>,
     alerts: Option<Arc<CsvSink<Alert>>>,
     item_totals: Option<Arc<CsvSink<ItemTotal>>>,
+    anomalies: Option<Arc<CsvSink<Anomaly>>>,
+    forecasts: Option<Arc<CsvSink<Forecast>>>,
     late: Option<Arc<CsvSink<LateRow>>>,
     malformed: Option<Arc<CsvSink<MalformedRow>>>,
+    /// The labels of the anomalies the generators inject.
+    truth: Option<Arc<CsvSink<TruthRow>>>,
     /// Files are reopened to resume from a checkpoint, not created.
     resume: bool,
 }
@@ -192,6 +205,20 @@ impl Outputs {
         )?;
         let totals = interactions && q.item_totals.enabled;
         o.item_totals = o.open(totals, "item_totals.csv", sinks::ITEM_TOTALS_HEADER)?;
+        let market_models = trades || interactions;
+        o.anomalies = o.open(
+            market_models && q.anomalies.enabled,
+            "anomalies.csv",
+            sinks::ANOMALIES_HEADER,
+        )?;
+        o.forecasts = o.open(
+            market_models && q.forecasts.enabled,
+            "forecasts.csv",
+            sinks::FORECASTS_HEADER,
+        )?;
+        let labelled = matches!(&pipeline.sources.trades, Some(TradeSource::Market(m)) if m.anomalies.is_some())
+            || matches!(&pipeline.sources.interactions, Some(InteractionSource::Generator(g)) if g.anomalies.is_some());
+        o.truth = o.open(labelled, "truth.csv", TRUTH_HEADER)?;
         o.late = o.open(true, "late.csv", sinks::LATE_HEADER)?;
         o.malformed = o.open(true, "malformed.csv", sinks::MALFORMED_HEADER)?;
         Ok(o)
@@ -702,6 +729,9 @@ impl<E: Event> Feed<E> {
         if let Some(lag) = b.lag_ms {
             ctx.metrics.record_lag(lag);
         }
+        if let (Some(sink), false) = (&ctx.outputs.truth, b.truth.is_empty()) {
+            sink.write_all(&b.truth)?;
+        }
         if ctx.report_progress {
             if let Some((done, total)) = self.source.progress() {
                 counters.progress_done.store(done, Relaxed);
@@ -1129,7 +1159,19 @@ fn build_dataflow<'scope>(
     let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
     let q = queries;
     let counters = |name: &str| metrics.query(name);
-    if q.bars_1s.enabled || q.corr_60s.enabled {
+    // The models' rows, from both streams, go to one file each.
+    let mut anomalies = Vec::new();
+    let mut forecasts = Vec::new();
+    if q.anomalies.enabled {
+        anomalies.push(ordered(
+            trades.clone(),
+            "price_anomalies",
+            PriceAnomalies::new(&q.anomalies.price),
+            counters("trades/price_anomalies"),
+            states,
+        )?);
+    }
+    if q.bars_1s.enabled || q.corr_60s.enabled || q.forecasts.enabled {
         let bars = window(
             trades.clone(),
             "bars_1s",
@@ -1141,6 +1183,15 @@ fn build_dataflow<'scope>(
         )?;
         if q.bars_1s.enabled {
             write_and_probe(bars.clone(), outputs.bars.clone(), board, probe);
+        }
+        if q.forecasts.enabled {
+            forecasts.push(ordered(
+                bars.clone(),
+                "bar_forecast",
+                BarForecast::new(&q.forecasts),
+                counters("bars/forecast"),
+                states,
+            )?);
         }
         if q.corr_60s.enabled {
             let set = q.corr_60s.symbol_set();
@@ -1241,6 +1292,89 @@ fn build_dataflow<'scope>(
                 .probe_with(probe);
             }
         }
+    }
+    if q.anomalies.enabled || q.forecasts.enabled {
+        let items = &q.anomalies.items.burst;
+        let panes = window(
+            by_item.clone(),
+            "item_panes",
+            WindowSpec::tumbling(items.pane_ms),
+            ItemCounts,
+            counters("interactions/item_panes"),
+            latency.clone(),
+            states,
+        )?;
+        if q.anomalies.enabled {
+            anomalies.push(ordered(
+                panes.clone(),
+                "item_bursts",
+                ItemBursts::new(&q.anomalies.items),
+                counters("item_panes/bursts"),
+                states,
+            )?);
+        }
+        if q.forecasts.enabled {
+            forecasts.push(ordered(
+                panes,
+                "item_forecast",
+                ItemForecast::new(&q.forecasts),
+                counters("item_panes/forecast"),
+                states,
+            )?);
+        }
+    }
+    if q.anomalies.enabled {
+        let bots = &q.anomalies.bots;
+        let by_user = interactions
+            .clone()
+            .exchange(|r: &Interaction| route_hash(r.user));
+        let panes = window(
+            by_user,
+            "user_panes",
+            WindowSpec::tumbling(bots.burst.pane_ms),
+            UserKindCounts,
+            counters("interactions/user_panes"),
+            latency.clone(),
+            states,
+        )?;
+        anomalies.push(ordered(
+            panes,
+            "bot_users",
+            BotUsers::new(bots),
+            counters("user_panes/bots"),
+            states,
+        )?);
+    }
+    if !anomalies.is_empty() {
+        let rows = scope.concatenate(anomalies);
+        let (log, quality) = (q.anomalies.log, Arc::clone(metrics));
+        let rows = rows.inspect_core(move |event| {
+            if let Ok((_, rows)) = event {
+                quality.quality.anomalies(rows);
+                if log {
+                    for a in rows.iter() {
+                        tracing::warn!(
+                            "anomaly: {} on {} {} at {} ms (score {:.1})",
+                            a.kind.name(),
+                            a.stream,
+                            a.key,
+                            a.ts_ms,
+                            a.score
+                        );
+                    }
+                }
+            }
+        });
+        write_and_probe(rows, outputs.anomalies.clone(), board, probe);
+    }
+    if !forecasts.is_empty() {
+        let quality = Arc::clone(metrics);
+        let rows = scope.concatenate(forecasts).inspect_core(move |event| {
+            if let Ok((_, rows)) = event {
+                quality.quality.forecasts(rows);
+            }
+        });
+        write_and_probe(rows, outputs.forecasts.clone(), board, probe);
     }
     if q.activity_60s.enabled {
         let rows = activity(

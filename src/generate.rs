@@ -3,6 +3,7 @@
 //! eddy processes.
 
 use crate::record::Event;
+use crate::sources::anomalies::TRUTH_HEADER;
 use crate::sources::interactions::{InteractionConfig, InteractionGenerator};
 use crate::sources::market::{MarketConfig, MarketGenerator};
 use crate::sources::schedule::{Schedule, Timing};
@@ -16,20 +17,30 @@ use std::time::Instant;
 const START_MS: u64 = crate::engine::DEFAULT_START_MS;
 const BATCH: usize = 4_096;
 
-/// Writes `config.arrivals.count` trades to `path`; returns the number written.
-pub fn write_trades(config: &MarketConfig, path: &Path) -> anyhow::Result<u64> {
+/// Writes `config.arrivals.count` trades to `path`, and the labels of the
+/// injected anomalies to `truth` if given; returns the numbers written.
+pub fn write_trades(
+    config: &MarketConfig,
+    path: &Path,
+    truth: Option<&Path>,
+) -> anyhow::Result<(u64, u64)> {
     config.validate().map_err(anyhow::Error::msg)?;
     let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
     let source = MarketGenerator::new(config, schedule, BATCH, 0, 1);
-    write_all(source, config.arrivals.count, path)
+    write_all(source, config.arrivals.count, path, truth)
 }
 
-/// Writes `config.arrivals.count` interactions to `path`; returns the number written.
-pub fn write_interactions(config: &InteractionConfig, path: &Path) -> anyhow::Result<u64> {
+/// Writes `config.arrivals.count` interactions (plus injected ones) to
+/// `path`, and the labels to `truth` if given; returns the numbers written.
+pub fn write_interactions(
+    config: &InteractionConfig,
+    path: &Path,
+    truth: Option<&Path>,
+) -> anyhow::Result<(u64, u64)> {
     config.validate().map_err(anyhow::Error::msg)?;
     let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
     let source = InteractionGenerator::new(config, schedule, BATCH, 0, 1);
-    write_all(source, config.arrivals.count, path)
+    write_all(source, config.arrivals.count, path, truth)
 }
 
 fn schedule(start_ms: Option<u64>, rate: f64) -> Schedule {
@@ -47,7 +58,8 @@ fn write_all<E: Event>(
     mut source: impl Source<E>,
     count: Option<u64>,
     path: &Path,
-) -> anyhow::Result<u64> {
+    truth: Option<&Path>,
+) -> anyhow::Result<(u64, u64)> {
     if count.is_none() {
         bail!("generate needs a record count (--count)");
     }
@@ -58,7 +70,18 @@ fn write_all<E: Event>(
     // No watermark applies when writing a file: every record is written as generated.
     let mut watermark = Watermark::new(u64::MAX);
     let mut batch = Batch::default();
-    let mut written = 0;
+    let mut labels = match truth {
+        Some(t) => {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_path(t)
+                .with_context(|| format!("cannot create {}", t.display()))?;
+            w.write_record(TRUTH_HEADER)?;
+            Some(w)
+        }
+        None => None,
+    };
+    let (mut written, mut labelled) = (0, 0);
     loop {
         batch.clear();
         let poll = source.next_batch(&mut batch, &mut watermark)?;
@@ -66,11 +89,20 @@ fn write_all<E: Event>(
             writeln!(out, "{}", record.to_csv_line())?;
         }
         written += batch.on_time.len() as u64;
+        if let Some(w) = labels.as_mut() {
+            for row in &batch.truth {
+                w.serialize(row)?;
+            }
+            labelled += batch.truth.len() as u64;
+        }
         if poll == Poll::Done {
             break;
         }
     }
     out.flush()
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(written)
+    if let Some(mut w) = labels {
+        w.flush()?;
+    }
+    Ok((written, labelled))
 }

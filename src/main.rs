@@ -41,6 +41,27 @@ enum Command {
     Cluster(ClusterArgs),
     /// Draw PNG and SVG charts from a result folder (a run's output or results/).
     Plot(PlotArgs),
+    /// Score a run's anomalies and forecasts against the generators' ground truth.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Ground truth: a run's truth.csv, or the NAME.truth.csv files of `generate --anomalies` (repeatable).
+    #[arg(long, required = true, value_name = "FILE")]
+    truth: Vec<PathBuf>,
+    /// The run's output folder (with anomalies.csv and/or forecasts.csv).
+    #[arg(long = "in", value_name = "DIR")]
+    input: PathBuf,
+    /// How far (ms of event time) a detection may lie outside a labelled anomaly and still match it.
+    #[arg(long, default_value_t = 1_000)]
+    tolerance_ms: u64,
+    /// Score only what starts before this event time (ms since the epoch).
+    #[arg(long)]
+    until_ms: Option<u64>,
+    /// Where to write anomaly_quality.csv and forecast_quality.csv (default: the --in folder).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -321,6 +342,14 @@ struct GenerateArgs {
     /// Event time of the first record, ms since the epoch.
     #[arg(long)]
     start_ms: Option<u64>,
+    /// Inject labelled anomalies with their default settings (trades: price
+    /// jumps, volatility bursts, volume spikes; interactions: item bursts, bots).
+    #[arg(long)]
+    anomalies: bool,
+    /// Where to write the anomalies' ground truth (default: beside the output,
+    /// `NAME.truth.csv`).
+    #[arg(long, requires = "anomalies")]
+    truth: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -377,6 +406,23 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Send(args)) => send(args),
+        Some(Command::Evaluate(args)) => {
+            let out = args.out.unwrap_or_else(|| args.input.clone());
+            let e = eddy::evaluate::evaluate(&eddy::evaluate::EvaluateOptions {
+                truth_files: &args.truth,
+                results: &args.input,
+                tolerance_ms: args.tolerance_ms,
+                until_ms: args.until_ms,
+                out: &out,
+            })?;
+            print!("{e}");
+            eprintln!(
+                "eddy: wrote {} and {}",
+                out.join("anomaly_quality.csv").display(),
+                out.join("forecast_quality.csv").display()
+            );
+            Ok(())
+        }
         Some(Command::Plot(args)) => {
             let options = eddy::plot::PlotOptions {
                 width: args.width,
@@ -527,27 +573,41 @@ fn run_pipeline(p: Pipeline, cluster: Option<ClusterPlace>) -> anyhow::Result<()
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let written = match args.stream {
+    let truth = args.anomalies.then(|| {
+        args.truth.clone().unwrap_or_else(|| {
+            let stem = args.out.file_stem().unwrap_or_default().to_string_lossy();
+            args.out.with_file_name(format!("{stem}.truth.csv"))
+        })
+    });
+    let (written, labelled) = match args.stream {
         StreamKind::Trades => {
             let mut c = MarketConfig {
                 symbols: args.symbols.unwrap_or(MarketConfig::default().symbols),
+                anomalies: args.anomalies.then(Default::default),
                 ..MarketConfig::default()
             };
             set_arrivals(&mut c.arrivals, &args);
-            generate::write_trades(&c, &args.out)?
+            generate::write_trades(&c, &args.out, truth.as_deref())?
         }
         StreamKind::Interactions => {
             let defaults = InteractionConfig::default();
             let mut c = InteractionConfig {
                 users: args.users.unwrap_or(defaults.users),
                 items: args.items.unwrap_or(defaults.items),
+                anomalies: args.anomalies.then(Default::default),
                 ..defaults
             };
             set_arrivals(&mut c.arrivals, &args);
-            generate::write_interactions(&c, &args.out)?
+            generate::write_interactions(&c, &args.out, truth.as_deref())?
         }
     };
     eprintln!("eddy: wrote {written} records to {}", args.out.display());
+    if let Some(t) = &truth {
+        eprintln!(
+            "eddy: wrote {labelled} labelled anomalies to {}",
+            t.display()
+        );
+    }
     Ok(())
 }
 

@@ -162,6 +162,8 @@ pub struct Metrics {
     current_lag_us: AtomicU64,
     pub finished: AtomicBool,
     checkpoints: CheckpointCounters,
+    /// Anomalies detected and forecast errors (see `quality.rs`).
+    pub quality: crate::quality::Quality,
 }
 
 /// What the checkpoints of this run cost, summed over the process's workers.
@@ -201,6 +203,7 @@ impl Metrics {
             current_lag_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             checkpoints: CheckpointCounters::default(),
+            quality: Default::default(),
         })
     }
 
@@ -530,6 +533,7 @@ impl Metrics {
             recoveries: Vec::new(),
             ingest: None,
             checkpoints: self.checkpoint_summary(),
+            quality: self.quality.summary(),
         }
     }
 }
@@ -658,6 +662,9 @@ pub struct Summary {
     /// With --checkpoint-dir: what the checkpoints cost (process 0's, in a cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoints: Option<CheckpointSummary>,
+    /// What the anomaly detectors and forecasters produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::QualitySummary>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -795,6 +802,9 @@ impl Summary {
             recoveries: Vec::new(),
             ingest: None,
             checkpoints: parts.first().and_then(|p| p.checkpoints.clone()),
+            quality: parts.iter().any(|p| p.quality.is_some()).then(|| {
+                crate::quality::QualitySummary::merge(parts.iter().flat_map(|p| &p.quality))
+            }),
         })
     }
 

@@ -8,9 +8,11 @@
 use crate::checkpoint::CheckpointConfig;
 use crate::operators::activity::ActivityConfig;
 use crate::operators::alerts::AlertsConfig;
+use crate::operators::anomalies::AnomaliesConfig;
 use crate::operators::bars::BarsConfig;
 use crate::operators::correlation::CorrelationConfig;
 use crate::operators::ewma::EwmaConfig;
+use crate::operators::forecasts::ForecastsConfig;
 use crate::operators::item_counts::ItemCountsConfig;
 use crate::operators::item_totals::ItemTotalsConfig;
 use crate::operators::stats::StatsConfig;
@@ -140,6 +142,8 @@ pub struct Queries {
     pub activity_60s: ActivityConfig,
     pub alerts: AlertsConfig,
     pub item_totals: ItemTotalsConfig,
+    pub anomalies: AnomaliesConfig,
+    pub forecasts: ForecastsConfig,
 }
 
 /// `[output]`.
@@ -293,6 +297,26 @@ impl Pipeline {
             return Err(
                 "queries.corr_60s: needs 1-second bars (queries.bars_1s.size_ms = 1000)".into(),
             );
+        }
+        q.anomalies
+            .validate()
+            .map_err(|err| format!("queries.{err}"))?;
+        q.forecasts
+            .validate()
+            .map_err(|err| format!("queries.{err}"))?;
+        if q.forecasts.enabled {
+            if q.bars_1s.size_ms != 1_000 {
+                return Err(
+                    "queries.forecasts: needs 1-second bars (queries.bars_1s.size_ms = 1000)"
+                        .into(),
+                );
+            }
+            let pane = q.anomalies.items.burst.pane_ms;
+            if !q.forecasts.count_window_ms.is_multiple_of(pane) {
+                return Err(format!(
+                    "queries.forecasts.count_window_ms must be a multiple of queries.anomalies.items.pane_ms ({pane})"
+                ));
+            }
         }
         Ok(())
     }

@@ -144,7 +144,7 @@ fn every_query_matches_the_reference_for_1_2_and_4_workers() {
     m.arrivals.count = Some(40_000);
     m.arrivals.disorder_ms = 200;
     m.arrivals.tie_prob = 0.05;
-    eddy::generate::write_trades(&m, &trades_file).unwrap();
+    eddy::generate::write_trades(&m, &trades_file, None).unwrap();
     let ix_file = dir.path().join("interactions.csv");
     let mut ic = InteractionConfig::default();
     ic.users = 100;
@@ -152,7 +152,7 @@ fn every_query_matches_the_reference_for_1_2_and_4_workers() {
     ic.arrivals.rate = 150.0;
     ic.arrivals.count = Some(30_000);
     ic.arrivals.disorder_ms = 200;
-    eddy::generate::write_interactions(&ic, &ix_file).unwrap();
+    eddy::generate::write_interactions(&ic, &ix_file, None).unwrap();
     let trades = read_trades(&trades_file);
     let interactions = read_interactions(&ix_file);
     let reference_corr_rows = reference_corr(&trades, 60_000).len();

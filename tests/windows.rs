@@ -25,7 +25,7 @@ fn generated_trades(dir: &Path, seed: u64, disorder_ms: u64) -> std::path::PathB
     c.arrivals.disorder_ms = disorder_ms;
     c.arrivals.tie_prob = 0.05;
     let path = dir.join(format!("trades-{seed}.csv"));
-    eddy::generate::write_trades(&c, &path).unwrap();
+    eddy::generate::write_trades(&c, &path, None).unwrap();
     path
 }
 

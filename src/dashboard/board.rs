@@ -10,13 +10,16 @@
 
 use crate::operators::activity::Activity;
 use crate::operators::alerts::Alert;
+use crate::operators::anomalies::Anomaly;
 use crate::operators::bars::Bar;
 use crate::operators::correlation::Correlation;
 use crate::operators::ewma::EwmaRow;
+use crate::operators::forecasts::{Forecast, Target};
 use crate::operators::item_counts::ItemCount;
 use crate::operators::stats::PriceStats;
 use crate::operators::volatility::Volatility;
 use crate::pipeline::Queries;
+use crate::quality::{Quality, QualitySummary};
 use crate::record::Symbol;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -32,6 +35,8 @@ const ITEM_WINDOWS: usize = 3;
 const TOP_ITEMS: usize = 10;
 /// Alerts kept, newest first.
 const ALERTS_KEPT: usize = 50;
+/// Anomalies kept, newest first.
+const ANOMALIES_KEPT: usize = 50;
 /// Symbols in the latest-bars table.
 const LATEST_BARS_SHOWN: usize = 30;
 
@@ -47,6 +52,8 @@ pub struct Board {
     moving_average_ms: u64,
     /// I1's window length: an item window is shown once all its rows are out.
     item_window_ms: u64,
+    /// Forecast errors and anomaly counts over the whole run.
+    quality: Quality,
 }
 
 #[derive(Default)]
@@ -58,6 +65,7 @@ struct Results {
     activity: BTreeMap<u64, Activity>,
     alerts: VecDeque<AlertEvent>,
     alerts_total: u64,
+    anomalies: VecDeque<Anomaly>,
 }
 
 #[derive(Default)]
@@ -69,6 +77,12 @@ struct SymbolHistory {
     ewma: BTreeMap<u64, (f64, f64, Option<f64>)>,
     /// Realised volatility per 60 s window start (M3).
     volatility: BTreeMap<u64, f64>,
+    /// The forecast of each bar's close, by the bar's start.
+    close_forecast: BTreeMap<u64, f64>,
+    /// Volatility forecasts by window start: (forecast, naive, actual).
+    vol_forecast: BTreeMap<u64, (f64, f64, f64)>,
+    /// This symbol's anomalies: ts -> kind.
+    anomalies: BTreeMap<u64, &'static str>,
 }
 
 /// An alert, as it fired (`fired`: before its window closed) or as its window
@@ -96,6 +110,7 @@ impl Board {
             results: Mutex::default(),
             moving_average_ms: queries.stats_10s.length_ms,
             item_window_ms: queries.item_counts_60s.size_ms,
+            quality: Quality::default(),
         }
     }
 
@@ -119,7 +134,9 @@ impl Board {
     /// What the page shows for `symbol` (none: the most traded one), with
     /// item windows complete up to event time `complete_ms`.
     pub fn view(&self, symbol: Option<&str>, complete_ms: u64) -> BoardView {
-        self.with(|r| r.view(symbol, complete_ms, self.item_window_ms))
+        let mut view = self.with(|r| r.view(symbol, complete_ms, self.item_window_ms));
+        view.quality = self.quality.summary().unwrap_or_default();
+        view
     }
 }
 
@@ -158,6 +175,21 @@ impl Results {
                     .filter_map(|(t, (_, _, v))| Some((*t, (*v)?)))
                     .collect(),
                 volatility: h.volatility.iter().map(|(t, v)| (*t, *v)).collect(),
+                close_forecast: h.close_forecast.iter().map(|(t, v)| (*t, *v)).collect(),
+                vol_forecast: h
+                    .vol_forecast
+                    .iter()
+                    .map(|(t, (f, n, a))| (*t, *f, *n, *a))
+                    .collect(),
+                // Drawn on the price line: at the close of the anomaly's second.
+                anomalies: h
+                    .anomalies
+                    .iter()
+                    .filter_map(|(t, kind)| {
+                        let bar = h.bars.get(&(t - t % 1000))?;
+                        Some((*t, bar.close, kind.to_string()))
+                    })
+                    .collect(),
             })
         });
         let mut latest_bars: Vec<BarView> = self
@@ -212,6 +244,8 @@ impl Results {
             activity: self.activity.values().cloned().collect(),
             alerts: self.alerts.iter().cloned().collect(),
             alerts_total: self.alerts_total,
+            anomalies: self.anomalies.iter().cloned().collect(),
+            quality: QualitySummary::default(),
         }
     }
 }
@@ -324,6 +358,53 @@ impl Tap<Alert> for Board {
     }
 }
 
+impl Tap<Anomaly> for Board {
+    fn rows(&self, rows: &[Anomaly]) {
+        self.quality.anomalies(rows);
+        self.with(|r| {
+            for a in rows {
+                if let (true, Some(symbol)) =
+                    (a.stream == "trades", Symbol::parse(a.key.as_bytes()))
+                {
+                    let h = &mut r.symbol(symbol).anomalies;
+                    put(h, a.ts_ms, a.kind.name(), SYMBOL_HISTORY);
+                }
+                r.anomalies.push_front(a.clone());
+            }
+            r.anomalies.truncate(ANOMALIES_KEPT);
+        })
+    }
+}
+
+impl Tap<Forecast> for Board {
+    fn rows(&self, rows: &[Forecast]) {
+        self.quality.forecasts(rows);
+        self.with(|r| {
+            for f in rows.iter().filter(|f| f.stream == "trades") {
+                let Some(symbol) = Symbol::parse(f.key.as_bytes()) else {
+                    continue;
+                };
+                let h = r.symbol(symbol);
+                match f.target {
+                    Target::Close => put(
+                        &mut h.close_forecast,
+                        f.window_start_ms,
+                        f.forecast,
+                        SYMBOL_HISTORY,
+                    ),
+                    Target::Volatility => put(
+                        &mut h.vol_forecast,
+                        f.window_start_ms,
+                        (f.forecast, f.naive, f.actual),
+                        WINDOW_HISTORY,
+                    ),
+                    Target::Count => {}
+                }
+            }
+        })
+    }
+}
+
 /// What the page draws from the results (sent as JSON).
 #[derive(Serialize)]
 pub struct BoardView {
@@ -335,6 +416,10 @@ pub struct BoardView {
     pub activity: Vec<Activity>,
     pub alerts: Vec<AlertEvent>,
     pub alerts_total: u64,
+    /// The latest anomalies, newest first.
+    pub anomalies: Vec<Anomaly>,
+    /// Anomalies by kind and forecast errors by target, over the whole run.
+    pub quality: QualitySummary,
 }
 
 /// One symbol's recent history: `(ms, value)` points.
@@ -346,6 +431,12 @@ pub struct SymbolView {
     pub ewma: Vec<(u64, f64)>,
     pub ewm_vol: Vec<(u64, f64)>,
     pub volatility: Vec<(u64, f64)>,
+    /// The close forecast of each bar: (bar start, forecast).
+    pub close_forecast: Vec<(u64, f64)>,
+    /// (window start, forecast, naive, actual) of the volatility forecasts.
+    pub vol_forecast: Vec<(u64, f64, f64, f64)>,
+    /// (ts, close of that second, kind) of the symbol's anomalies.
+    pub anomalies: Vec<(u64, f64, String)>,
 }
 
 #[derive(Serialize)]

@@ -4,14 +4,22 @@
 
 pub mod activity;
 pub mod alerts;
+pub mod anomalies;
+pub mod bar_forecast;
 pub mod bars;
+pub mod bot_users;
+pub mod burst;
 pub mod correlation;
 pub mod ewma;
+pub mod forecasts;
+pub mod item_bursts;
 pub mod item_counts;
+pub mod item_forecast;
 pub mod item_totals;
 pub mod moments;
 pub mod ordered;
 pub mod pane_window;
+pub mod price_anomalies;
 pub mod stats;
 pub mod volatility;
 

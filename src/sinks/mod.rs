@@ -166,6 +166,18 @@ impl MalformedRow {
     }
 }
 
+pub const ANOMALIES_HEADER: &[&str] = &["stream", "key", "ts_ms", "kind", "score"];
+pub const FORECASTS_HEADER: &[&str] = &[
+    "stream",
+    "key",
+    "target",
+    "window_start_ms",
+    "forecast",
+    "naive",
+    "actual",
+    "mae",
+    "naive_mae",
+];
 pub const LATE_HEADER: &[&str] = &["stream", "seq", "ts_ms", "watermark_ms", "record"];
 pub const MALFORMED_HEADER: &[&str] = &["stream", "line", "error", "raw"];
 pub const BARS_HEADER: &[&str] = &[

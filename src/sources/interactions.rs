@@ -6,6 +6,7 @@
 //! rest views). A worker generates the users it owns, so the union over workers
 //! is the same stream whatever their number.
 
+use super::anomalies::{AnomalyKind, EpisodeDriver, InteractionAnomalies, TruthRow};
 use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
 use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
@@ -29,6 +30,8 @@ pub struct InteractionConfig {
     pub purchase_prob: f64,
     #[serde(flatten)]
     pub arrivals: ArrivalConfig,
+    /// Labelled anomalies to inject (`[sources.interactions.anomalies]`); none without the table.
+    pub anomalies: Option<InteractionAnomalies>,
 }
 
 impl Default for InteractionConfig {
@@ -40,6 +43,7 @@ impl Default for InteractionConfig {
             click_prob: 0.15,
             purchase_prob: 0.03,
             arrivals: ArrivalConfig::default(),
+            anomalies: None,
         }
     }
 }
@@ -58,9 +62,34 @@ impl InteractionConfig {
                 "click_prob and purchase_prob must be non-negative and sum to at most 1, got {p}"
             ));
         }
+        if let Some(a) = &self.anomalies {
+            a.validate()?;
+            if self.users > MAX_USERS_WITH_ANOMALIES {
+                return Err(format!(
+                    "anomalies need at most {MAX_USERS_WITH_ANOMALIES} users (their records' seq), got {}",
+                    self.users
+                ));
+            }
+        }
         self.arrivals.validate()
     }
 }
+
+/// An interaction kind with the configured probabilities.
+fn draw_kind(purchase_prob: f64, click_prob: f64, rng: &mut ChaCha8Rng) -> InteractionKind {
+    let roll: f64 = rng.gen();
+    if roll < purchase_prob {
+        InteractionKind::Purchase
+    } else if roll < purchase_prob + click_prob {
+        InteractionKind::Click
+    } else {
+        InteractionKind::View
+    }
+}
+
+/// Injected records take seq slots above the users' (see `produce`).
+const MAX_USERS_WITH_ANOMALIES: u64 = 1_000_000;
+const SEQ_STRIDE: u64 = 1_000_003;
 
 struct UserState {
     user: u64,
@@ -78,6 +107,48 @@ pub struct InteractionGenerator {
     merge: KeyMerge,
     schedule: Schedule,
     batch_limit: usize,
+    /// The episode drivers this worker owns; their slots follow the users'.
+    drivers: Vec<EpisodeDriver>,
+    /// What a driver needs to start episodes.
+    episode_setup: EpisodeSetup,
+    /// Labels of anomalies injected since the last batch.
+    truth: Vec<TruthRow>,
+}
+
+/// The generator's parameters an episode's draw needs.
+struct EpisodeSetup {
+    arrivals: ArrivalConfig,
+    users: u64,
+    items: u64,
+    /// Item popularity: P(item i) = (i + 1)^-s / norm.
+    zipf_s: f64,
+    zipf_norm: f64,
+    item_burst_factor: f64,
+    bot_rate_factor: f64,
+}
+
+impl EpisodeSetup {
+    /// An episode's key, bot kind and extra rate per second.
+    fn choose(&self, kind: AnomalyKind, rng: &mut ChaCha8Rng) -> (u64, InteractionKind, f64) {
+        let rate = self.arrivals.rate;
+        match kind {
+            AnomalyKind::ItemBurst => {
+                let item = rng.gen_range(0..self.items);
+                let share = ((item + 1) as f64).powf(-self.zipf_s) / self.zipf_norm;
+                let extra = (self.item_burst_factor - 1.0) * rate * share;
+                (item, InteractionKind::View, extra.max(1e-9))
+            }
+            _ => {
+                let user = rng.gen_range(0..self.users);
+                let kind = [
+                    InteractionKind::View,
+                    InteractionKind::Click,
+                    InteractionKind::Purchase,
+                ][rng.gen_range(0..3)];
+                (user, kind, self.bot_rate_factor * rate / self.users as f64)
+            }
+        }
+    }
 }
 
 impl InteractionGenerator {
@@ -100,9 +171,56 @@ impl InteractionGenerator {
                 emitted: 0,
             });
         }
+        let anomalies = config.anomalies.clone().unwrap_or(InteractionAnomalies {
+            item_burst_every_s: 0.0,
+            bot_every_s: 0.0,
+            ..InteractionAnomalies::default()
+        });
+        let episode_setup = EpisodeSetup {
+            arrivals: config.arrivals.clone(),
+            users: config.users,
+            items: config.items,
+            zipf_s: config.zipf_s,
+            zipf_norm: (1..=config.items)
+                .map(|i| (i as f64).powf(-config.zipf_s))
+                .sum(),
+            item_burst_factor: anomalies.item_burst_factor,
+            bot_rate_factor: anomalies.bot_rate_factor,
+        };
+        // A generator with a record count ends about when its users do.
+        let horizon_us = config
+            .arrivals
+            .count
+            .map(|c| start_us + (c as f64 / config.arrivals.rate * 1e6) as u64);
+        let from_us = start_us + (anomalies.warmup_s * 1e6) as u64;
+        let mut drivers = Vec::new();
+        for (kind, every, length) in [
+            (
+                AnomalyKind::ItemBurst,
+                anomalies.item_burst_every_s,
+                anomalies.item_burst_s,
+            ),
+            (AnomalyKind::BotUser, anomalies.bot_every_s, anomalies.bot_s),
+        ] {
+            // One worker drives each kind, whatever their number.
+            if owner_of(SEQ_STRIDE + kind as u64, peers) != index {
+                continue;
+            }
+            let seed = config.arrivals.seed;
+            if let Some(mut d) = EpisodeDriver::new(kind, seed, every, length, horizon_us) {
+                d.next_episode(from_us, &config.arrivals, |rng| {
+                    episode_setup.choose(kind, rng)
+                });
+                d.settle(&config.arrivals, |rng| episode_setup.choose(kind, rng));
+                drivers.push(d);
+            }
+        }
         let mut merge = KeyMerge::new();
         for (slot, u) in users.iter().enumerate() {
             merge.push(u.arrivals.peek_us(), slot);
+        }
+        for (d, driver) in drivers.iter().enumerate() {
+            merge.push(driver.peek_us(), users.len() + d);
         }
         InteractionGenerator {
             users,
@@ -112,24 +230,61 @@ impl InteractionGenerator {
             merge,
             schedule,
             batch_limit: batch_limit.max(1),
+            drivers,
+            episode_setup,
+            truth: Vec::new(),
         }
+    }
+
+    /// The next record of episode driver `d`: `(arrival_us, record, the driver's next arrival)`.
+    fn injected(&mut self, d: usize) -> (u64, Interaction, Option<u64>) {
+        let setup = &self.episode_setup;
+        let driver = &mut self.drivers[d];
+        let kind = driver.kind;
+        let e = driver
+            .current
+            .as_mut()
+            .expect("a driver in the merge has an episode");
+        let (arrival_us, ts_ms) = e.arrivals.take(&mut driver.rng);
+        if !std::mem::replace(&mut e.labelled, true) {
+            let factor = match kind {
+                AnomalyKind::ItemBurst => setup.item_burst_factor,
+                _ => setup.bot_rate_factor,
+            };
+            let (start, end) = (e.start_us / 1000, e.end_us / 1000);
+            let row = TruthRow::new(kind, e.key.to_string(), start, end, factor);
+            self.truth.push(row);
+        }
+        let rng = &mut driver.rng;
+        let (user, item, interaction) = match kind {
+            AnomalyKind::ItemBurst => {
+                let user = rng.gen_range(0..setup.users);
+                let kind = draw_kind(self.purchase_prob, self.click_prob, rng);
+                (user, e.key, kind)
+            }
+            _ => (e.key, self.items.sample(rng) as u64 - 1, e.kind),
+        };
+        let record = Interaction {
+            ts_ms,
+            // Above every user's slot (users <= MAX_USERS_WITH_ANOMALIES).
+            seq: driver.emitted * SEQ_STRIDE + MAX_USERS_WITH_ANOMALIES + 1 + kind as u64,
+            user,
+            item,
+            kind: interaction,
+        };
+        driver.emitted += 1;
+        driver.settle(&setup.arrivals, |rng| setup.choose(kind, rng));
+        (arrival_us, record, driver.peek_us())
     }
 
     fn interaction(&mut self, slot: usize) -> (u64, Interaction) {
         let u = &mut self.users[slot];
         let (arrival_us, ts_ms) = u.arrivals.take(&mut u.rng);
         let item = self.items.sample(&mut u.rng) as u64 - 1;
-        let roll: f64 = u.rng.gen();
-        let kind = if roll < self.purchase_prob {
-            InteractionKind::Purchase
-        } else if roll < self.purchase_prob + self.click_prob {
-            InteractionKind::Click
-        } else {
-            InteractionKind::View
-        };
+        let kind = draw_kind(self.purchase_prob, self.click_prob, &mut u.rng);
         let record = Interaction {
             ts_ms,
-            seq: u.emitted * 1_000_003 + u.user % 1_000_003,
+            seq: u.emitted * SEQ_STRIDE + u.user % SEQ_STRIDE,
             user: u.user,
             item,
             kind,
@@ -147,8 +302,14 @@ impl KeyedGenerator<Interaction> for InteractionGenerator {
         self.batch_limit
     }
     fn produce(&mut self, slot: usize) -> (u64, Interaction, Option<u64>) {
+        if slot >= self.users.len() {
+            return self.injected(slot - self.users.len());
+        }
         let (arrival, record) = self.interaction(slot);
         (arrival, record, self.users[slot].arrivals.peek_us())
+    }
+    fn drain_truth(&mut self, out: &mut Vec<TruthRow>) {
+        out.append(&mut self.truth);
     }
 }
 

@@ -8,6 +8,7 @@
 //! bound from the batch start, the same for every worker count (as fast as
 //! possible, batch boundaries are global).
 
+use super::anomalies::TruthRow;
 use super::arrivals::KeyMerge;
 use super::schedule::Schedule;
 use super::{Batch, Poll};
@@ -20,6 +21,8 @@ pub(crate) trait KeyedGenerator<E> {
     fn batch_limit(&self) -> usize;
     /// The record of key `slot` due next: `(arrival_us, record, the key's next arrival)`.
     fn produce(&mut self, slot: usize) -> (u64, E, Option<u64>);
+    /// Moves the labels of anomalies injected so far into `out`.
+    fn drain_truth(&mut self, _out: &mut Vec<TruthRow>) {}
 }
 
 /// One batch: the records due by the schedule now, at most four batch sizes of them.
@@ -55,6 +58,7 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
     }
     batch.generated += emitted as u64;
     batch.lag_ms = lag_ms;
+    generator.drain_truth(&mut batch.truth);
     // Cut short by the limit, the position stops just before the last arrival taken
     // (more records may share that arrival).
     let reached = match last_arrival {
@@ -99,6 +103,8 @@ pub(crate) fn restore<E, G: KeyedGenerator<E>>(
         let (_, _, next) = generator.produce(slot);
         generator.parts().1.push(next, slot);
     }
+    // Those anomalies were labelled before the checkpoint.
+    generator.drain_truth(&mut Vec::new());
     generator.parts().0.resume_at(p.position_us);
     Ok(())
 }

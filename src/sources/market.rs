@@ -13,6 +13,7 @@
 //! A worker generates only the symbols it owns (`owner_of`), the factor path it
 //! recomputes itself, so the union over workers is the same whatever their number.
 
+use super::anomalies::{AnomalyKind, Episodes, MarketAnomalies, TruthRow};
 use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
 use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
@@ -45,6 +46,8 @@ pub struct MarketConfig {
     pub size_median: f64,
     #[serde(flatten)]
     pub arrivals: ArrivalConfig,
+    /// Labelled anomalies to inject (`[sources.trades.anomalies]`); none without the table.
+    pub anomalies: Option<MarketAnomalies>,
 }
 
 impl Default for MarketConfig {
@@ -60,6 +63,7 @@ impl Default for MarketConfig {
             price_max: 500.0,
             size_median: 200.0,
             arrivals: ArrivalConfig::default(),
+            anomalies: None,
         }
     }
 }
@@ -92,6 +96,9 @@ impl MarketConfig {
             return Err(
                 "prices must be positive, volatilities non-negative, size_median at least 1".into(),
             );
+        }
+        if let Some(a) = &self.anomalies {
+            a.validate()?;
         }
         self.arrivals.validate()
     }
@@ -138,6 +145,108 @@ struct SymbolState {
     last_factor: f64,
     sizes: LogNormal<f64>,
     emitted: u64,
+    anomalies: Option<SymbolAnomalies>,
+}
+
+/// The anomalies of one symbol, on their own random stream so that the
+/// symbol's prices are the same as without them up to the first one.
+struct SymbolAnomalies {
+    rng: ChaCha8Rng,
+    /// Standard deviation of the symbol's one-second log return.
+    sigma_1s: f64,
+    config: MarketAnomalies,
+    jumps: Option<Episodes>,
+    vol_bursts: Option<Episodes>,
+    volume_spikes: Option<Episodes>,
+}
+
+/// What the anomalies do to one trade.
+struct Effects {
+    log_jump: f64,
+    vol_factor: f64,
+    size_factor: f64,
+}
+
+impl SymbolAnomalies {
+    fn new(config: &MarketAnomalies, seed: u64, index: u64, start_us: u64, sigma_1s: f64) -> Self {
+        let mut rng = key_rng(seed, 20, index);
+        let from = start_us + (config.warmup_s * 1e6) as u64;
+        let jumps = Episodes::new(config.jump_every_s, 0.0, from, &mut rng);
+        let vol_bursts =
+            Episodes::new(config.vol_burst_every_s, config.vol_burst_s, from, &mut rng);
+        let volume_spikes = Episodes::new(
+            config.volume_spike_every_s,
+            config.volume_spike_s,
+            from,
+            &mut rng,
+        );
+        SymbolAnomalies {
+            rng,
+            sigma_1s,
+            config: config.clone(),
+            jumps,
+            vol_bursts,
+            volume_spikes,
+        }
+    }
+
+    /// The effects on a trade arriving at `arrival_us`; labels what starts.
+    fn effects(&mut self, arrival_us: u64, symbol: Symbol, truth: &mut Vec<TruthRow>) -> Effects {
+        let c = &self.config;
+        let rng = &mut self.rng;
+        let mut effects = Effects {
+            log_jump: 0.0,
+            vol_factor: 1.0,
+            size_factor: 1.0,
+        };
+        let ms = |us: u64| us / 1000;
+        if let Some(jumps) = self.jumps.as_mut().filter(|j| arrival_us >= j.start_us()) {
+            let sigmas = rng.gen_range(c.jump_sigmas_min..=c.jump_sigmas_max);
+            let sign = if rng.gen::<bool>() { 1.0 } else { -1.0 };
+            effects.log_jump = sign * sigmas * self.sigma_1s;
+            let at = ms(arrival_us);
+            truth.push(TruthRow::new(
+                AnomalyKind::PriceJump,
+                symbol.text(),
+                at,
+                at,
+                sigmas,
+            ));
+            jumps.consume_point(arrival_us, rng);
+        }
+        if let Some(bursts) = self.vol_bursts.as_mut() {
+            if let Some((start, end, u)) = bursts.at(arrival_us, rng) {
+                effects.vol_factor =
+                    1.0 + (c.vol_burst_factor - 1.0) * (std::f64::consts::PI * u).sin();
+                if !bursts.labelled {
+                    bursts.labelled = true;
+                    truth.push(TruthRow::new(
+                        AnomalyKind::VolBurst,
+                        symbol.text(),
+                        ms(start),
+                        ms(end),
+                        c.vol_burst_factor,
+                    ));
+                }
+            }
+        }
+        if let Some(spikes) = self.volume_spikes.as_mut() {
+            if let Some((start, end, _)) = spikes.at(arrival_us, rng) {
+                effects.size_factor = c.volume_spike_factor;
+                if !spikes.labelled {
+                    spikes.labelled = true;
+                    truth.push(TruthRow::new(
+                        AnomalyKind::VolumeSpike,
+                        symbol.text(),
+                        ms(start),
+                        ms(end),
+                        c.volume_spike_factor,
+                    ));
+                }
+            }
+        }
+        effects
+    }
 }
 
 /// Generates this worker's symbols of the market stream.
@@ -147,6 +256,8 @@ pub struct MarketGenerator {
     merge: KeyMerge,
     schedule: Schedule,
     batch_limit: usize,
+    /// Labels of anomalies injected since the last batch.
+    truth: Vec<TruthRow>,
 }
 
 impl MarketGenerator {
@@ -172,6 +283,11 @@ impl MarketGenerator {
             let idio_vol = rng.gen_range(config.idio_vol_min..=config.idio_vol_max);
             let price: f64 = rng.gen_range(config.price_min..=config.price_max);
             let arrivals = Arrivals::new(&config.arrivals, config.symbols, i, start_us, &mut rng);
+            let sigma_1s = (beta * beta * config.market_vol.powi(2) + idio_vol * idio_vol).sqrt();
+            let anomalies = config
+                .anomalies
+                .as_ref()
+                .map(|a| SymbolAnomalies::new(a, seed, i, start_us, sigma_1s));
             symbols.push(SymbolState {
                 symbol,
                 index: i,
@@ -186,6 +302,7 @@ impl MarketGenerator {
                 sizes: LogNormal::new(config.size_median.ln(), 1.0)
                     .expect("valid size distribution"),
                 emitted: 0,
+                anomalies,
             });
         }
         let mut merge = KeyMerge::new();
@@ -204,6 +321,7 @@ impl MarketGenerator {
             merge,
             schedule,
             batch_limit: batch_limit.max(1),
+            truth: Vec::new(),
         }
     }
 
@@ -211,15 +329,24 @@ impl MarketGenerator {
         let s = &mut self.symbols[slot];
         let (arrival_us, ts_ms) = s.arrivals.take(&mut s.rng);
         let factor = self.factor.at(arrival_us);
+        let effects = match s.anomalies.as_mut() {
+            Some(a) => a.effects(arrival_us, s.symbol, &mut self.truth),
+            None => Effects {
+                log_jump: 0.0,
+                vol_factor: 1.0,
+                size_factor: 1.0,
+            },
+        };
         if let Some(last) = s.last_us {
             let dt = (arrival_us - last) as f64 / 1e6;
             let z: f64 = StandardNormal.sample(&mut s.rng);
-            s.log_price +=
-                s.beta * (factor - s.last_factor) + s.idio_vol * dt.sqrt() * z + s.drift_per_s * dt;
+            let shock = s.beta * (factor - s.last_factor) + s.idio_vol * dt.sqrt() * z;
+            s.log_price += effects.vol_factor * shock + s.drift_per_s * dt;
         }
+        s.log_price += effects.log_jump;
         s.last_us = Some(arrival_us);
         s.last_factor = factor;
-        let size = 1 + s.sizes.sample(&mut s.rng) as u64;
+        let size = 1 + (s.sizes.sample(&mut s.rng) * effects.size_factor) as u64;
         let price = (s.log_price.exp() * 1e4).round() / 1e4;
         let trade = Trade {
             ts_ms,
@@ -262,5 +389,8 @@ impl KeyedGenerator<Trade> for MarketGenerator {
     fn produce(&mut self, slot: usize) -> (u64, Trade, Option<u64>) {
         let (arrival, trade) = self.trade(slot);
         (arrival, trade, self.symbols[slot].arrivals.peek_us())
+    }
+    fn drain_truth(&mut self, out: &mut Vec<TruthRow>) {
+        out.append(&mut self.truth);
     }
 }

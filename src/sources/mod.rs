@@ -5,6 +5,7 @@
 //! (see `time.rs`). File rows that do not parse are handed back as
 //! [`Malformed`] with their line number; nothing is dropped silently.
 
+pub mod anomalies;
 pub mod arrivals;
 pub mod csv_replay;
 pub mod interactions;
@@ -45,6 +46,8 @@ pub struct Batch<E> {
     pub generated: u64,
     /// How far the generator is behind its real-time schedule, in ms of wall time.
     pub lag_ms: Option<f64>,
+    /// Labels of the anomalies a generator injected into this batch.
+    pub truth: Vec<anomalies::TruthRow>,
 }
 
 impl<E> Default for Batch<E> {
@@ -55,6 +58,7 @@ impl<E> Default for Batch<E> {
             malformed: Vec::new(),
             generated: 0,
             lag_ms: None,
+            truth: Vec::new(),
         }
     }
 }
@@ -66,6 +70,7 @@ impl<E> Batch<E> {
         self.malformed.clear();
         self.generated = 0;
         self.lag_ms = None;
+        self.truth.clear();
     }
 
     /// Files a record as on time or late against the watermark.

@@ -1,0 +1,147 @@
+//! The forecasters' shared parts: their pipeline settings
+//! (`[queries.forecasts]`), the `forecasts.csv` row and the running error
+//! each key keeps against the naive forecast (the last value).
+//!
+//! The forecasters, one a file: `bar_forecast.rs` (per symbol, from 1-second
+//! bars: the next bar's close, the next window's volatility) and
+//! `item_forecast.rs` (per item: the next window's interaction count). A row
+//! is written when its target is known, with the forecast made before it,
+//! the naive forecast and the actual value.
+//! Output: `stream,key,target,window_start_ms,forecast,naive,actual,mae,naive_mae`
+//! (`mae`, `naive_mae`: the key's running mean absolute errors, this row included).
+
+use serde::{Deserialize, Serialize};
+
+/// Pipeline `[queries.forecasts]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastsConfig {
+    pub enabled: bool,
+    /// Holt's linear trend on the log close: level and trend smoothing.
+    pub close_alpha: f64,
+    pub close_beta: f64,
+    /// The volatility target: realised volatility of 1-second bar returns over windows this long.
+    pub vol_window_ms: u64,
+    /// Half-life, in bar returns, of the squared returns' weighted mean.
+    pub vol_half_life_bars: f64,
+    /// The item target: interactions per window this long.
+    pub count_window_ms: u64,
+    /// Half-life, in windows, of the counts' weighted mean.
+    pub count_half_life_windows: f64,
+}
+
+impl Default for ForecastsConfig {
+    fn default() -> Self {
+        ForecastsConfig {
+            enabled: true,
+            close_alpha: 0.9,
+            close_beta: 0.05,
+            vol_window_ms: 10_000,
+            vol_half_life_bars: 60.0,
+            count_window_ms: 10_000,
+            count_half_life_windows: 6.0,
+        }
+    }
+}
+
+impl ForecastsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("close_alpha", self.close_alpha),
+            ("close_beta", self.close_beta),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("forecasts.{name} must be between 0 and 1, got {v}"));
+            }
+        }
+        if self.vol_window_ms < 3_000 || !self.vol_window_ms.is_multiple_of(1_000) {
+            return Err(format!(
+                "forecasts.vol_window_ms must be a multiple of 1000 of at least 3000, got {}",
+                self.vol_window_ms
+            ));
+        }
+        if self.count_window_ms == 0 {
+            return Err("forecasts.count_window_ms must be positive".into());
+        }
+        for (name, v) in [
+            ("vol_half_life_bars", self.vol_half_life_bars),
+            ("count_half_life_windows", self.count_half_life_windows),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("forecasts.{name} must be positive, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is forecast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The next 1-second bar's close.
+    Close,
+    /// The next window's realised volatility of 1-second returns.
+    Volatility,
+    /// The next window's interaction count of an item.
+    Count,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Close => "close",
+            Target::Volatility => "volatility",
+            Target::Count => "count",
+        }
+    }
+}
+
+/// A row of `forecasts.csv` (see the module doc).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub stream: String,
+    pub key: String,
+    pub target: Target,
+    /// The start of the bar or window forecast.
+    pub window_start_ms: u64,
+    pub forecast: f64,
+    pub naive: f64,
+    pub actual: f64,
+    pub mae: f64,
+    pub naive_mae: f64,
+}
+
+/// A key's running absolute errors, of the model and of the naive forecast.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct ErrorTally {
+    n: u64,
+    abs: f64,
+    naive_abs: f64,
+}
+
+impl ErrorTally {
+    /// Scores one forecast and returns its row.
+    pub fn row(
+        &mut self,
+        (stream, key): (&str, String),
+        target: Target,
+        window_start_ms: u64,
+        (forecast, naive, actual): (f64, f64, f64),
+    ) -> Forecast {
+        self.n += 1;
+        self.abs += (forecast - actual).abs();
+        self.naive_abs += (naive - actual).abs();
+        Forecast {
+            stream: stream.into(),
+            key,
+            target,
+            window_start_ms,
+            forecast,
+            naive,
+            actual,
+            mae: self.abs / self.n as f64,
+            naive_mae: self.naive_abs / self.n as f64,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-item forecasts of the next window's interaction count
+//! (`forecasts.csv`, stream `interactions`, target `count`), from the
+//! one-second item panes, in pane order.
+//!
+//! An item's counts per window (`count_window_ms`; windows without
+//! interactions count 0, from the item's first window on) feed an
+//! exponentially weighted mean (half-life `count_half_life_windows`); the
+//! forecast of the next window's count is that mean; naive: the last window's
+//! count. A window is scored when the frontier passes its end; the window
+//! open when the input ends is not scored.
+
+use super::anomalies::{weight_of_half_life, EwMean};
+use super::forecasts::{ErrorTally, Forecast, ForecastsConfig, Target};
+use super::item_counts::ItemCount;
+use super::ordered::OrderedLogic;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct ItemModel {
+    window: u64,
+    count: u64,
+    mean: EwMean,
+    last: Option<u64>,
+    errors: ErrorTally,
+}
+
+/// The forecaster: a few numbers per item.
+#[derive(Serialize, Deserialize)]
+pub struct ItemForecast {
+    window_ms: u64,
+    weight: f64,
+    items: FxHashMap<u64, ItemModel>,
+    closed_before: u64,
+    ended: bool,
+}
+
+impl ItemForecast {
+    pub fn new(config: &ForecastsConfig) -> Self {
+        ItemForecast {
+            window_ms: config.count_window_ms,
+            weight: weight_of_half_life(config.count_half_life_windows),
+            items: FxHashMap::default(),
+            closed_before: 0,
+            ended: false,
+        }
+    }
+
+    /// Closes the item's open window and the empty ones after it, up to `window`.
+    fn close(&self, item: u64, m: &mut ItemModel, window: u64, out: &mut Vec<Forecast>) {
+        while m.window < window {
+            if let Some(last) = m.last {
+                let values = (m.mean.mean, last as f64, m.count as f64);
+                let start = m.window * self.window_ms;
+                out.push(m.errors.row(
+                    ("interactions", item.to_string()),
+                    Target::Count,
+                    start,
+                    values,
+                ));
+            }
+            m.mean.add(m.count as f64, self.weight);
+            m.last = Some(m.count);
+            m.window += 1;
+            m.count = 0;
+        }
+    }
+}
+
+impl OrderedLogic for ItemForecast {
+    type In = ItemCount;
+    type Out = Forecast;
+
+    fn order(&self, pane: &ItemCount) -> (u64, u64) {
+        (pane.window_start_ms, pane.item_id)
+    }
+
+    fn on_record(&mut self, p: &ItemCount, out: &mut Vec<Forecast>) {
+        let window = p.window_start_ms / self.window_ms;
+        let mut m = self.items.remove(&p.item_id).unwrap_or(ItemModel {
+            window,
+            count: 0,
+            mean: EwMean::default(),
+            last: None,
+            errors: ErrorTally::default(),
+        });
+        self.close(p.item_id, &mut m, window, out);
+        m.count += p.total;
+        self.items.insert(p.item_id, m);
+    }
+
+    fn on_frontier(&mut self, frontier_ms: Option<u64>, out: &mut Vec<Forecast>) {
+        let Some(f) = frontier_ms else {
+            self.ended = true;
+            return;
+        };
+        let before = f / self.window_ms;
+        if before <= self.closed_before {
+            return;
+        }
+        self.closed_before = before;
+        let mut open: Vec<u64> = self
+            .items
+            .iter()
+            .filter(|(_, m)| m.window < before)
+            .map(|(k, _)| *k)
+            .collect();
+        open.sort_unstable();
+        for item in open {
+            let mut m = self.items.remove(&item).expect("listed above");
+            self.close(item, &mut m, before, out);
+            self.items.insert(item, m);
+        }
+    }
+
+    fn owes_at(&self) -> Option<u64> {
+        (!self.ended && !self.items.is_empty())
+            .then(|| (self.closed_before + 1) * self.window_ms - 1)
+    }
+}
