@@ -1,7 +1,7 @@
 //! A real browser on the live dashboard: headless Chromium (Debian's
 //! `chromium`, driven through `chromedriver` over WebDriver) loads the page of
 //! a running engine, waits for live data, and checks that every chart and
-//! counter shows non-zero values that keep updating, that the symbol picker
+//! counter (anomalies and forecast errors included) shows non-zero values that keep updating, that the symbol picker
 //! switches the market panels, and saves a screenshot.
 //!
 //! Chromium and chromedriver are installed with apt-get when missing (as root,
@@ -20,13 +20,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Every chart on the page.
-const CHARTS: [&str; 10] = [
+const CHARTS: [&str; 11] = [
     "chart-throughput",
     "chart-latency",
     "chart-lag",
     "chart-resources",
     "chart-price",
     "chart-volatility",
+    "chart-volforecast",
     "chart-bars",
     "chart-correlation",
     "chart-items",
@@ -58,6 +59,8 @@ return {
   worker_states: [...document.querySelectorAll("#workers tbody tr td:nth-child(2)")].map((td) => td.textContent),
   latest_bars: document.querySelectorAll("#latest-bars tbody tr").length,
   alerts: document.querySelectorAll("#alerts li").length,
+  anomalies: document.querySelectorAll("#anomalies li").length,
+  forecast_targets: [...document.querySelectorAll("#forecast-errors tbody tr td:first-child")].map((td) => td.textContent),
   symbols: [...document.getElementById("symbol").options].map((o) => o.value),
   symbol: text("market-symbol"),
   charts,
@@ -108,7 +111,10 @@ async fn the_dashboard_shows_live_updating_data_in_a_real_browser() {
     // Wait until every panel has data.
     let start = Instant::now();
     let mut page = read(&client).await;
-    while !(all_charts_drawn(&page) && page["alerts"].as_u64() > Some(0)) {
+    let models_shown = |p: &Value| {
+        p["anomalies"].as_u64() > Some(0) && p["forecast_targets"].as_array().unwrap().len() == 3
+    };
+    while !(all_charts_drawn(&page) && page["alerts"].as_u64() > Some(0) && models_shown(&page)) {
         assert!(
             start.elapsed() < Duration::from_secs(45),
             "not every panel got data in 45 s: {page:#}\neddy said: {}",
@@ -162,6 +168,11 @@ async fn the_dashboard_shows_live_updating_data_in_a_real_browser() {
         );
     }
     assert_eq!(second["workers"], 2, "a row per worker");
+    assert_eq!(
+        second["forecast_targets"],
+        json!(["close", "count", "volatility"]),
+        "a forecast error row per target"
+    );
     for state in second["worker_states"].as_array().unwrap() {
         assert!(
             ["running", "backpressured"].contains(&state.as_str().unwrap()),

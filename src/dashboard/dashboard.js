@@ -296,7 +296,14 @@ function renderMarket(b) {
     { name: "close", points: m.bars.map((r) => [r.t + 1000, r.close]) },
     { name: "EWMA", points: m.ewma.map(([t, v]) => [t + 1000, v]) },
     { name: "10 s mean", points: m.moving_average },
+    { name: "forecast", points: m.close_forecast.map(([t, v]) => [t + 1000, v]), color: "#9467bd" },
+    { name: "anomaly", points: m.anomalies.map(([t, close]) => [t, close]), dots: true, color: "#d62728" },
   ] : [], { x });
+  lineChart(document.getElementById("chart-volforecast"), m ? [
+    { name: "actual", points: m.vol_forecast.map(([t, , , a]) => [t, a]), dots: true },
+    { name: "forecast", points: m.vol_forecast.map(([t, f]) => [t, f]), color: "#9467bd" },
+    { name: "naive (last window)", points: m.vol_forecast.map(([t, , n]) => [t, n]), color: "#8a90a0" },
+  ] : [], { x, waiting: "waiting for the first scored window…" });
   lineChart(document.getElementById("chart-volatility"), m ? [
     { name: "realised 60 s", points: m.volatility.map(([t, v]) => [t + 60000, v]), dots: true },
     { name: "EWM vol", points: m.ewm_vol.map(([t, v]) => [t + 1000, v]), right: true },
@@ -325,6 +332,22 @@ function renderInteractions(b) {
   }));
 }
 
+function renderModels(b) {
+  const q = b.quality;
+  const kinds = Object.entries(q.anomalies);
+  setText("anomalies-total", fmtInt(kinds.reduce((n, [, c]) => n + c, 0)));
+  setText("anomaly-kinds", kinds.map(([k, c]) => `${k} ${fmtInt(c)}`).join(" · "));
+  const list = document.getElementById("anomalies");
+  list.replaceChildren(...b.anomalies.map((a) => {
+    const li = document.createElement("li");
+    li.className = "anomaly";
+    li.textContent = `${a.kind} on ${a.stream} ${a.key} at ${fmtClock(a.ts_ms)} (score ${a.score.toFixed(1)})`;
+    return li;
+  }));
+  fillTable("forecast-errors", Object.entries(q.forecasts).map(([target, e]) => [target, fmtInt(e.n),
+    e.mae.toPrecision(4), e.naive_mae.toPrecision(4), e.naive_mae > 0 ? (1 - e.mae / e.naive_mae).toFixed(3) : "–"]));
+}
+
 function render(u) {
   // A restarted server numbers its points from 0 again.
   if (u.health.length && health.length && u.health[0].seq <= health[health.length - 1].seq) health = [];
@@ -339,6 +362,7 @@ function render(u) {
   renderHealth(u);
   renderMarket(u.board);
   renderInteractions(u.board);
+  renderModels(u.board);
   updates += 1;
   document.body.dataset.updates = String(updates);
 }
