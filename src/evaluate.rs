@@ -273,3 +273,66 @@ impl std::fmt::Display for Evaluation {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(kind: AnomalyKind, key: &str, start: u64, end: u64) -> TruthRow {
+        TruthRow::new(kind, key.into(), start, end, 5.0)
+    }
+
+    #[test]
+    fn detections_match_labels_of_their_kind_and_key_within_the_tolerance() {
+        let truth = vec![
+            label(AnomalyKind::PriceJump, "A", 10_000, 10_000),
+            label(AnomalyKind::PriceJump, "B", 20_000, 20_000),
+            label(AnomalyKind::ItemBurst, "7", 30_000, 40_000),
+        ];
+        let found = vec![
+            // Two detections of A's jump (one 800 ms early: disorder), one counts for recall.
+            Anomaly::new(AnomalyKind::PriceJump, "A".into(), 9_200, 4.0),
+            Anomaly::new(AnomalyKind::PriceJump, "A".into(), 10_300, 4.0),
+            // B's jump seen on the wrong key, and too late: two false alarms.
+            Anomaly::new(AnomalyKind::PriceJump, "C".into(), 20_000, 4.0),
+            Anomaly::new(AnomalyKind::PriceJump, "B".into(), 21_001, 4.0),
+            // The burst, 6 s in; a burst detection of a jump's key is no match.
+            Anomaly::new(AnomalyKind::ItemBurst, "7".into(), 36_000, 3.0),
+            Anomaly::new(AnomalyKind::ItemBurst, "A".into(), 10_000, 3.0),
+        ];
+        let scores = score_anomalies(&truth, &found, 1_000);
+        let jump = &scores[0];
+        assert_eq!(jump.kind, AnomalyKind::PriceJump);
+        assert_eq!((jump.labelled, jump.detected), (2, 4));
+        assert_eq!((jump.matched_labels, jump.correct_detections), (1, 2));
+        assert_eq!((jump.precision, jump.recall), (0.5, 0.5));
+        // The first matching detection is early: the delay is 0.
+        assert_eq!(jump.median_delay_ms, Some(0.0));
+        let burst = &scores[1];
+        assert_eq!(burst.kind, AnomalyKind::ItemBurst);
+        assert_eq!((burst.precision, burst.recall), (0.5, 1.0));
+        assert_eq!(burst.median_delay_ms, Some(6_000.0));
+        assert!((burst.f1 - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn forecast_scores_compare_with_the_naive_forecast() {
+        use crate::operators::forecasts::Target;
+        let row = |forecast: f64, naive: f64, actual: f64| Forecast {
+            stream: "trades".into(),
+            key: "A".into(),
+            target: Target::Volatility,
+            window_start_ms: 0,
+            forecast,
+            naive,
+            actual,
+            mae: 0.0,
+            naive_mae: 0.0,
+        };
+        let s = &score_forecasts(&[row(1.0, 3.0, 2.0), row(2.0, 2.0, 5.0)])[0];
+        assert_eq!((s.n, s.mae, s.naive_mae), (2, 2.0, 2.0));
+        assert_eq!(s.rmse, 5.0f64.sqrt());
+        assert_eq!(s.naive_rmse, 5.0f64.sqrt());
+        assert_eq!(s.skill, 0.0);
+    }
+}

@@ -114,3 +114,40 @@ impl EwMean {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn zeros_at_once_equal_zeros_one_by_one(
+            values in proptest::collection::vec(0.0f64..1e6, 0..20),
+            zeros in 0u64..300,
+            half_life in 1.0f64..200.0,
+        ) {
+            let w = weight_of_half_life(half_life);
+            let (mut at_once, mut one_by_one) = (EwMean::default(), EwMean::default());
+            for v in &values {
+                at_once.add(*v, w);
+                one_by_one.add(*v, w);
+            }
+            at_once.add_zeros(zeros, w);
+            for _ in 0..zeros {
+                one_by_one.add(0.0, w);
+            }
+            prop_assert_eq!(at_once.updates, one_by_one.updates);
+            prop_assert!((at_once.mean - one_by_one.mean).abs() <= 1e-9 * (1.0 + one_by_one.mean.abs()));
+        }
+    }
+
+    #[test]
+    fn a_young_mean_is_the_plain_average() {
+        let mut m = EwMean::default();
+        for v in [2.0, 4.0, 9.0] {
+            m.add(v, 0.01);
+        }
+        assert!((m.mean - 5.0).abs() < 1e-12);
+    }
+}
