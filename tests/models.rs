@@ -8,7 +8,7 @@ mod common;
 use common::{eddy, read_interactions, stderr, temp_dir, Ix};
 use eddy::engine::{run, Job};
 use eddy::pipeline::{InteractionSource, Pipeline, TradeSource};
-use eddy::sources::anomalies::{InteractionAnomalies, MarketAnomalies};
+use eddy::sources::anomalies::InteractionAnomalies;
 use eddy::sources::interactions::InteractionConfig;
 use eddy::sources::market::MarketConfig;
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use std::path::Path;
 fn generated(out: &Path, workers: usize, seconds: u64, disorder_ms: u64) -> Pipeline {
     let mut p = Pipeline::default();
     let mut m = MarketConfig {
-        anomalies: Some(MarketAnomalies::default()),
+        anomalies: Some(Box::default()),
         ..MarketConfig::default()
     };
     m.arrivals.count = Some(2_000 * seconds);

@@ -47,7 +47,7 @@ pub struct MarketConfig {
     #[serde(flatten)]
     pub arrivals: ArrivalConfig,
     /// Labelled anomalies to inject (`[sources.trades.anomalies]`); none without the table.
-    pub anomalies: Option<MarketAnomalies>,
+    pub anomalies: Option<Box<MarketAnomalies>>,
 }
 
 impl Default for MarketConfig {
