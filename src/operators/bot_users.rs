@@ -99,14 +99,17 @@ struct UserState {
 /// The detector: a burst test and a kind mix per user.
 #[derive(Serialize, Deserialize)]
 pub struct BotUsers {
-    config: BotConfig,
+    // Not the flattened BotConfig: checkpoints encode sizes ahead (bincode).
+    burst: BurstConfig,
+    kind_share: f64,
     users: FxHashMap<u64, UserState>,
 }
 
 impl BotUsers {
     pub fn new(config: &BotConfig) -> Self {
         BotUsers {
-            config: config.clone(),
+            burst: config.burst.clone(),
+            kind_share: config.kind_share,
             users: FxHashMap::default(),
         }
     }
@@ -121,7 +124,7 @@ impl OrderedLogic for BotUsers {
     }
 
     fn on_record(&mut self, p: &UserPane, out: &mut Vec<Anomaly>) {
-        let c = &self.config.burst;
+        let c = &self.burst;
         let index = p.window_start_ms / c.pane_ms;
         let user = self.users.entry(p.user_id).or_insert_with(|| UserState {
             test: BurstTest::new(index),
@@ -142,7 +145,7 @@ impl OrderedLogic for BotUsers {
             sum.purchases += k.purchases;
         }
         let top = sum.views.max(sum.clicks).max(sum.purchases);
-        let one_kind = top as f64 >= self.config.kind_share * sum.total() as f64;
+        let one_kind = top as f64 >= self.kind_share * sum.total() as f64;
         let verdict = user.test.pane(c, index, p.counts.total(), one_kind);
         if let Some(score) = verdict.alarm {
             let at = p.window_start_ms + c.pane_ms;

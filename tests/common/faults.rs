@@ -54,8 +54,11 @@ pub fn data() -> Data {
         "80000",
         "--symbols",
         "20",
+        // 40 s of event time with labelled anomalies (from 30 s on), so that
+        // anomalies.csv has rows.
         "--rate",
-        "4000",
+        "2000",
+        "--anomalies",
         "--disorder-ms",
         "150",
     ]));
@@ -134,7 +137,7 @@ fn csv_names(dir: &Path) -> Vec<String> {
 /// run accounted for every record.
 pub fn assert_same_results(expected: &Path, got: &Path, what: &str) {
     let names = csv_names(expected);
-    assert_eq!(names.len(), 11, "{what}: result files {names:?}");
+    assert_eq!(names.len(), 13, "{what}: result files {names:?}");
     assert_eq!(names, csv_names(got), "{what}: result files");
     for name in names {
         let sorted = |dir: &Path| {
