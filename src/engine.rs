@@ -205,14 +205,13 @@ impl Outputs {
         )?;
         let totals = interactions && q.item_totals.enabled;
         o.item_totals = o.open(totals, "item_totals.csv", sinks::ITEM_TOTALS_HEADER)?;
-        let market_models = trades || interactions;
         o.anomalies = o.open(
-            market_models && q.anomalies.enabled,
+            q.anomalies.enabled,
             "anomalies.csv",
             sinks::ANOMALIES_HEADER,
         )?;
         o.forecasts = o.open(
-            market_models && q.forecasts.enabled,
+            q.forecasts.enabled,
             "forecasts.csv",
             sinks::FORECASTS_HEADER,
         )?;

@@ -45,14 +45,7 @@ impl AnomaliesConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.price.validate()?;
         self.items.burst.validate("items")?;
-        self.bots.burst.validate("bots")?;
-        if !(0.0..=1.0).contains(&self.bots.kind_share) {
-            return Err(format!(
-                "bots.kind_share must be between 0 and 1, got {}",
-                self.bots.kind_share
-            ));
-        }
-        Ok(())
+        self.bots.validate()
     }
 }
 

@@ -45,6 +45,8 @@ struct SymbolForecast {
 #[derive(Serialize, Deserialize)]
 pub struct BarForecast {
     config: ForecastsConfig,
+    /// The weight of a bar return in the squared returns' mean.
+    vol_weight: f64,
     symbols: FxHashMap<Symbol, SymbolForecast>,
     /// Every window before this index is closed.
     closed_before: u64,
@@ -55,6 +57,7 @@ impl BarForecast {
     pub fn new(config: &ForecastsConfig) -> Self {
         BarForecast {
             config: config.clone(),
+            vol_weight: weight_of_half_life(config.vol_half_life_bars),
             symbols: FxHashMap::default(),
             closed_before: 0,
             ended: false,
@@ -144,8 +147,7 @@ impl OrderedLogic for BarForecast {
             } else {
                 f64::INFINITY
             };
-            s.squared_returns
-                .add((r * r).min(cap), weight_of_half_life(c.vol_half_life_bars));
+            s.squared_returns.add((r * r).min(cap), self.vol_weight);
         }
         s.last_close = bar.close;
         s.last_second = second;

@@ -28,6 +28,19 @@ pub struct BotConfig {
     pub kind_share: f64,
 }
 
+impl BotConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.burst.validate("bots")?;
+        if !(0.0..=1.0).contains(&self.kind_share) {
+            return Err(format!(
+                "anomalies.bots.kind_share must be between 0 and 1, got {}",
+                self.kind_share
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for BotConfig {
     fn default() -> Self {
         BotConfig {
@@ -76,9 +89,7 @@ impl WindowAggregate for UserKindCounts {
         c.add(r.kind, 1);
     }
     fn merge(&self, c: &mut KindCounts, o: &KindCounts) {
-        c.views += o.views;
-        c.clicks += o.clicks;
-        c.purchases += o.purchases;
+        c.merge(o);
     }
     fn finish(&self, user_id: u64, window_start_ms: u64, c: &KindCounts) -> Option<UserPane> {
         Some(UserPane {
@@ -139,11 +150,7 @@ impl OrderedLogic for BotUsers {
             user.kinds.pop_front();
         }
         let mut sum = KindCounts::default();
-        for (_, k) in &user.kinds {
-            sum.views += k.views;
-            sum.clicks += k.clicks;
-            sum.purchases += k.purchases;
-        }
+        user.kinds.iter().for_each(|(_, k)| sum.merge(k));
         let top = sum.views.max(sum.clicks).max(sum.purchases);
         let one_kind = top as f64 >= self.kind_share * sum.total() as f64;
         let verdict = user.test.pane(c, index, p.counts.total(), one_kind);

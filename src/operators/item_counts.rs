@@ -52,6 +52,12 @@ impl KindCounts {
         }
     }
 
+    pub fn merge(&mut self, other: &KindCounts) {
+        self.views += other.views;
+        self.clicks += other.clicks;
+        self.purchases += other.purchases;
+    }
+
     pub fn total(&self) -> u64 {
         self.views + self.clicks + self.purchases
     }
@@ -94,9 +100,7 @@ impl WindowAggregate for ItemCounts {
         c.add(r.kind, 1);
     }
     fn merge(&self, c: &mut KindCounts, o: &KindCounts) {
-        c.views += o.views;
-        c.clicks += o.clicks;
-        c.purchases += o.purchases;
+        c.merge(o);
     }
     fn finish(&self, item_id: u64, window_start_ms: u64, c: &KindCounts) -> Option<ItemCount> {
         Some(ItemCount {

@@ -45,24 +45,32 @@ impl ItemForecast {
             ended: false,
         }
     }
+}
 
+impl ItemModel {
     /// Closes the item's open window and the empty ones after it, up to `window`.
-    fn close(&self, item: u64, m: &mut ItemModel, window: u64, out: &mut Vec<Forecast>) {
-        while m.window < window {
-            if let Some(last) = m.last {
-                let values = (m.mean.mean, last as f64, m.count as f64);
-                let start = m.window * self.window_ms;
-                out.push(m.errors.row(
+    fn close(
+        &mut self,
+        item: u64,
+        window: u64,
+        (window_ms, weight): (u64, f64),
+        out: &mut Vec<Forecast>,
+    ) {
+        while self.window < window {
+            if let Some(last) = self.last {
+                let values = (self.mean.mean, last as f64, self.count as f64);
+                let start = self.window * window_ms;
+                out.push(self.errors.row(
                     ("interactions", item.to_string()),
                     Target::Count,
                     start,
                     values,
                 ));
             }
-            m.mean.add(m.count as f64, self.weight);
-            m.last = Some(m.count);
-            m.window += 1;
-            m.count = 0;
+            self.mean.add(self.count as f64, weight);
+            self.last = Some(self.count);
+            self.window += 1;
+            self.count = 0;
         }
     }
 }
@@ -77,16 +85,15 @@ impl OrderedLogic for ItemForecast {
 
     fn on_record(&mut self, p: &ItemCount, out: &mut Vec<Forecast>) {
         let window = p.window_start_ms / self.window_ms;
-        let mut m = self.items.remove(&p.item_id).unwrap_or(ItemModel {
+        let m = self.items.entry(p.item_id).or_insert(ItemModel {
             window,
             count: 0,
             mean: EwMean::default(),
             last: None,
             errors: ErrorTally::default(),
         });
-        self.close(p.item_id, &mut m, window, out);
+        m.close(p.item_id, window, (self.window_ms, self.weight), out);
         m.count += p.total;
-        self.items.insert(p.item_id, m);
     }
 
     fn on_frontier(&mut self, frontier_ms: Option<u64>, out: &mut Vec<Forecast>) {
@@ -106,10 +113,10 @@ impl OrderedLogic for ItemForecast {
             .map(|(k, _)| *k)
             .collect();
         open.sort_unstable();
+        let setting = (self.window_ms, self.weight);
         for item in open {
-            let mut m = self.items.remove(&item).expect("listed above");
-            self.close(item, &mut m, before, out);
-            self.items.insert(item, m);
+            let m = self.items.get_mut(&item).expect("listed above");
+            m.close(item, before, setting, out);
         }
     }
 

@@ -134,6 +134,8 @@ struct SymbolModel {
 #[derive(Serialize, Deserialize)]
 pub struct PriceAnomalies {
     config: PriceAnomalyConfig,
+    /// The weights of a second in the long and the short means.
+    weights: (f64, f64),
     symbols: FxHashMap<Symbol, SymbolModel>,
 }
 
@@ -141,6 +143,10 @@ impl PriceAnomalies {
     pub fn new(config: &PriceAnomalyConfig) -> Self {
         PriceAnomalies {
             config: config.clone(),
+            weights: (
+                weight_of_half_life(config.long_half_life_s),
+                weight_of_half_life(config.short_half_life_s),
+            ),
             symbols: FxHashMap::default(),
         }
     }
@@ -180,10 +186,7 @@ impl OrderedLogic for PriceAnomalies {
         let judged = s.seconds >= c.warmup_s;
         if second > s.second {
             let empty = second - s.second - 1;
-            let weights = (
-                weight_of_half_life(c.long_half_life_s),
-                weight_of_half_life(c.short_half_life_s),
-            );
+            let weights = self.weights;
             let closed_at = (s.second + 1) * 1000;
             let key = || t.symbol.text();
             if let Some(r) = s.variance.close(empty, weights, c.vol_ratio, judged) {
