@@ -27,6 +27,7 @@ use crate::operators::bot_users::{BotUsers, UserKindCounts};
 use crate::operators::correlation::{correlate, BarReturns, Correlation};
 use crate::operators::ewma::{Ewma, EwmaRow};
 use crate::operators::forecasts::Forecast;
+use crate::operators::input_end::input_end;
 use crate::operators::item_bursts::ItemBursts;
 use crate::operators::item_counts::{ItemCount, ItemCounts};
 use crate::operators::item_forecast::ItemForecast;
@@ -1155,6 +1156,8 @@ fn build_dataflow<'scope>(
     let (trade_input, trades) = scope.new_unordered_input::<CapacityContainerBuilder<Vec<Trade>>>();
     let (ix_input, interactions) =
         scope.new_unordered_input::<CapacityContainerBuilder<Vec<Interaction>>>();
+    let trades_end = input_end(trades.clone(), states)?;
+    let interactions_end = input_end(interactions.clone(), states)?;
     let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
     let q = queries;
     let counters = |name: &str| metrics.query(name);
@@ -1164,6 +1167,7 @@ fn build_dataflow<'scope>(
     if q.anomalies.enabled {
         anomalies.push(ordered(
             trades.clone(),
+            &trades_end,
             "price_anomalies",
             PriceAnomalies::new(&q.anomalies.price),
             counters("trades/price_anomalies"),
@@ -1186,6 +1190,7 @@ fn build_dataflow<'scope>(
         if q.forecasts.enabled {
             forecasts.push(ordered(
                 bars.clone(),
+                &trades_end,
                 "bar_forecast",
                 BarForecast::new(&q.forecasts),
                 counters("bars/forecast"),
@@ -1196,6 +1201,7 @@ fn build_dataflow<'scope>(
             let set = q.corr_60s.symbol_set();
             let returns = ordered(
                 bars,
+                &trades_end,
                 "returns",
                 BarReturns::new(set),
                 counters("bars/returns"),
@@ -1229,6 +1235,7 @@ fn build_dataflow<'scope>(
         let logic = RealisedVolatility::new(&q.vol_60s);
         let vol = ordered(
             trades.clone(),
+            &trades_end,
             "vol_60s",
             logic,
             counters("trades/vol_60s"),
@@ -1239,6 +1246,7 @@ fn build_dataflow<'scope>(
     if q.ewma.enabled {
         let ewma = ordered(
             trades.clone(),
+            &trades_end,
             "ewma",
             Ewma::new(&q.ewma),
             counters("trades/ewma"),
@@ -1306,6 +1314,7 @@ fn build_dataflow<'scope>(
         if q.anomalies.enabled {
             anomalies.push(ordered(
                 panes.clone(),
+                &interactions_end,
                 "item_bursts",
                 ItemBursts::new(&q.anomalies.items),
                 counters("item_panes/bursts"),
@@ -1315,6 +1324,7 @@ fn build_dataflow<'scope>(
         if q.forecasts.enabled {
             forecasts.push(ordered(
                 panes,
+                &interactions_end,
                 "item_forecast",
                 ItemForecast::new(&q.forecasts),
                 counters("item_panes/forecast"),
@@ -1338,6 +1348,7 @@ fn build_dataflow<'scope>(
         )?;
         anomalies.push(ordered(
             panes,
+            &interactions_end,
             "bot_users",
             BotUsers::new(bots),
             counters("user_panes/bots"),

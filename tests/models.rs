@@ -312,3 +312,40 @@ fn evaluate_refuses_a_folder_without_model_output() {
         "{err}"
     );
 }
+
+/// What closes when the input ends must not depend on how far the frontier
+/// was seen to move before: here the watermark (last event − 200 ms) never
+/// passes the end of the second count window, yet the last event (20.1 s)
+/// does, so that window is scored — on any worker count.
+#[test]
+fn windows_before_the_last_event_are_scored_whatever_frontier_was_seen() {
+    let dir = temp_dir();
+    let ix = dir.path().join("ix.csv");
+    let base = 1_700_000_000_000u64;
+    let mut text = String::from("ts_ms,user_id,item_id,interaction\n");
+    // Item 1: ten interactions a second for 20 s; item 2: one, just after.
+    for k in 0..200u64 {
+        text.push_str(&format!("{},{},1,view\n", base + k * 100, k % 7));
+    }
+    text.push_str(&format!("{},3,2,view\n", base + 20_100));
+    std::fs::write(&ix, text).unwrap();
+    for workers in [1, 2, 3] {
+        let out = dir.path().join(format!("out{workers}"));
+        let mut p = common::replay_pipeline(None, Some(&ix), &out, workers);
+        p.engine.max_delay_ms = 200;
+        run(Job::new(p)).unwrap();
+        let rows: Vec<String> = sorted_lines(&out.join("forecasts.csv"))
+            .into_iter()
+            .filter(|l| l.contains(",count,"))
+            .collect();
+        // The first window only seeds the model; the second is forecast from it.
+        let second = base + 10_000;
+        assert_eq!(
+            rows,
+            [format!(
+                "interactions,1,count,{second},100.0,100.0,100.0,0.0,0.0"
+            )],
+            "{workers} worker(s)"
+        );
+    }
+}

@@ -13,7 +13,8 @@
 //!   does not dominate); naive: the closing window's realised volatility.
 //!
 //! A volatility window is scored when the frontier passes its end (every bar
-//! of it is in); the window open when the input ends is not scored.
+//! of it is in); when the input ends, every window ending at or before its
+//! last event is, and the window holding the last event (perhaps partial) is not.
 
 use super::anomalies::{weight_of_half_life, EwMean};
 use super::bars::Bar;

@@ -6,8 +6,9 @@
 //! interactions count 0, from the item's first window on) feed an
 //! exponentially weighted mean (half-life `count_half_life_windows`); the
 //! forecast of the next window's count is that mean; naive: the last window's
-//! count. A window is scored when the frontier passes its end; the window
-//! open when the input ends is not scored.
+//! count. A window is scored when the frontier passes its end; when the input
+//! ends, every window ending at or before its last event is, and the window
+//! holding the last event (perhaps partial) is not.
 
 use super::anomalies::{weight_of_half_life, EwMean};
 use super::forecasts::{ErrorTally, Forecast, ForecastsConfig, Target};

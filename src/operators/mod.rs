@@ -12,6 +12,7 @@ pub mod burst;
 pub mod correlation;
 pub mod ewma;
 pub mod forecasts;
+pub mod input_end;
 pub mod item_bursts;
 pub mod item_counts;
 pub mod item_forecast;

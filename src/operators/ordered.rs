@@ -8,7 +8,14 @@
 //! records within the disorder bound), never O(window). Output rows travel at
 //! the time of the operator's single capability, held at the least time of a
 //! buffered record or of a row the logic still owes.
+//!
+//! When the input ends, the logic is first told that the frontier is one past
+//! the input's last event time (the greatest over all workers, from
+//! `input_end.rs`), then that the input ended. What closes at the end is thus
+//! what ends at or before the last event, whatever frontiers the operator
+//! happened to see before.
 
+use super::input_end::InputEnd;
 use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
 use crate::metrics::QueryCounters;
@@ -28,89 +35,113 @@ pub trait OrderedLogic: Serialize + DeserializeOwned + 'static {
     fn order(&self, record: &Self::In) -> (u64, u64);
     /// Takes the next record in (`ts_ms`, `seq`) order.
     fn on_record(&mut self, record: &Self::In, out: &mut Vec<Self::Out>);
-    /// Every record before `frontier_ms` was taken (`None`: the input ended):
-    /// emit what that completes.
+    /// Every record before `frontier_ms` was taken (`None`: the input ended,
+    /// after a last call with the input's last event time + 1): emit what
+    /// that completes.
     fn on_frontier(&mut self, frontier_ms: Option<u64>, out: &mut Vec<Self::Out>);
     /// The earliest event time at which `on_frontier` may still emit, if any.
     fn owes_at(&self) -> Option<u64>;
 }
 
-/// Applies `logic` to `input` in (`ts_ms`, `seq`) order (see the module doc).
-/// The logic is the state `name` of `states`. Checkpoints are taken when no
+/// Applies `logic` to `input` in (`ts_ms`, `seq`) order (see the module doc);
+/// `input_end` tells the end of the source stream `input` derives from. The logic is the state `name` of `states`. Checkpoints are taken when no
 /// record is buffered (the dataflow is quiet at the epoch), so the logic is
 /// the whole state.
 pub fn ordered<'scope, L: OrderedLogic>(
     input: Stream<'scope, u64, Vec<L::In>>,
+    input_end: &InputEnd<'scope>,
     name: &str,
     logic: L,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
 ) -> anyhow::Result<Stream<'scope, u64, Vec<L::Out>>> {
     let logic = states.cell(name, || logic)?;
-    Ok(input.unary_frontier(Pipeline, name, move |initial, _info| {
-        // Buffered records by the time they travelled at (a lower bound of their ts).
-        let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
-        let mut ready = Vec::new();
-        let mut held = HeldCapability::default();
-        // A restored logic may owe rows.
-        held.hold(initial);
-        held.settle(logic.borrow().owes_at());
-        let mut rows = Vec::new();
-        move |(input, frontier), output| {
-            let mut logic = logic.borrow_mut();
-            input.for_each_stamp(|cap, batches| {
-                let Some(cap) = cap.retain_least(output.output_index()) else {
-                    return;
-                };
-                let slot = pending.entry(*cap.time()).or_default();
-                held.hold(cap);
-                let mut consumed = 0;
-                for batch in batches {
-                    consumed += batch.len() as u64;
-                    for record in batch.drain(..) {
-                        let (ts, seq) = logic.order(&record);
-                        slot.push((ts, seq, record));
-                    }
-                }
-                counters.add_consumed(consumed);
-            });
-            if !held.is_held() {
-                return;
-            }
-            let f = frontier.frontier().first().copied();
-            let ready_below = f.unwrap_or(u64::MAX);
-            if pending
-                .first_key_value()
-                .is_some_and(|(t, _)| *t < ready_below)
-            {
-                // Only batches that travelled below the frontier can hold final records.
-                let later = pending.split_off(&ready_below);
-                let mut not_yet = Vec::new();
-                for (_, batch) in std::mem::replace(&mut pending, later) {
-                    for entry in batch {
-                        if entry.0 < ready_below {
-                            ready.push(entry);
-                        } else {
-                            not_yet.push(entry);
+    let input_end = input_end.clone();
+    Ok(input.binary_frontier(
+        input_end,
+        Pipeline,
+        Pipeline,
+        name,
+        move |initial, _info| {
+            // Buffered records by the time they travelled at (a lower bound of their ts).
+            let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
+            let mut ready = Vec::new();
+            let mut held = HeldCapability::default();
+            // A restored logic may owe rows.
+            held.hold(initial);
+            held.settle(logic.borrow().owes_at());
+            let mut rows = Vec::new();
+            let mut last_event_ms: Option<u64> = None;
+            move |(input, frontier), (ends, ends_frontier), output| {
+                ends.for_each_stamp(|_cap, batches| {
+                    let greatest = batches.flat_map(|b| b.drain(..)).max();
+                    last_event_ms = last_event_ms.max(greatest);
+                });
+                let mut logic = logic.borrow_mut();
+                input.for_each_stamp(|cap, batches| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    let slot = pending.entry(*cap.time()).or_default();
+                    held.hold(cap);
+                    let mut consumed = 0;
+                    for batch in batches {
+                        consumed += batch.len() as u64;
+                        for record in batch.drain(..) {
+                            let (ts, seq) = logic.order(&record);
+                            slot.push((ts, seq, record));
                         }
                     }
+                    counters.add_consumed(consumed);
+                });
+                if !held.is_held() {
+                    return;
                 }
-                if !not_yet.is_empty() {
-                    pending.entry(ready_below).or_default().extend(not_yet);
+                let f = frontier.frontier().first().copied();
+                let ready_below = f.unwrap_or(u64::MAX);
+                if pending
+                    .first_key_value()
+                    .is_some_and(|(t, _)| *t < ready_below)
+                {
+                    // Only batches that travelled below the frontier can hold final records.
+                    let later = pending.split_off(&ready_below);
+                    let mut not_yet = Vec::new();
+                    for (_, batch) in std::mem::replace(&mut pending, later) {
+                        for entry in batch {
+                            if entry.0 < ready_below {
+                                ready.push(entry);
+                            } else {
+                                not_yet.push(entry);
+                            }
+                        }
+                    }
+                    if !not_yet.is_empty() {
+                        pending.entry(ready_below).or_default().extend(not_yet);
+                    }
+                    ready.sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
+                    for (_, _, record) in ready.drain(..) {
+                        logic.on_record(&record, &mut rows);
+                    }
                 }
-                ready.sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
-                for (_, _, record) in ready.drain(..) {
-                    logic.on_record(&record, &mut rows);
+                match (f, ends_frontier.is_empty()) {
+                    (Some(_), _) => logic.on_frontier(f, &mut rows),
+                    // Every worker's last event time is in: the end is known.
+                    (None, true) => {
+                        if let Some(last) = last_event_ms {
+                            logic.on_frontier(Some(last + 1), &mut rows);
+                        }
+                        logic.on_frontier(None, &mut rows);
+                    }
+                    (None, false) => {}
                 }
+                if !rows.is_empty() {
+                    counters.add_rows(rows.len() as u64);
+                    let cap = held.get().expect("held above");
+                    output.session(cap).give_iterator(rows.drain(..));
+                }
+                let least_pending = pending.first_key_value().map(|(t, _)| *t);
+                held.settle([least_pending, logic.owes_at()].into_iter().flatten().min());
             }
-            logic.on_frontier(f, &mut rows);
-            if !rows.is_empty() {
-                counters.add_rows(rows.len() as u64);
-                let cap = held.get().expect("held above");
-                output.session(cap).give_iterator(rows.drain(..));
-            }
-            let least_pending = pending.first_key_value().map(|(t, _)| *t);
-            held.settle([least_pending, logic.owes_at()].into_iter().flatten().min());
-        }
-    }))
+        },
+    ))
 }
