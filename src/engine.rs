@@ -12,8 +12,9 @@
 use crate::backpressure::InFlight;
 use crate::checkpoint::state::StateRegistry;
 use crate::checkpoint::{self, CheckpointConfig, Checkpointer, ProcessState};
-use crate::dashboard::board::{Board, Tap};
+use crate::dashboard::board::Board;
 use crate::dashboard::{self, Dashboard, RunInfo};
+use crate::extend::{Extensions, QueryInputs, TradeQuery};
 use crate::ingest::Ingest;
 use crate::metrics::{
     spawn_reporter, AdvanceLog, Due, LatencyProbe, Metrics, StreamCounters, Summary, WorkerState,
@@ -40,7 +41,8 @@ use crate::operators::stats::{PriceStats, Stats};
 use crate::operators::volatility::{RealisedVolatility, Volatility};
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::record::{route_hash, Event, Interaction, Trade};
-use crate::sinks::{self, CsvSink, Flush, LateRow, MalformedRow};
+use crate::sinks::row_sink::{RowSink, RowSinks, SinkRow};
+use crate::sinks::{self, write_event, CsvSink, Flush, LateRow, MalformedRow};
 use crate::sources::anomalies::{TruthRow, TRUTH_HEADER};
 use crate::sources::csv_replay::CsvReplay;
 use crate::sources::interactions::InteractionGenerator;
@@ -77,6 +79,8 @@ pub struct Job {
     pub stop: Arc<AtomicBool>,
     /// This process's place in a cluster; none for a single process.
     pub cluster: Option<ClusterPlace>,
+    /// What a program embedding eddy added (see `extend.rs`).
+    pub extensions: Extensions,
 }
 
 impl Job {
@@ -86,7 +90,31 @@ impl Job {
             pipeline,
             stop: Arc::new(AtomicBool::new(false)),
             cluster: None,
+            extensions: Extensions::default(),
         }
+    }
+
+    /// Feeds the trade stream from `make(index, peers)`, one source per worker,
+    /// in place of the pipeline's `[sources.trades]`.
+    pub fn with_trade_source(
+        mut self,
+        make: impl Fn(usize, usize) -> anyhow::Result<Box<dyn Source<Trade>>> + Send + Sync + 'static,
+    ) -> Self {
+        self.pipeline.sources.trades = Some(TradeSource::Custom {});
+        self.extensions.trade_source = Some(Arc::new(make));
+        self
+    }
+
+    /// Hands every result row to `sink` too, as it is computed.
+    pub fn with_sink(mut self, sink: Arc<dyn RowSink>) -> Self {
+        self.extensions.sinks.push(sink);
+        self
+    }
+
+    /// Adds a per-symbol operator over the trade stream to every worker's dataflow.
+    pub fn with_trade_query(mut self, query: TradeQuery) -> Self {
+        self.extensions.trade_queries.push(Arc::new(query));
+        self
     }
 }
 
@@ -160,7 +188,11 @@ struct Outputs {
 
 impl Outputs {
     /// Creates the result files, or reopens them to resume (`resume`).
-    fn create(pipeline: &Pipeline, resume: bool) -> anyhow::Result<Outputs> {
+    fn create(
+        pipeline: &Pipeline,
+        extensions: &Extensions,
+        resume: bool,
+    ) -> anyhow::Result<Outputs> {
         let Some(dir) = pipeline.output.dir.clone() else {
             return Ok(Outputs::default());
         };
@@ -219,6 +251,11 @@ impl Outputs {
         let labelled = matches!(&pipeline.sources.trades, Some(TradeSource::Market(m)) if m.anomalies.is_some())
             || matches!(&pipeline.sources.interactions, Some(InteractionSource::Generator(g)) if g.anomalies.is_some());
         o.truth = o.open(labelled, "truth.csv", TRUTH_HEADER)?;
+        if let (Some(dir), true) = (&o.dir, trades) {
+            for q in &extensions.trade_queries {
+                o.all.push(q.open(dir, resume)?);
+            }
+        }
         o.late = o.open(true, "late.csv", sinks::LATE_HEADER)?;
         o.malformed = o.open(true, "malformed.csv", sinks::MALFORMED_HEADER)?;
         Ok(o)
@@ -281,7 +318,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     let process = job.cluster.as_ref().map_or(0, |c| c.process);
     let checkpoints = CheckpointPlan::prepare(&pipeline, processes, process)?.map(Arc::new);
     let resume = checkpoints.as_ref().is_some_and(|c| c.resume);
-    let outputs = Arc::new(Outputs::create(&pipeline, resume)?);
+    let outputs = Arc::new(Outputs::create(&pipeline, &job.extensions, resume)?);
     let metrics = Metrics::new(workers);
     let reporter = pipeline
         .engine
@@ -343,19 +380,31 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         _ if workers == 1 => timely::Config::thread(),
         _ => timely::Config::process(workers),
     };
+    // The board is the dashboard's row sink; an embedding program may add its own.
+    let sinks: RowSinks = Arc::new(
+        board
+            .iter()
+            .map(|b| Arc::clone(b) as Arc<dyn RowSink>)
+            .chain(job.extensions.sinks.iter().cloned())
+            .collect(),
+    );
+    let extensions = Arc::new(job.extensions);
     let shared = (
-        Arc::clone(&pipeline),
-        Arc::clone(&outputs),
-        Arc::clone(&metrics),
+        (
+            Arc::clone(&pipeline),
+            Arc::clone(&outputs),
+            Arc::clone(&metrics),
+        ),
         job.stop,
         malformed_reported,
-        board,
+        (board, sinks, extensions),
         checkpoints,
         ingest.clone(),
     );
     let guards = timely::execute(config, move |worker| {
-        let (pipeline, outputs, metrics, stop, reported, board, checkpoints, ingest) =
+        let ((pipeline, outputs, metrics), stop, reported, extra, checkpoints, ingest) =
             shared.clone();
+        let (board, sinks, extensions) = extra;
         let shared = WorkerShared {
             pipeline: &pipeline,
             outputs: &outputs,
@@ -363,6 +412,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             stop: &stop,
             reported: &reported,
             board: &board,
+            sinks: &sinks,
+            extensions: &extensions,
             checkpoints: &checkpoints,
             ingest: &ingest,
         };
@@ -827,6 +878,9 @@ struct WorkerShared<'a> {
     reported: &'a AtomicU64,
     /// The dashboard's results, when it is on.
     board: &'a Option<Arc<Board>>,
+    /// Every receiver of result rows (the board among them).
+    sinks: &'a RowSinks,
+    extensions: &'a Arc<Extensions>,
     checkpoints: &'a Option<Arc<CheckpointPlan>>,
     /// The TCP listener's input logs (`--listen`).
     ingest: &'a Option<Arc<Ingest>>,
@@ -844,6 +898,8 @@ fn run_worker(
         stop,
         reported,
         board,
+        sinks,
+        extensions,
         checkpoints,
         ingest,
     } = *shared;
@@ -907,8 +963,14 @@ fn run_worker(
     let states = StateRegistry::new(checkpointer.is_some(), restored);
     let ((trade_handle, trade_cap), (ix_handle, ix_cap)) =
         worker.dataflow::<u64, _, _>(|scope| {
+            let outputs = DataflowOutputs {
+                files: outputs,
+                board,
+                sinks,
+                probe: &probe,
+            };
             build_dataflow(
-                scope, pipeline, &states, &latency, metrics, outputs, board, &probe,
+                scope, pipeline, extensions, &states, &latency, metrics, &outputs,
             )
         })?;
     let unclaimed = states.unclaimed();
@@ -953,6 +1015,13 @@ fn run_worker(
             index,
             peers,
         )?)),
+        Some(TradeSource::Custom {}) => {
+            let make = extensions
+                .trade_source
+                .as_ref()
+                .context("a custom trade source is made in code (Job::with_trade_source)")?;
+            Some(make(index, peers)?)
+        }
     };
     let ix_source: Option<Box<dyn Source<Interaction>>> = match &pipeline.sources.interactions {
         None => None,
@@ -1138,17 +1207,16 @@ type InputPair<E> = (
 );
 
 /// Builds the queries of `pipeline` on the trade and interaction inputs it makes.
-#[allow(clippy::too_many_arguments)]
 fn build_dataflow<'scope>(
     scope: timely::dataflow::Scope<'scope, u64>,
     pipeline: &Pipeline,
+    extensions: &Extensions,
     states: &StateRegistry,
     latency: &LatencyProbe,
     metrics: &Arc<Metrics>,
-    outputs: &Outputs,
-    board: &Option<Arc<Board>>,
-    probe: &ProbeHandle<u64>,
+    out: &DataflowOutputs,
 ) -> anyhow::Result<(InputPair<Trade>, InputPair<Interaction>)> {
+    let (outputs, board, probe) = (out.files, out.board, out.probe);
     let index = scope.index();
     let peers = scope.peers();
     let queries = &pipeline.queries;
@@ -1159,6 +1227,15 @@ fn build_dataflow<'scope>(
     let trades_end = input_end(trades.clone(), states)?;
     let interactions_end = input_end(interactions.clone(), states)?;
     let trades = trades.exchange(|t: &Trade| route_hash(t.symbol.0));
+    for query in &extensions.trade_queries {
+        query.build(QueryInputs {
+            trades: &trades,
+            end: &trades_end,
+            states,
+            counters: metrics.query(&format!("trades/{}", query.name())),
+            probe,
+        })?;
+    }
     let q = queries;
     let counters = |name: &str| metrics.query(name);
     // The models' rows, from both streams, go to one file each.
@@ -1185,7 +1262,7 @@ fn build_dataflow<'scope>(
             states,
         )?;
         if q.bars_1s.enabled {
-            write_and_probe(bars.clone(), outputs.bars.clone(), board, probe);
+            write_and_probe(bars.clone(), outputs.bars.clone(), out);
         }
         if q.forecasts.enabled {
             forecasts.push(ordered(
@@ -1216,7 +1293,7 @@ fn build_dataflow<'scope>(
                 latency.clone(),
                 states,
             )?;
-            write_and_probe(corr, outputs.corr.clone(), board, probe);
+            write_and_probe(corr, outputs.corr.clone(), out);
         }
     }
     if q.stats_10s.enabled {
@@ -1229,7 +1306,7 @@ fn build_dataflow<'scope>(
             latency.clone(),
             states,
         )?;
-        write_and_probe(stats, outputs.stats.clone(), board, probe);
+        write_and_probe(stats, outputs.stats.clone(), out);
     }
     if q.vol_60s.enabled {
         let logic = RealisedVolatility::new(&q.vol_60s);
@@ -1241,7 +1318,7 @@ fn build_dataflow<'scope>(
             counters("trades/vol_60s"),
             states,
         )?;
-        write_and_probe(vol, outputs.vol.clone(), board, probe);
+        write_and_probe(vol, outputs.vol.clone(), out);
     }
     if q.ewma.enabled {
         let ewma = ordered(
@@ -1259,7 +1336,7 @@ fn build_dataflow<'scope>(
                 rows_latency.records_emitted(rows.iter().map(|r| r.ts_ms));
             }
         });
-        write_and_probe(ewma, outputs.ewma.clone(), board, probe);
+        write_and_probe(ewma, outputs.ewma.clone(), out);
     }
     let by_item = interactions
         .clone()
@@ -1276,16 +1353,11 @@ fn build_dataflow<'scope>(
             states,
         )?;
         if q.item_counts_60s.enabled {
-            write_and_probe(counts.clone(), outputs.item_counts.clone(), board, probe);
+            write_and_probe(counts.clone(), outputs.item_counts.clone(), out);
         }
         if q.alerts.enabled {
             let threshold = q.alerts.threshold;
-            write_and_probe(
-                alert_rows(counts, threshold),
-                outputs.alerts.clone(),
-                board,
-                probe,
-            );
+            write_and_probe(alert_rows(counts, threshold), outputs.alerts.clone(), out);
             if q.alerts.log || board.is_some() {
                 fire_alerts(
                     by_item.clone(),
@@ -1375,7 +1447,7 @@ fn build_dataflow<'scope>(
                 }
             }
         });
-        write_and_probe(rows, outputs.anomalies.clone(), board, probe);
+        write_and_probe(rows, outputs.anomalies.clone(), out);
     }
     if !forecasts.is_empty() {
         let quality = Arc::clone(metrics);
@@ -1384,7 +1456,7 @@ fn build_dataflow<'scope>(
                 quality.quality.forecasts(rows);
             }
         });
-        write_and_probe(rows, outputs.forecasts.clone(), board, probe);
+        write_and_probe(rows, outputs.forecasts.clone(), out);
     }
     if q.activity_60s.enabled {
         let rows = activity(
@@ -1395,7 +1467,7 @@ fn build_dataflow<'scope>(
             latency.clone(),
             states,
         )?;
-        write_and_probe(rows, outputs.activity.clone(), board, probe);
+        write_and_probe(rows, outputs.activity.clone(), out);
     }
     if q.item_totals.enabled {
         item_totals(
@@ -1412,33 +1484,30 @@ fn build_dataflow<'scope>(
     Ok((trade_input, ix_input))
 }
 
-/// Writes a result stream's rows to its sink (if any), shows them on the
-/// dashboard (if on) and probes them.
-fn write_and_probe<T: serde::Serialize + Clone + 'static>(
-    rows: Stream<'_, u64, Vec<T>>,
-    sink: Option<Arc<CsvSink<T>>>,
-    board: &Option<Arc<Board>>,
-    probe: &ProbeHandle<u64>,
-) where
-    Board: Tap<T>,
-{
-    let board = board.clone();
-    rows.inspect_core(move |event| {
-        if let (Some(board), Ok((_, rows))) = (&board, &event) {
-            board.rows(rows);
-        }
-        write_rows(&sink, event)
-    })
-    .probe_with(probe);
+/// Where a worker's result rows go.
+struct DataflowOutputs<'a> {
+    files: &'a Outputs,
+    /// The dashboard's board (also among `sinks`), for the live alerts.
+    board: &'a Option<Arc<Board>>,
+    sinks: &'a RowSinks,
+    probe: &'a ProbeHandle<u64>,
 }
 
-fn write_rows<T: serde::Serialize>(
-    sink: &Option<Arc<CsvSink<T>>>,
-    event: Result<(&timely::dataflow::channels::Stamp<u64>, &Vec<T>), &[u64]>,
+/// Writes a result stream's rows to its file (if any), hands them to the row
+/// sinks (the dashboard among them) and probes them.
+fn write_and_probe<T: serde::Serialize + SinkRow + Clone + 'static>(
+    rows: Stream<'_, u64, Vec<T>>,
+    file: Option<Arc<CsvSink<T>>>,
+    out: &DataflowOutputs,
 ) {
-    if let (Some(sink), Ok((_, rows))) = (sink, event) {
-        if let Err(e) = sink.write_all(rows.iter()) {
-            tracing::error!("cannot write results: {e}");
+    let sinks = Arc::clone(out.sinks);
+    rows.inspect_core(move |event| {
+        if let Ok((_, rows)) = &event {
+            for sink in sinks.iter() {
+                T::hand_to(sink.as_ref(), rows);
+            }
         }
-    }
+        write_event(&file, event)
+    })
+    .probe_with(out.probe);
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod dashboard;
 pub mod engine;
 pub mod evaluate;
+pub mod extend;
 pub mod generate;
 pub mod ingest;
 pub mod metrics;

@@ -561,9 +561,9 @@ fn run_pipeline(p: Pipeline, cluster: Option<ClusterPlace>) -> anyhow::Result<()
         eprintln!("eddy: stopping: draining the dataflow (Ctrl-C again to quit at once)");
     })?;
     let summary = engine::run(Job {
-        pipeline: p,
         stop,
         cluster,
+        ..Job::new(p)
     })?;
     eprintln!("{}", summary.report());
     if let Some(dir) = out {

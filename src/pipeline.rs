@@ -111,6 +111,10 @@ pub enum TradeSource {
     Csv(CsvSource),
     /// Received over TCP (see `[sources.listen]`).
     Tcp {},
+    /// Made in code by a program that embeds eddy (`Job::with_trade_source`);
+    /// not a kind pipeline files can name.
+    #[serde(skip_deserializing)]
+    Custom {},
 }
 
 /// `[sources.interactions]`: `kind = "generator"` or `kind = "csv"` with a `path`.

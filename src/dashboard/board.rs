@@ -21,6 +21,7 @@ use crate::operators::volatility::Volatility;
 use crate::pipeline::Queries;
 use crate::quality::{Quality, QualitySummary};
 use crate::record::Symbol;
+use crate::sinks::row_sink::RowSink;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -39,11 +40,6 @@ const ALERTS_KEPT: usize = 50;
 const ANOMALIES_KEPT: usize = 50;
 /// Symbols in the latest-bars table.
 const LATEST_BARS_SHOWN: usize = 30;
-
-/// A result row type the board can take.
-pub trait Tap<T> {
-    fn rows(&self, rows: &[T]);
-}
 
 /// The latest rows of every query (see the module doc).
 pub struct Board {
@@ -250,8 +246,8 @@ impl Results {
     }
 }
 
-impl Tap<Bar> for Board {
-    fn rows(&self, rows: &[Bar]) {
+impl RowSink for Board {
+    fn bars(&self, rows: &[Bar]) {
         self.with(|r| {
             for b in rows {
                 let h = &mut r.symbol(b.symbol).bars;
@@ -259,10 +255,7 @@ impl Tap<Bar> for Board {
             }
         })
     }
-}
-
-impl Tap<PriceStats> for Board {
-    fn rows(&self, rows: &[PriceStats]) {
+    fn stats(&self, rows: &[PriceStats]) {
         let length = self.moving_average_ms;
         self.with(|r| {
             for s in rows {
@@ -272,10 +265,7 @@ impl Tap<PriceStats> for Board {
             }
         })
     }
-}
-
-impl Tap<Volatility> for Board {
-    fn rows(&self, rows: &[Volatility]) {
+    fn volatility(&self, rows: &[Volatility]) {
         self.with(|r| {
             for v in rows {
                 let h = &mut r.symbol(v.symbol).volatility;
@@ -283,10 +273,7 @@ impl Tap<Volatility> for Board {
             }
         })
     }
-}
-
-impl Tap<EwmaRow> for Board {
-    fn rows(&self, rows: &[EwmaRow]) {
+    fn ewma(&self, rows: &[EwmaRow]) {
         self.with(|r| {
             for e in rows {
                 let second = e.ts_ms - e.ts_ms % 1000;
@@ -295,10 +282,7 @@ impl Tap<EwmaRow> for Board {
             }
         })
     }
-}
-
-impl Tap<Correlation> for Board {
-    fn rows(&self, rows: &[Correlation]) {
+    fn correlations(&self, rows: &[Correlation]) {
         self.with(|r| {
             for c in rows {
                 match &mut r.correlation {
@@ -309,10 +293,7 @@ impl Tap<Correlation> for Board {
             }
         })
     }
-}
-
-impl Tap<ItemCount> for Board {
-    fn rows(&self, rows: &[ItemCount]) {
+    fn item_counts(&self, rows: &[ItemCount]) {
         self.with(|r| {
             for c in rows {
                 r.items
@@ -325,10 +306,7 @@ impl Tap<ItemCount> for Board {
             }
         })
     }
-}
-
-impl Tap<Activity> for Board {
-    fn rows(&self, rows: &[Activity]) {
+    fn activity(&self, rows: &[Activity]) {
         self.with(|r| {
             for a in rows {
                 put(
@@ -340,10 +318,7 @@ impl Tap<Activity> for Board {
             }
         })
     }
-}
-
-impl Tap<Alert> for Board {
-    fn rows(&self, rows: &[Alert]) {
+    fn alerts(&self, rows: &[Alert]) {
         self.with(|r| {
             for a in rows {
                 r.push_alert(AlertEvent {
@@ -356,10 +331,7 @@ impl Tap<Alert> for Board {
             }
         })
     }
-}
-
-impl Tap<Anomaly> for Board {
-    fn rows(&self, rows: &[Anomaly]) {
+    fn anomalies(&self, rows: &[Anomaly]) {
         self.quality.anomalies(rows);
         self.with(|r| {
             for a in rows {
@@ -374,10 +346,7 @@ impl Tap<Anomaly> for Board {
             r.anomalies.truncate(ANOMALIES_KEPT);
         })
     }
-}
-
-impl Tap<Forecast> for Board {
-    fn rows(&self, rows: &[Forecast]) {
+    fn forecasts(&self, rows: &[Forecast]) {
         self.quality.forecasts(rows);
         self.with(|r| {
             for f in rows.iter().filter(|f| f.stream == "trades") {
@@ -516,7 +485,7 @@ mod tests {
         let board = Board::new(&Queries::default());
         // Two workers' rows interleaved out of order, for far longer than kept.
         for s in (0..2_000u64).rev() {
-            board.rows(&[bar("AAA", s * 1000, s as f64, 1)]);
+            board.bars(&[bar("AAA", s * 1000, s as f64, 1)]);
         }
         let view = board.view(Some("AAA"), 0);
         let bars = view.market.unwrap().bars;
@@ -537,7 +506,7 @@ mod tests {
     #[test]
     fn the_default_symbol_is_the_most_traded_and_unknown_ones_fall_back_to_it() {
         let board = Board::new(&Queries::default());
-        board.rows(&[
+        board.bars(&[
             bar("AAA", 0, 1.0, 5),
             bar("BBB", 0, 2.0, 9),
             bar("CCC", 0, 3.0, 1),
@@ -554,8 +523,8 @@ mod tests {
     #[test]
     fn top_items_come_from_the_latest_window_whose_rows_are_all_out() {
         let board = Board::new(&Queries::default());
-        board.rows(&[count(1, 0, 10), count(2, 0, 30), count(3, 0, 20)]);
-        board.rows(&[count(1, 60_000, 99)]);
+        board.item_counts(&[count(1, 0, 10), count(2, 0, 30), count(3, 0, 20)]);
+        board.item_counts(&[count(1, 60_000, 99)]);
         // Results complete to 90 s: the window [60 s, 120 s) may still get rows.
         let top = board.view(None, 90_000).top_items.unwrap();
         assert_eq!(top.window_start_ms, 0);

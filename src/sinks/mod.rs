@@ -5,6 +5,8 @@
 //! Rows keep their WORKLOAD.md headers; floats are written in their shortest
 //! exact form, so pandas reads back the very same numbers.
 
+pub mod row_sink;
+
 use crate::record::Event;
 use crate::sources::{Late, Malformed};
 use anyhow::Context;
@@ -75,6 +77,19 @@ impl<T: Serialize> CsvSink<T> {
         let bytes = formatted.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
         self.file.lock().expect("sink lock").write_all(&bytes)?;
         Ok(())
+    }
+}
+
+/// Writes the rows of a dataflow event (from `inspect_core`) to `sink`, if
+/// any; a write error is logged (the run goes on and the summary tells).
+pub fn write_event<T: Serialize>(
+    sink: &Option<Arc<CsvSink<T>>>,
+    event: Result<(&timely::dataflow::channels::Stamp<u64>, &Vec<T>), &[u64]>,
+) {
+    if let (Some(sink), Ok((_, rows))) = (sink, event) {
+        if let Err(e) = sink.write_all(rows.iter()) {
+            tracing::error!("cannot write results: {e}");
+        }
     }
 }
 
