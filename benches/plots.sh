@@ -2,7 +2,7 @@
 # The committed charts -> results/plots/*.png
 #   bash benches/plots.sh          (about 10 seconds)
 # Benchmark charts from the committed CSVs in results/ (latency vs load,
-# scaling, peers), and data charts from a replay of generated data: 300 000
+# scaling, peers, checkpoints, model quality), and data charts from a replay of generated data: 300 000
 # trades of 12 symbols and 400 000 interactions (price, bars, correlation,
 # item counts with alerts, activity, latency CDF). eddy draws them all.
 source "$(dirname "$0")/common.sh"

@@ -115,7 +115,13 @@ fn the_committed_benchmark_csvs_plot() {
     let dir = temp_dir();
     let o = plot(&results, dir.path(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for name in ["latency_vs_load", "scaling", "peers"] {
+    for name in [
+        "latency_vs_load",
+        "scaling",
+        "peers",
+        "checkpoints",
+        "model_quality",
+    ] {
         assert_chart(dir.path(), name, 1200, 700);
     }
 }

@@ -1,6 +1,7 @@
 //! Performance charts: the latency distribution of a run (metrics.json), and
 //! from the benchmark CSVs in results/: latency against offered load,
-//! throughput per worker/process layout, and the peer comparison.
+//! throughput per worker/process layout, the peer comparison, the cost of
+//! checkpoints, and the models' quality.
 
 use super::{job, legend, read_csv, Chart, Job, CAPTION, PALETTE};
 use crate::metrics::decode;
@@ -43,6 +44,17 @@ pub(super) fn charts(dir: &Path) -> anyhow::Result<Vec<Job>> {
     if let Some(rows) = read_csv::<PeerRow>(&dir.join("peers.csv"))? {
         jobs.push(job(Peers { rows }));
     }
+    if let Some(rows) = read_csv::<CheckpointRow>(&dir.join("checkpoints.csv"))? {
+        jobs.push(job(Checkpoints { rows }));
+    }
+    let anomalies = read_csv::<AnomalyRow>(&dir.join("anomaly_quality.csv"))?;
+    let forecasts = read_csv::<ForecastRow>(&dir.join("forecast_quality.csv"))?;
+    if let (Some(anomalies), Some(forecasts)) = (anomalies, forecasts) {
+        jobs.push(job(ModelQuality {
+            anomalies,
+            forecasts,
+        }));
+    }
     Ok(jobs)
 }
 
@@ -57,12 +69,14 @@ fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     seen
 }
 
-/// 1.5M, 620k, 950.
+/// 1.5M, 620k, 950, 0.97 (fractions keep two decimals).
 fn human(v: f64) -> String {
     if v >= 1e6 {
         format!("{}M", (v / 1e5).round() / 10.0)
     } else if v >= 1e3 {
         format!("{:.0}k", v / 1e3)
+    } else if v.abs() < 10.0 && v.fract() != 0.0 {
+        format!("{v:.2}")
     } else {
         format!("{v:.0}")
     }
@@ -381,5 +395,127 @@ impl Chart for Peers {
             .collect();
         let area = area.titled("M1+M2 on the same file: trades/s after start-up", CAPTION)?;
         bars(&area, "", "trades/s", &rows)
+    }
+}
+
+/// The median of `values` (the middle one of an odd count, else the mean of the two).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[derive(Deserialize)]
+struct CheckpointRow {
+    interval_ms: String,
+    records_per_s: f64,
+    mean_ms: f64,
+}
+
+/// Throughput without and with checkpoints (median of the repetitions), and
+/// the mean time a checkpoint takes.
+struct Checkpoints {
+    rows: Vec<CheckpointRow>,
+}
+
+impl Chart for Checkpoints {
+    fn name(&self) -> String {
+        "checkpoints".into()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let area = area.titled(
+            "Checkpoints: full pipeline throughput and checkpoint time (median of repetitions)",
+            CAPTION,
+        )?;
+        let intervals = distinct(self.rows.iter().map(|r| r.interval_ms.as_str()));
+        let of = |interval: &str, value: fn(&CheckpointRow) -> f64| {
+            median(
+                (self.rows.iter())
+                    .filter(|r| r.interval_ms == interval)
+                    .map(value)
+                    .collect(),
+            )
+        };
+        let label = |i: &str| match i {
+            "none" => "no checkpoints".to_string(),
+            ms => format!("every {} s", ms.parse::<f64>().unwrap_or(0.0) / 1000.0),
+        };
+        let throughput: Vec<_> = (intervals.iter())
+            .map(|i| (label(i), of(i, |r| r.records_per_s), PALETTE[0]))
+            .collect();
+        let time: Vec<_> = (intervals.iter())
+            .filter(|i| **i != "none")
+            .map(|i| (label(i), of(i, |r| r.mean_ms), PALETTE[1]))
+            .collect();
+        let panels = area.split_evenly((1, 2));
+        bars(&panels[0], "throughput", "records/s", &throughput)?;
+        bars(&panels[1], "mean time per checkpoint", "ms", &time)?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct AnomalyRow {
+    disorder_ms: u64,
+    kind: String,
+    f1: f64,
+}
+
+#[derive(Deserialize)]
+struct ForecastRow {
+    disorder_ms: u64,
+    target: String,
+    skill: f64,
+}
+
+/// Detection F1 per anomaly kind, and forecast skill against the naive
+/// forecast per target, for each disorder setting.
+struct ModelQuality {
+    anomalies: Vec<AnomalyRow>,
+    forecasts: Vec<ForecastRow>,
+}
+
+impl Chart for ModelQuality {
+    fn name(&self) -> String {
+        "model_quality".into()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let area = area.titled(
+            "Models against the generators' labels (colour: disorder 0 / 150 ms)",
+            CAPTION,
+        )?;
+        let color = |disorder: u64| PALETTE[usize::from(disorder > 0)];
+        let f1: Vec<_> = (self.anomalies.iter())
+            .map(|r| (r.kind.replace('_', " "), r.f1, color(r.disorder_ms)))
+            .collect();
+        // Skill = 1 - MAE / naive MAE: above 0 beats the last value.
+        let skill: Vec<_> = (self.forecasts.iter())
+            .map(|r| {
+                let s = r.skill.max(0.0);
+                (r.target.clone(), s, color(r.disorder_ms))
+            })
+            .collect();
+        let (width, _) = area.dim_in_pixel();
+        let (left, right) = area.split_horizontally(width * 5 / 8);
+        bars(&left, "anomaly detection F1", "F1", &f1)?;
+        bars(
+            &right,
+            "forecast skill vs naive (negative shown as 0)",
+            "skill",
+            &skill,
+        )?;
+        Ok(())
     }
 }
