@@ -907,6 +907,10 @@ fn run_worker(
     let peers = worker.peers();
     let engine = &pipeline.engine;
     let probe = ProbeHandle::new();
+    if engine.measure_traffic {
+        metrics.measure_traffic.store(true, Relaxed);
+        metrics.traffic.register(worker);
+    }
     let advance_log = Rc::new(RefCell::new(AdvanceLog::default()));
     // Checkpoints: the control dataflow first, then (resuming) the state to start from.
     let mut checkpointer = None;

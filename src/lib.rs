@@ -20,3 +20,4 @@ pub mod send;
 pub mod sinks;
 pub mod sources;
 pub mod time;
+pub mod traffic;

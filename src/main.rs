@@ -167,6 +167,10 @@ struct EngineArgs {
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
+    /// Count the records and progress messages the workers send each other
+    /// (metrics.json `traffic`; costs a little).
+    #[arg(long)]
+    measure_traffic: bool,
 }
 
 impl EngineArgs {
@@ -205,6 +209,9 @@ impl EngineArgs {
         }
         if self.quiet {
             e.status = false;
+        }
+        if self.measure_traffic {
+            e.measure_traffic = true;
         }
         if let Some(address) = &self.dashboard {
             e.dashboard = Some(address.clone());

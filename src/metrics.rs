@@ -164,6 +164,9 @@ pub struct Metrics {
     checkpoints: CheckpointCounters,
     /// Anomalies detected and forecast errors (see `quality.rs`).
     pub quality: crate::quality::Quality,
+    /// What the workers sent each other, when measured (`traffic.rs`).
+    pub traffic: Arc<crate::traffic::Traffic>,
+    pub measure_traffic: AtomicBool,
 }
 
 /// What the checkpoints of this run cost, summed over the process's workers.
@@ -204,6 +207,8 @@ impl Metrics {
             finished: AtomicBool::new(false),
             checkpoints: CheckpointCounters::default(),
             quality: Default::default(),
+            traffic: Default::default(),
+            measure_traffic: AtomicBool::new(false),
         })
     }
 
@@ -534,6 +539,10 @@ impl Metrics {
             ingest: None,
             checkpoints: self.checkpoint_summary(),
             quality: self.quality.summary(),
+            traffic: self
+                .measure_traffic
+                .load(Relaxed)
+                .then(|| self.traffic.summary()),
         }
     }
 }
@@ -665,6 +674,9 @@ pub struct Summary {
     /// What the anomaly detectors and forecasters produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::quality::QualitySummary>,
+    /// With --measure-traffic: what the workers sent each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::traffic::TrafficSummary>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -804,6 +816,9 @@ impl Summary {
             checkpoints: parts.first().and_then(|p| p.checkpoints.clone()),
             quality: parts.iter().any(|p| p.quality.is_some()).then(|| {
                 crate::quality::QualitySummary::merge(parts.iter().flat_map(|p| &p.quality))
+            }),
+            traffic: parts.iter().any(|p| p.traffic.is_some()).then(|| {
+                crate::traffic::TrafficSummary::merge(parts.iter().flat_map(|p| &p.traffic))
             }),
         })
     }

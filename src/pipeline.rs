@@ -70,6 +70,8 @@ pub struct EngineConfig {
     pub dashboard_linger_s: f64,
     /// Checkpoints (`[engine.checkpoint]`): off unless a folder is named.
     pub checkpoint: CheckpointConfig,
+    /// Count what the workers send each other (`metrics.json` `traffic`).
+    pub measure_traffic: bool,
 }
 
 impl Default for EngineConfig {
@@ -89,6 +91,7 @@ impl Default for EngineConfig {
             dashboard: None,
             dashboard_linger_s: 0.0,
             checkpoint: CheckpointConfig::default(),
+            measure_traffic: false,
         }
     }
 }
