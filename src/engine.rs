@@ -390,21 +390,30 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     );
     let extensions = Arc::new(job.extensions);
     let shared = (
-        (
-            Arc::clone(&pipeline),
-            Arc::clone(&outputs),
-            Arc::clone(&metrics),
-        ),
+        Arc::clone(&pipeline),
+        Arc::clone(&outputs),
+        Arc::clone(&metrics),
         job.stop,
         malformed_reported,
-        (board, sinks, extensions),
+        board,
+        sinks,
+        extensions,
         checkpoints,
         ingest.clone(),
     );
     let guards = timely::execute(config, move |worker| {
-        let ((pipeline, outputs, metrics), stop, reported, extra, checkpoints, ingest) =
-            shared.clone();
-        let (board, sinks, extensions) = extra;
+        let (
+            pipeline,
+            outputs,
+            metrics,
+            stop,
+            reported,
+            board,
+            sinks,
+            extensions,
+            checkpoints,
+            ingest,
+        ) = shared.clone();
         let shared = WorkerShared {
             pipeline: &pipeline,
             outputs: &outputs,
