@@ -389,46 +389,20 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             .collect(),
     );
     let extensions = Arc::new(job.extensions);
-    let shared = (
-        Arc::clone(&pipeline),
-        Arc::clone(&outputs),
-        Arc::clone(&metrics),
-        job.stop,
-        malformed_reported,
+    let shared = WorkerShared {
+        pipeline: Arc::clone(&pipeline),
+        outputs: Arc::clone(&outputs),
+        metrics: Arc::clone(&metrics),
+        stop: job.stop,
+        reported: malformed_reported,
         board,
         sinks,
         extensions,
         checkpoints,
-        ingest.clone(),
-    );
-    let guards = timely::execute(config, move |worker| {
-        let (
-            pipeline,
-            outputs,
-            metrics,
-            stop,
-            reported,
-            board,
-            sinks,
-            extensions,
-            checkpoints,
-            ingest,
-        ) = shared.clone();
-        let shared = WorkerShared {
-            pipeline: &pipeline,
-            outputs: &outputs,
-            metrics: &metrics,
-            stop: &stop,
-            reported: &reported,
-            board: &board,
-            sinks: &sinks,
-            extensions: &extensions,
-            checkpoints: &checkpoints,
-            ingest: &ingest,
-        };
-        run_worker(worker, &shared, start)
-    })
-    .map_err(anyhow::Error::msg)?;
+        ingest: ingest.clone(),
+    };
+    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, start))
+        .map_err(anyhow::Error::msg)?;
     let mut first_error = None;
     for result in guards.join() {
         match result {
@@ -879,20 +853,20 @@ impl<E: Event> Feed<E> {
 }
 
 /// What the workers of a process share.
-struct WorkerShared<'a> {
-    pipeline: &'a Pipeline,
-    outputs: &'a Outputs,
-    metrics: &'a Arc<Metrics>,
-    stop: &'a AtomicBool,
-    reported: &'a AtomicU64,
+struct WorkerShared {
+    pipeline: Arc<Pipeline>,
+    outputs: Arc<Outputs>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+    reported: Arc<AtomicU64>,
     /// The dashboard's results, when it is on.
-    board: &'a Option<Arc<Board>>,
+    board: Option<Arc<Board>>,
     /// Every receiver of result rows (the board among them).
-    sinks: &'a RowSinks,
-    extensions: &'a Arc<Extensions>,
-    checkpoints: &'a Option<Arc<CheckpointPlan>>,
+    sinks: RowSinks,
+    extensions: Arc<Extensions>,
+    checkpoints: Option<Arc<CheckpointPlan>>,
     /// The TCP listener's input logs (`--listen`).
-    ingest: &'a Option<Arc<Ingest>>,
+    ingest: Option<Arc<Ingest>>,
 }
 
 fn run_worker(
@@ -911,7 +885,7 @@ fn run_worker(
         extensions,
         checkpoints,
         ingest,
-    } = *shared;
+    } = shared;
     let index = worker.index();
     let peers = worker.peers();
     let engine = &pipeline.engine;
