@@ -366,6 +366,9 @@ mod tests {
         let text = "[engine]\nworkers = \"two\"\n[sources.trades]\nkind = \"market\"\n";
         let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
         assert!(err.contains("p.toml:2"), "{err}");
+        let text = "[sources.interactions]\nkind = \"generator\"\n[queries.forecasts]\ncount_forget_after_windows = 0\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("count_forget_after_windows"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 
 use common::{eddy, read_interactions, stderr, temp_dir, Ix};
 use eddy::engine::{run, Job};
+use eddy::operators::forecasts::ForecastsConfig;
 use eddy::pipeline::{InteractionSource, Pipeline, TradeSource};
 use eddy::sources::anomalies::InteractionAnomalies;
 use eddy::sources::interactions::InteractionConfig;
@@ -347,5 +348,54 @@ fn windows_before_the_last_event_are_scored_whatever_frontier_was_seen() {
             )],
             "{workers} worker(s)"
         );
+    }
+}
+
+#[test]
+fn keys_idle_for_years_cost_a_bounded_number_of_rows() {
+    let dir = temp_dir();
+    let (trades, ix) = (dir.path().join("t.csv"), dir.path().join("ix.csv"));
+    let (first, last) = (1u64, eddy::sources::parse::MAX_TS_MS);
+    std::fs::write(
+        &trades,
+        format!("ts_ms,symbol,price,size\n{first},A,2,3\n{last},A,2.5,3\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &ix,
+        format!("ts_ms,user_id,item_id,interaction\n{first},2,3,view\n{last},2,3,click\n"),
+    )
+    .unwrap();
+    let forget = ForecastsConfig::default().count_forget_after_windows;
+    let window = ForecastsConfig::default().count_window_ms;
+    for workers in [1, 2] {
+        let out = dir.path().join(format!("out{workers}"));
+        run(Job::new(common::replay_pipeline(
+            Some(&trades),
+            Some(&ix),
+            &out,
+            workers,
+        )))
+        .unwrap();
+        let counts: Vec<String> = sorted_lines(&out.join("forecasts.csv"))
+            .into_iter()
+            .filter(|l| l.contains(",count,"))
+            .collect();
+        // The item's empty windows after its first are scored (actual 0) until
+        // it is forgotten; seen again years later, it starts afresh.
+        let starts: Vec<u64> = counts
+            .iter()
+            .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+            .collect();
+        let mut expected: Vec<u64> = (1..=forget).map(|w| w * window).collect();
+        expected.sort_by_key(|s| s.to_string());
+        assert_eq!(starts, expected, "{workers} worker(s)");
+        assert!(counts.iter().all(|l| l.split(',').nth(6) == Some("0.0")));
+        // The symbol: one close forecast, no volatility rows (no returns).
+        let trades_rows = sorted_lines(&out.join("forecasts.csv"))
+            .into_iter()
+            .filter(|l| l.starts_with("trades,"))
+            .count();
+        assert_eq!(trades_rows, 1, "{workers} worker(s)");
     }
 }

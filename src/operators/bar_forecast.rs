@@ -74,6 +74,7 @@ impl BarForecast {
         out: &mut Vec<Forecast>,
     ) {
         while s.window < window {
+            let empty = s.returns == 0;
             let realised = (s.returns >= 2).then(|| (s.sum_sq / s.returns as f64).sqrt());
             if let (Some(forecast), Some(naive), Some(actual)) = (s.forecast, s.naive, realised) {
                 let start = s.window * c.vol_window_ms;
@@ -88,6 +89,10 @@ impl BarForecast {
             s.window += 1;
             s.sum_sq = 0.0;
             s.returns = 0;
+            if empty {
+                // After an empty window, empty windows change nothing: skip the gap.
+                s.window = window;
+            }
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct ForecastsConfig {
     pub count_window_ms: u64,
     /// Half-life, in windows, of the counts' weighted mean.
     pub count_half_life_windows: f64,
+    /// An item this many windows in a row without interactions is forgotten:
+    /// no more rows for it, and it starts afresh when seen again.
+    pub count_forget_after_windows: u64,
 }
 
 impl Default for ForecastsConfig {
@@ -40,6 +43,7 @@ impl Default for ForecastsConfig {
             vol_half_life_bars: 60.0,
             count_window_ms: 10_000,
             count_half_life_windows: 6.0,
+            count_forget_after_windows: 30,
         }
     }
 }
@@ -62,6 +66,9 @@ impl ForecastsConfig {
         }
         if self.count_window_ms == 0 {
             return Err("forecasts.count_window_ms must be positive".into());
+        }
+        if self.count_forget_after_windows == 0 {
+            return Err("forecasts.count_forget_after_windows must be positive".into());
         }
         for (name, v) in [
             ("vol_half_life_bars", self.vol_half_life_bars),

@@ -8,7 +8,10 @@
 //! forecast of the next window's count is that mean; naive: the last window's
 //! count. A window is scored when the frontier passes its end; when the input
 //! ends, every window ending at or before its last event is, and the window
-//! holding the last event (perhaps partial) is not.
+//! holding the last event (perhaps partial) is not. An item without
+//! interactions for `count_forget_after_windows` windows in a row is
+//! forgotten (its last row is that window's); seen again, it starts afresh —
+//! so an idle item costs neither memory nor rows, however long the gap.
 
 use super::anomalies::{weight_of_half_life, EwMean};
 use super::forecasts::{ErrorTally, Forecast, ForecastsConfig, Target};
@@ -23,14 +26,23 @@ struct ItemModel {
     count: u64,
     mean: EwMean,
     last: Option<u64>,
+    /// Windows in a row closed without interactions.
+    idle: u64,
     errors: ErrorTally,
+}
+
+/// The settings a model's update needs.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct Setting {
+    window_ms: u64,
+    weight: f64,
+    forget_after: u64,
 }
 
 /// The forecaster: a few numbers per item.
 #[derive(Serialize, Deserialize)]
 pub struct ItemForecast {
-    window_ms: u64,
-    weight: f64,
+    setting: Setting,
     items: FxHashMap<u64, ItemModel>,
     closed_before: u64,
     ended: bool,
@@ -39,8 +51,11 @@ pub struct ItemForecast {
 impl ItemForecast {
     pub fn new(config: &ForecastsConfig) -> Self {
         ItemForecast {
-            window_ms: config.count_window_ms,
-            weight: weight_of_half_life(config.count_half_life_windows),
+            setting: Setting {
+                window_ms: config.count_window_ms,
+                weight: weight_of_half_life(config.count_half_life_windows),
+                forget_after: config.count_forget_after_windows,
+            },
             items: FxHashMap::default(),
             closed_before: 0,
             ended: false,
@@ -49,18 +64,24 @@ impl ItemForecast {
 }
 
 impl ItemModel {
-    /// Closes the item's open window and the empty ones after it, up to `window`.
-    fn close(
-        &mut self,
-        item: u64,
-        window: u64,
-        (window_ms, weight): (u64, f64),
-        out: &mut Vec<Forecast>,
-    ) {
+    fn new(window: u64) -> Self {
+        ItemModel {
+            window,
+            count: 0,
+            mean: EwMean::default(),
+            last: None,
+            idle: 0,
+            errors: ErrorTally::default(),
+        }
+    }
+
+    /// Closes the item's open window and the empty ones after it, up to
+    /// `window`; false when the item is to be forgotten on the way.
+    fn close(&mut self, item: u64, window: u64, s: Setting, out: &mut Vec<Forecast>) -> bool {
         while self.window < window {
             if let Some(last) = self.last {
                 let values = (self.mean.mean, last as f64, self.count as f64);
-                let start = self.window * window_ms;
+                let start = self.window * s.window_ms;
                 out.push(self.errors.row(
                     ("interactions", item.to_string()),
                     Target::Count,
@@ -68,11 +89,16 @@ impl ItemModel {
                     values,
                 ));
             }
-            self.mean.add(self.count as f64, weight);
+            self.idle = if self.count == 0 { self.idle + 1 } else { 0 };
+            if self.idle >= s.forget_after {
+                return false;
+            }
+            self.mean.add(self.count as f64, s.weight);
             self.last = Some(self.count);
             self.window += 1;
             self.count = 0;
         }
+        true
     }
 }
 
@@ -85,15 +111,14 @@ impl OrderedLogic for ItemForecast {
     }
 
     fn on_record(&mut self, p: &ItemCount, out: &mut Vec<Forecast>) {
-        let window = p.window_start_ms / self.window_ms;
-        let m = self.items.entry(p.item_id).or_insert(ItemModel {
-            window,
-            count: 0,
-            mean: EwMean::default(),
-            last: None,
-            errors: ErrorTally::default(),
-        });
-        m.close(p.item_id, window, (self.window_ms, self.weight), out);
+        let window = p.window_start_ms / self.setting.window_ms;
+        let m = self
+            .items
+            .entry(p.item_id)
+            .or_insert_with(|| ItemModel::new(window));
+        if !m.close(p.item_id, window, self.setting, out) {
+            *m = ItemModel::new(window);
+        }
         m.count += p.total;
     }
 
@@ -102,7 +127,7 @@ impl OrderedLogic for ItemForecast {
             self.ended = true;
             return;
         };
-        let before = f / self.window_ms;
+        let before = f / self.setting.window_ms;
         if before <= self.closed_before {
             return;
         }
@@ -114,15 +139,16 @@ impl OrderedLogic for ItemForecast {
             .map(|(k, _)| *k)
             .collect();
         open.sort_unstable();
-        let setting = (self.window_ms, self.weight);
         for item in open {
             let m = self.items.get_mut(&item).expect("listed above");
-            m.close(item, before, setting, out);
+            if !m.close(item, before, self.setting, out) {
+                self.items.remove(&item);
+            }
         }
     }
 
     fn owes_at(&self) -> Option<u64> {
         (!self.ended && !self.items.is_empty())
-            .then(|| (self.closed_before + 1) * self.window_ms - 1)
+            .then(|| (self.closed_before + 1) * self.setting.window_ms - 1)
     }
 }
