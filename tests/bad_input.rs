@@ -50,26 +50,30 @@ fn row() -> impl Strategy<Value = String> {
     prop::collection::vec(field(), 1..6).prop_map(|fields| fields.join(","))
 }
 
-fn file(header: &str, rows: &[String]) -> String {
-    let mut text = format!("{header}\n");
-    for r in rows {
-        text.push_str(r);
-        text.push('\n');
-    }
-    text
-}
-
+/// Replays the rows (one file per stream, with its header) in batches of 3.
 fn replay(
-    trades: &str,
-    interactions: &str,
+    trade_rows: &[String],
+    interaction_rows: &[String],
     workers: usize,
     checkpoints: bool,
 ) -> eddy::metrics::Summary {
     let dir = temp_dir();
-    let t = dir.path().join("t.csv");
-    let i = dir.path().join("i.csv");
-    std::fs::write(&t, trades).unwrap();
-    std::fs::write(&i, interactions).unwrap();
+    let file = |name: &str, header: &str, rows: &[String]| {
+        let path = dir.path().join(name);
+        let mut text = format!("{header}\n");
+        for r in rows {
+            text.push_str(r);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let t = file("t.csv", "ts_ms,symbol,price,size", trade_rows);
+    let i = file(
+        "i.csv",
+        "ts_ms,user_id,item_id,interaction",
+        interaction_rows,
+    );
     let mut p = replay_pipeline(Some(&t), Some(&i), &dir.path().join("out"), workers);
     p.engine.batch_size = 3;
     if checkpoints {
@@ -86,12 +90,7 @@ proptest! {
         interaction_rows in prop::collection::vec(row(), 0..60),
         workers in 1usize..3,
     ) {
-        let summary = replay(
-            &file("ts_ms,symbol,price,size", &trade_rows),
-            &file("ts_ms,user_id,item_id,interaction", &interaction_rows),
-            workers,
-            false,
-        );
+        let summary = replay(&trade_rows, &interaction_rows, workers, false);
         let rows = trade_rows.iter().chain(&interaction_rows).filter(|r| !r.is_empty()).count() as u64;
         let r = &summary.records;
         prop_assert_eq!(r.generated, rows);
@@ -108,12 +107,7 @@ proptest! {
         interaction_rows in prop::collection::vec(interaction_row(), 0..40),
         workers in 1usize..3,
     ) {
-        let summary = replay(
-            &file("ts_ms,symbol,price,size", &trade_rows),
-            &file("ts_ms,user_id,item_id,interaction", &interaction_rows),
-            workers,
-            true,
-        );
+        let summary = replay(&trade_rows, &interaction_rows, workers, true);
         let r = &summary.records;
         prop_assert_eq!(r.generated, (trade_rows.len() + interaction_rows.len()) as u64);
         prop_assert_eq!(r.ingested + r.late, r.generated);
