@@ -24,13 +24,13 @@ use crate::operators::alerts::{alert_rows, fire_alerts, Alert};
 use crate::operators::anomalies::Anomaly;
 use crate::operators::bar_forecast::BarForecast;
 use crate::operators::bars::{Bar, Bars};
-use crate::operators::bot_users::{BotUsers, UserKindCounts};
+use crate::operators::bot_users::{user_kind_counts, BotUsers};
 use crate::operators::correlation::{correlate, BarReturns, Correlation};
 use crate::operators::ewma::{Ewma, EwmaRow};
 use crate::operators::forecasts::Forecast;
 use crate::operators::input_end::input_end;
 use crate::operators::item_bursts::ItemBursts;
-use crate::operators::item_counts::{ItemCount, ItemCounts};
+use crate::operators::item_counts::{ItemCount, KindCountsBy};
 use crate::operators::item_forecast::ItemForecast;
 use crate::operators::item_totals::{item_totals, ItemTotal};
 use crate::operators::ordered::ordered;
@@ -1334,7 +1334,7 @@ fn build_dataflow<'scope>(
             by_item.clone(),
             "item_counts_60s",
             spec,
-            ItemCounts,
+            KindCountsBy::items(),
             counters("interactions/item_counts_60s"),
             latency.clone(),
             states,
@@ -1365,7 +1365,7 @@ fn build_dataflow<'scope>(
             by_item.clone(),
             "item_panes",
             WindowSpec::tumbling(items.pane_ms),
-            ItemCounts,
+            KindCountsBy::items(),
             counters("interactions/item_panes"),
             latency.clone(),
             states,
@@ -1400,7 +1400,7 @@ fn build_dataflow<'scope>(
             by_user,
             "user_panes",
             WindowSpec::tumbling(bots.burst.pane_ms),
-            UserKindCounts,
+            user_kind_counts(),
             counters("interactions/user_panes"),
             latency.clone(),
             states,

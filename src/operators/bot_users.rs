@@ -9,10 +9,8 @@
 
 use super::anomalies::Anomaly;
 use super::burst::{BurstConfig, BurstTest};
-use super::item_counts::KindCounts;
+use super::item_counts::{KindCounts, KindCountsBy};
 use super::ordered::OrderedLogic;
-use super::pane_window::WindowAggregate;
-use crate::record::Interaction;
 use crate::sources::anomalies::AnomalyKind;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -64,40 +62,15 @@ pub struct UserPane {
 }
 
 /// The pane window's aggregate: counts by kind per user.
-pub struct UserKindCounts;
-
-impl WindowAggregate for UserKindCounts {
-    type In = Interaction;
-    type Key = u64;
-    type State = KindCounts;
-    const ORDER_SENSITIVE: bool = false;
-    type Out = UserPane;
-
-    fn key(&self, r: &Interaction) -> u64 {
-        r.user
-    }
-    fn ts_ms(&self, r: &Interaction) -> u64 {
-        r.ts_ms
-    }
-    fn seq(&self, r: &Interaction) -> u64 {
-        r.seq
-    }
-    fn init(&self, r: &Interaction) -> KindCounts {
-        KindCounts::of(r.kind)
-    }
-    fn add(&self, c: &mut KindCounts, r: &Interaction) {
-        c.add(r.kind, 1);
-    }
-    fn merge(&self, c: &mut KindCounts, o: &KindCounts) {
-        c.merge(o);
-    }
-    fn finish(&self, user_id: u64, window_start_ms: u64, c: &KindCounts) -> Option<UserPane> {
-        Some(UserPane {
+pub fn user_kind_counts() -> KindCountsBy<UserPane> {
+    KindCountsBy::new(
+        |r| r.user,
+        |user_id, window_start_ms, counts| UserPane {
             user_id,
             window_start_ms,
-            counts: *c,
-        })
-    }
+            counts: *counts,
+        },
+    )
 }
 
 #[derive(Serialize, Deserialize)]

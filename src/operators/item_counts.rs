@@ -1,6 +1,8 @@
 //! I1 `item_counts_60s`: per-item interaction counts by kind over tumbling
 //! windows (default 60 000 ms).
 //! Output: `item_id,window_start_ms,views,clicks,purchases,total`.
+//! Its aggregate, counts by kind per key, also makes the one-second item
+//! panes of the models and, keyed by user, the bot detector's user panes.
 
 use super::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{Interaction, InteractionKind};
@@ -74,18 +76,48 @@ pub struct ItemCount {
     pub total: u64,
 }
 
-/// The I1 aggregate.
-pub struct ItemCounts;
+impl ItemCount {
+    fn new(item_id: u64, window_start_ms: u64, c: &KindCounts) -> Self {
+        ItemCount {
+            item_id,
+            window_start_ms,
+            views: c.views,
+            clicks: c.clicks,
+            purchases: c.purchases,
+            total: c.total(),
+        }
+    }
+}
 
-impl WindowAggregate for ItemCounts {
+/// Interactions counted by kind per key — the item here (I1, and the item
+/// panes of the models), the user for the bot detector — made into rows by `row`.
+pub struct KindCountsBy<Out> {
+    key: fn(&Interaction) -> u64,
+    row: fn(u64, u64, &KindCounts) -> Out,
+}
+
+impl<Out> KindCountsBy<Out> {
+    pub fn new(key: fn(&Interaction) -> u64, row: fn(u64, u64, &KindCounts) -> Out) -> Self {
+        KindCountsBy { key, row }
+    }
+}
+
+impl KindCountsBy<ItemCount> {
+    /// Per item: the rows of `item_counts_60s.csv`.
+    pub fn items() -> Self {
+        KindCountsBy::new(|r| r.item, ItemCount::new)
+    }
+}
+
+impl<Out: Clone + 'static> WindowAggregate for KindCountsBy<Out> {
     type In = Interaction;
     type Key = u64;
     type State = KindCounts;
     const ORDER_SENSITIVE: bool = false;
-    type Out = ItemCount;
+    type Out = Out;
 
     fn key(&self, r: &Interaction) -> u64 {
-        r.item
+        (self.key)(r)
     }
     fn ts_ms(&self, r: &Interaction) -> u64 {
         r.ts_ms
@@ -102,14 +134,7 @@ impl WindowAggregate for ItemCounts {
     fn merge(&self, c: &mut KindCounts, o: &KindCounts) {
         c.merge(o);
     }
-    fn finish(&self, item_id: u64, window_start_ms: u64, c: &KindCounts) -> Option<ItemCount> {
-        Some(ItemCount {
-            item_id,
-            window_start_ms,
-            views: c.views,
-            clicks: c.clicks,
-            purchases: c.purchases,
-            total: c.total(),
-        })
+    fn finish(&self, key: u64, window_start_ms: u64, c: &KindCounts) -> Option<Out> {
+        Some((self.row)(key, window_start_ms, c))
     }
 }
