@@ -157,21 +157,12 @@ fn generate_writes_the_workload_format_deterministically() {
     let a = dir.path().join("a.csv");
     let b = dir.path().join("b.csv");
     for path in [&a, &b] {
-        let o = eddy(&[
-            "generate",
+        generate(
             "trades",
-            "--out",
-            path.to_str().unwrap(),
-            "--count",
-            "5000",
-            "--seed",
-            "9",
-            "--symbols",
-            "7",
-            "--disorder-ms",
-            "100",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+            path,
+            5000,
+            &["--seed", "9", "--symbols", "7", "--disorder-ms", "100"],
+        );
     }
     let text = std::fs::read_to_string(&a).unwrap();
     assert_eq!(text, std::fs::read_to_string(&b).unwrap());
@@ -191,19 +182,12 @@ fn generate_writes_the_workload_format_deterministically() {
         max_ts = max_ts.max(r.ts);
     }
     let ix = dir.path().join("i.csv");
-    let o = eddy(&[
-        "generate",
+    generate(
         "interactions",
-        "--out",
-        ix.to_str().unwrap(),
-        "--count",
-        "3000",
-        "--users",
-        "50",
-        "--items",
-        "20",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &ix,
+        3000,
+        &["--users", "50", "--items", "20"],
+    );
     let text = std::fs::read_to_string(&ix).unwrap();
     assert!(text.starts_with("ts_ms,user_id,item_id,interaction\n"));
     assert_eq!(text.lines().count(), 3001);
@@ -308,33 +292,13 @@ fn threshold_and_correlation_symbols_are_taken_from_the_command_line() {
     let dir = temp_dir();
     let t = dir.path().join("t.csv");
     let i = dir.path().join("i.csv");
-    let gen = |args: &[&str]| assert!(eddy(args).status.success());
-    gen(&[
-        "generate",
-        "trades",
-        "--out",
-        t.to_str().unwrap(),
-        "--count",
-        "40000",
-        "--symbols",
-        "5",
-        "--rate",
-        "500",
-    ]);
-    gen(&[
-        "generate",
+    generate("trades", &t, 40000, &["--symbols", "5", "--rate", "500"]);
+    generate(
         "interactions",
-        "--out",
-        i.to_str().unwrap(),
-        "--count",
-        "20000",
-        "--users",
-        "50",
-        "--items",
-        "30",
-        "--rate",
-        "300",
-    ]);
+        &i,
+        20000,
+        &["--users", "50", "--items", "30", "--rate", "300"],
+    );
     let out = dir.path().join("out");
     let o = eddy(&[
         "replay",
@@ -395,15 +359,7 @@ fn every_ewma_row_has_a_per_record_latency() {
     let dir = temp_dir();
     let trades = dir.path().join("trades.csv");
     let out = dir.path().join("out");
-    let o = eddy(&[
-        "generate",
-        "trades",
-        "--out",
-        trades.to_str().unwrap(),
-        "--count",
-        "20000",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate("trades", &trades, 20000, &[]);
     for workers in ["1", "2"] {
         let o = eddy(&[
             "replay",

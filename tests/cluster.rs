@@ -33,36 +33,27 @@ fn every_layout_of_processes_and_workers_gives_the_same_results() {
     let t = dir.path().join("t.csv");
     let i = dir.path().join("i.csv");
     let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    ok(eddy(&[
-        "generate",
+    generate(
         "trades",
-        "--out",
-        t.to_str().unwrap(),
-        "--count",
-        "60000",
-        "--symbols",
-        "6",
-        "--rate",
-        "500",
-        "--disorder-ms",
-        "150",
-    ]));
-    ok(eddy(&[
-        "generate",
+        &t,
+        60000,
+        &["--symbols", "6", "--rate", "500", "--disorder-ms", "150"],
+    );
+    generate(
         "interactions",
-        "--out",
-        i.to_str().unwrap(),
-        "--count",
-        "40000",
-        "--users",
-        "80",
-        "--items",
-        "30",
-        "--rate",
-        "300",
-        "--disorder-ms",
-        "150",
-    ]));
+        &i,
+        40000,
+        &[
+            "--users",
+            "80",
+            "--items",
+            "30",
+            "--rate",
+            "300",
+            "--disorder-ms",
+            "150",
+        ],
+    );
     let replay = |out: &Path| -> Vec<String> {
         [
             "replay",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eddy, read_trades, replay_pipeline, stderr, temp_dir};
+use common::{generate, read_trades, replay_pipeline, temp_dir};
 use eddy::engine::{run, Job};
 use eddy::extend::TradeQuery;
 use eddy::operators::bars::Bar;
@@ -61,19 +61,12 @@ impl RowSink for BarCount {
 fn a_registered_query_and_a_row_sink_see_what_brute_force_computes() {
     let dir = temp_dir();
     let trades = dir.path().join("trades.csv");
-    let o = eddy(&[
-        "generate",
+    generate(
         "trades",
-        "-o",
-        trades.to_str().unwrap(),
-        "-n",
-        "30000",
-        "--symbols",
-        "7",
-        "--disorder-ms",
-        "80",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &trades,
+        30000,
+        &["--symbols", "7", "--disorder-ms", "80"],
+    );
     // Brute force: the rows in (ts, seq) order, a running maximum per symbol.
     let mut rows = read_trades(&trades);
     rows.sort_by_key(|r| (r.ts, r.seq));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eddy, read_interactions, stderr, temp_dir, Ix};
+use common::{eddy, generate, read_interactions, stderr, temp_dir, Ix};
 use eddy::engine::{run, Job};
 use eddy::operators::forecasts::ForecastsConfig;
 use eddy::pipeline::{InteractionSource, Pipeline, TradeSource};
@@ -228,29 +228,13 @@ fn item_bursts_and_close_forecasts_match_brute_force_references() {
     let dir = temp_dir();
     let ix = dir.path().join("ix.csv");
     let trades = dir.path().join("trades.csv");
-    let o = eddy(&[
-        "generate",
+    generate(
         "interactions",
-        "-o",
-        ix.to_str().unwrap(),
-        "-n",
-        "400000",
-        "--items",
-        "200",
-        "--anomalies",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = eddy(&[
-        "generate",
-        "trades",
-        "-o",
-        trades.to_str().unwrap(),
-        "-n",
-        "100000",
-        "--symbols",
-        "5",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+        &ix,
+        400000,
+        &["--items", "200", "--anomalies"],
+    );
+    generate("trades", &trades, 100000, &["--symbols", "5"]);
     for workers in [1, 3] {
         let out = dir.path().join(format!("out{workers}"));
         let p = common::replay_pipeline(Some(&trades), Some(&ix), &out, workers);

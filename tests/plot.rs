@@ -52,18 +52,10 @@ fn replayed_results_give_every_data_chart() {
     let interactions = dir.path().join("interactions.csv");
     let results = dir.path().join("results");
     for (stream, file, count) in [
-        ("trades", &trades, "60000"),
-        ("interactions", &interactions, "60000"),
+        ("trades", &trades, 60_000),
+        ("interactions", &interactions, 60_000),
     ] {
-        let o = eddy(&[
-            "generate",
-            stream,
-            "--out",
-            file.to_str().unwrap(),
-            "--count",
-            count,
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        generate(stream, file, count, &[]);
     }
     let o = eddy(&[
         "replay",

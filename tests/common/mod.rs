@@ -431,6 +431,27 @@ pub fn eddy(args: &[&str]) -> std::process::Output {
         .expect("eddy runs")
 }
 
+/// `eddy generate STREAM --out PATH --count COUNT EXTRA...`, which must succeed.
+pub fn generate(stream: &str, path: &Path, count: u64, extra: &[&str]) {
+    let count = count.to_string();
+    let mut args = vec![
+        "generate",
+        stream,
+        "--out",
+        path.to_str().unwrap(),
+        "--count",
+        &count,
+    ];
+    args.extend_from_slice(extra);
+    let o = eddy(&args);
+    assert!(
+        o.status.success(),
+        "eddy {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+}
+
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
