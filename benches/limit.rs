@@ -11,7 +11,7 @@
 //! Prints one CSV line: trades,limit_s,limit_per_s,engine_s,engine_per_s,ratio.
 
 use eddy::engine::{self, Job};
-use eddy::operators::moments::Moments;
+use eddy::framework::moments::Moments;
 use eddy::pipeline::{Pipeline, TradeSource};
 use eddy::record::Symbol;
 use eddy::sources::market::{MarketConfig, MarketGenerator};
@@ -112,9 +112,9 @@ fn engine_run(config: &MarketConfig) -> u64 {
     let mut p = Pipeline::default();
     p.sources.trades = Some(TradeSource::Market(config.clone()));
     p.engine.status = false;
-    p.queries.vol_60s.enabled = false;
-    p.queries.corr_60s.enabled = false;
-    p.queries.ewma.enabled = false;
+    p.queries.disable("vol_60s");
+    p.queries.disable("corr_60s");
+    p.queries.disable("ewma");
     engine::run(Job::new(p))
         .expect("engine run")
         .records

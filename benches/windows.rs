@@ -5,10 +5,10 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use eddy::engine::{self, Job};
-use eddy::operators::bars::Bars;
-use eddy::operators::pane_window::{PaneStore, WindowAggregate, WindowSpec};
-use eddy::operators::stats::Stats;
+use eddy::framework::pane_window::{PaneStore, WindowAggregate, WindowSpec};
 use eddy::pipeline::{Pipeline, TradeSource};
+use eddy::queries::bars_1s::Bars;
+use eddy::queries::stats_10s::Stats;
 use eddy::record::{Symbol, Trade};
 use eddy::sources::market::MarketConfig;
 
@@ -92,9 +92,9 @@ fn whole_run(c: &mut Criterion) {
                 p.sources.trades = Some(TradeSource::Market(m));
                 p.engine.status = false;
                 // M1 and M2 only: the other queries are on by default.
-                p.queries.vol_60s.enabled = false;
-                p.queries.corr_60s.enabled = false;
-                p.queries.ewma.enabled = false;
+                p.queries.disable("vol_60s");
+                p.queries.disable("corr_60s");
+                p.queries.disable("ewma");
                 p
             },
             |pipeline| engine::run(Job::new(pipeline)).unwrap(),
@@ -106,7 +106,7 @@ fn whole_run(c: &mut Criterion) {
 
 /// One 60 s window of C1: `symbols` x 60 returns, every pair correlated on one worker.
 fn correlation(c: &mut Criterion) {
-    use eddy::operators::correlation::correlate_window;
+    use eddy::queries::corr_60s::correlate_window;
     use std::collections::BTreeMap;
     let mut group = c.benchmark_group("corr_60s window");
     group.sample_size(10);

@@ -11,11 +11,11 @@
 //! the sink's total volume against the feed's, computed separately.
 
 use eddy::engine::{self, Job};
-use eddy::operators::bars::Bar;
-use eddy::operators::stats::PriceStats;
 use eddy::pipeline::Pipeline;
+use eddy::queries::bars_1s::Bar;
+use eddy::queries::stats_10s::PriceStats;
 use eddy::record::{Symbol, Trade};
-use eddy::sinks::row_sink::RowSink;
+use eddy::sinks::row_sink::{RowBatch, RowSink};
 use eddy::sources::schedule::Timing;
 use eddy::sources::{Batch, Poll, Source};
 use eddy::time::Watermark;
@@ -94,7 +94,18 @@ struct SymbolSummary {
 #[derive(Default)]
 struct Summaries(Mutex<BTreeMap<String, SymbolSummary>>);
 
+/// Takes the row types it wants from each batch, and ignores the others.
 impl RowSink for Summaries {
+    fn rows(&self, batch: &RowBatch<'_>) {
+        if let Some(bars) = batch.of::<Bar>() {
+            self.bars(bars);
+        } else if let Some(stats) = batch.of::<PriceStats>() {
+            self.stats(stats);
+        }
+    }
+}
+
+impl Summaries {
     fn bars(&self, rows: &[Bar]) {
         let mut map = self.0.lock().unwrap();
         for bar in rows {

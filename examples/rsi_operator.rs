@@ -15,14 +15,14 @@
 //! The logic implements `OrderedLogic`: the engine hands it each worker's
 //! trades per symbol in (`ts_ms`, `seq`) order as the watermark makes them
 //! final, tells it the frontier, and keeps it in checkpoints (it is serde).
-//! `Job::with_trade_query` adds it to every worker's dataflow after the
-//! exchange by symbol; its rows go to `rsi.csv`, its counters to
-//! `metrics.json`. The run ends by recomputing every RSI from `bars_1s.csv`
+//! `Job::with_query(OrderedQuery::new(..))` adds it to every worker's
+//! dataflow after the exchange by symbol; its rows go to `rsi.csv` (header
+//! from `RsiRow`'s fields), its counters to `metrics.json`. The run ends by recomputing every RSI from `bars_1s.csv`
 //! (the engine's own bars, a separate path) and comparing.
 
 use eddy::engine::{self, Job};
-use eddy::extend::TradeQuery;
-use eddy::operators::ordered::OrderedLogic;
+use eddy::extend::OrderedQuery;
+use eddy::framework::ordered::OrderedLogic;
 use eddy::pipeline::{Pipeline, TradeSource};
 use eddy::record::{Symbol, Trade};
 use eddy::sources::market::MarketConfig;
@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 const PERIOD: f64 = 14.0;
 
 /// A row of `rsi.csv`.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct RsiRow {
     symbol: String,
     second_ms: u64,
@@ -179,12 +179,8 @@ fn main() -> anyhow::Result<()> {
     pipeline.engine.status = false;
     pipeline.output.dir = Some(out.clone().into());
 
-    let query = TradeQuery::ordered(
-        "rsi",
-        &["symbol", "second_ms", "close", "rsi"],
-        Rsi::default,
-    );
-    let summary = engine::run(Job::new(pipeline).with_trade_query(query))?;
+    let query = OrderedQuery::new("rsi", Rsi::default);
+    let summary = engine::run(Job::new(pipeline).with_query(query))?;
     println!("{}", summary.report());
 
     let expected = reference(&format!("{out}/bars_1s.csv"))?;

@@ -15,8 +15,8 @@
 //! `forecasts.csv`: MAE and RMSE of the model and of the naive forecast, and
 //! skill = 1 - MAE / naive MAE (above 0: the model beats the naive forecast).
 
-use crate::operators::anomalies::Anomaly;
-use crate::operators::forecasts::Forecast;
+use crate::queries::anomalies::Anomaly;
+use crate::queries::forecasts::Forecast;
 use crate::sources::anomalies::{AnomalyKind, TruthRow};
 use anyhow::Context;
 use serde::Serialize;
@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn forecast_scores_compare_with_the_naive_forecast() {
-        use crate::operators::forecasts::Target;
+        use crate::queries::forecasts::Target;
         let row = |forecast: f64, naive: f64, actual: f64| Forecast {
             stream: "trades".into(),
             key: "A".into(),

@@ -1,122 +1,181 @@
 //! Extending the engine from a program that embeds it, without touching the
 //! crate: registered on a [`Job`](crate::engine::Job) before it runs.
 //!
-//! - a **trade source** of one's own (any [`Source`]): one instance per
-//!   worker, each producing that worker's share of the stream;
-//! - **row sinks** ([`RowSink`]) that receive the result rows as they are
-//!   computed, beside (or instead of) the CSV files;
-//! - **trade queries**: new per-symbol operators over the trade stream,
-//!   written as an [`OrderedLogic`] (records in (`ts_ms`, `seq`) order per
-//!   worker, the frontier, the end of input). A registered query is a full
-//!   member of the dataflow: it runs on every worker after the exchange by
-//!   symbol, its rows go to `NAME.csv` in the output folder, its counters to
-//!   `metrics.json`, its state into checkpoints, and the run's probe waits
-//!   for it.
-//!
-//! See `examples/custom_source_and_sink.rs` and `examples/rsi_operator.rs`.
+//! - **sources** of one's own (any [`Source`](crate::sources::Source)), one
+//!   instance per worker (`Job::with_trade_source`, `with_interaction_source`);
+//! - **row sinks** ([`RowSink`](crate::sinks::row_sink::RowSink)) that receive
+//!   the result rows as they are computed (`Job::with_sink`);
+//! - **queries** (`Job::with_query`): any [`Query`], on the same path as the
+//!   built-in ones — its rows go to `ID.csv` in the output folder, its
+//!   counters to `metrics.json`, its state into checkpoints, and the run's
+//!   probe waits for it. Two ready-made shapes cover most queries:
+//!   [`WindowQuery`], a mergeable aggregate over event-time windows per key
+//!   (see `examples/windowed_query.rs`), and [`OrderedQuery`], a per-key
+//!   computation that sees its records in (`ts_ms`, `seq`) order (see
+//!   `examples/rsi_operator.rs`).
 
-use crate::checkpoint::state::StateRegistry;
-use crate::metrics::QueryCounters;
-use crate::operators::input_end::InputEnd;
-use crate::operators::ordered::{ordered, OrderedLogic};
-use crate::record::Trade;
-use crate::sinks::row_sink::RowSink;
-use crate::sinks::{CsvSink, Flush};
-use crate::sources::Source;
-use serde::Serialize;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use timely::dataflow::operators::core::{Inspect, Probe};
-use timely::dataflow::{ProbeHandle, Stream};
+use crate::framework::input_end::InputEnd;
+use crate::framework::ordered::{ordered, OrderedLogic};
+use crate::framework::pane_window::{window, WindowAggregate, WindowSpec};
+use crate::queries::{Build, Input, Query, RowFile};
+use crate::record::{Interaction, Trade};
+use crate::sinks::Row;
+use timely::dataflow::Stream;
 
-/// Makes worker `index` of `peers` its share of the trade stream.
-pub type TradeSourceFactory =
-    Arc<dyn Fn(usize, usize) -> anyhow::Result<Box<dyn Source<Trade>>> + Send + Sync>;
-
-/// What a program embedding eddy added to a job.
-#[derive(Default, Clone)]
-pub struct Extensions {
-    pub trade_source: Option<TradeSourceFactory>,
-    pub sinks: Vec<Arc<dyn RowSink>>,
-    pub trade_queries: Vec<Arc<TradeQuery>>,
+/// A stream a query added in code can read, with its type.
+pub trait QueryInput: Clone + Send + 'static {
+    /// The stream, as [`Input`] names it.
+    const INPUT: Input;
+    /// The stream on this worker, keyed as the stream is (trades by symbol,
+    /// interactions by item), and the end of its source.
+    fn stream<'s>(
+        b: &mut Build<'s, '_>,
+    ) -> anyhow::Result<(Stream<'s, u64, Vec<Self>>, InputEnd<'s>)>;
 }
 
-/// What a trade query is built from, on one worker.
-pub(crate) struct QueryInputs<'scope, 'a> {
-    /// The trades, exchanged by symbol: each worker sees all of its symbols' trades.
-    pub trades: &'a Stream<'scope, u64, Vec<Trade>>,
-    pub end: &'a InputEnd<'scope>,
-    pub states: &'a StateRegistry,
-    pub counters: Arc<QueryCounters>,
-    pub probe: &'a ProbeHandle<u64>,
+impl QueryInput for Trade {
+    const INPUT: Input = Input::Trades;
+    fn stream<'s>(
+        b: &mut Build<'s, '_>,
+    ) -> anyhow::Result<(Stream<'s, u64, Vec<Self>>, InputEnd<'s>)> {
+        Ok((b.trades(), b.trades_end().clone()))
+    }
 }
 
-/// The query's file, once opened (none without an output folder).
-type SinkSlot<T> = Arc<Mutex<Option<Arc<CsvSink<T>>>>>;
-type Opener = Box<dyn Fn(&Path, bool) -> anyhow::Result<Arc<dyn Flush>> + Send + Sync>;
-type Builder = Box<dyn for<'s, 'a> Fn(QueryInputs<'s, 'a>) -> anyhow::Result<()> + Send + Sync>;
-
-/// A per-symbol operator over the trade stream (see the module doc).
-pub struct TradeQuery {
-    name: String,
-    open: Opener,
-    build: Builder,
+impl QueryInput for Interaction {
+    const INPUT: Input = Input::Interactions;
+    fn stream<'s>(
+        b: &mut Build<'s, '_>,
+    ) -> anyhow::Result<(Stream<'s, u64, Vec<Self>>, InputEnd<'s>)> {
+        Ok((b.interactions_by_item(), b.interactions_end().clone()))
+    }
 }
 
-impl TradeQuery {
-    /// The query `name` (its file is `NAME.csv`, with `header`): `make()`
-    /// gives each worker a fresh logic.
-    pub fn ordered<L>(
-        name: &str,
-        header: &'static [&'static str],
-        make: impl Fn() -> L + Send + Sync + 'static,
-    ) -> Self
-    where
-        L: OrderedLogic<In = Trade>,
-        L::Out: Serialize,
-    {
-        // The file is opened once per process, before the workers start.
-        let sink: SinkSlot<L::Out> = Arc::default();
-        let file = format!("{name}.csv");
-        let opened = Arc::clone(&sink);
-        let open: Opener = Box::new(move |dir, resume| {
-            let s = CsvSink::create(dir, &file, header, resume)?;
-            *opened.lock().expect("sink slot") = Some(Arc::clone(&s));
-            Ok(s as Arc<dyn Flush>)
-        });
-        let query = name.to_string();
-        let build: Builder = Box::new(move |inputs: QueryInputs| {
-            let rows = ordered(
-                inputs.trades.clone(),
-                inputs.end,
-                &query,
-                make(),
-                inputs.counters,
-                inputs.states,
-            )?;
-            let sink = sink.lock().expect("sink slot").clone();
-            rows.inspect_core(move |event| crate::sinks::write_event(&sink, event))
-                .probe_with(inputs.probe);
-            Ok(())
-        });
-        TradeQuery {
-            name: name.to_string(),
-            open,
-            build,
+impl QueryInput for crate::queries::bars_1s::Bar {
+    const INPUT: Input = Input::Bars;
+    fn stream<'s>(
+        b: &mut Build<'s, '_>,
+    ) -> anyhow::Result<(Stream<'s, u64, Vec<Self>>, InputEnd<'s>)> {
+        Ok((b.bars()?, b.trades_end().clone()))
+    }
+}
+
+/// A windowed aggregate per key as a query: `aggregate` over windows of
+/// `spec` of the stream its input type names. The aggregate must key its
+/// records as the stream is keyed (trades and bars by symbol, interactions
+/// by item), since each worker sees only its keys.
+pub struct WindowQuery<A> {
+    id: String,
+    reads: [Input; 1],
+    spec: WindowSpec,
+    make: Box<dyn Fn() -> A + Send + Sync>,
+}
+
+impl<A> WindowQuery<A>
+where
+    A: WindowAggregate,
+    A::In: QueryInput,
+    A::Out: Row,
+{
+    /// The query `id` (its file is `ID.csv`): `make()` gives each worker its aggregate.
+    pub fn new(
+        id: &str,
+        spec: WindowSpec,
+        make: impl Fn() -> A + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        spec.validate()
+            .map_err(|e| anyhow::anyhow!("query {id}: {e}"))?;
+        Ok(WindowQuery {
+            id: id.to_string(),
+            reads: [A::In::INPUT],
+            spec,
+            make: Box::new(make),
+        })
+    }
+}
+
+impl<A> Query for WindowQuery<A>
+where
+    A: WindowAggregate,
+    A::In: QueryInput,
+    A::Out: Row,
+{
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn reads(&self) -> &[Input] {
+        &self.reads
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<A::Out>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let (input, _end) = A::In::stream(b)?;
+        let source = <A::In as QueryInput>::INPUT.source();
+        let rows = window(
+            input,
+            &self.id,
+            self.spec,
+            (self.make)(),
+            b.counters(&format!("{source}/{}", self.id)),
+            b.latency.clone(),
+            b.states,
+        )?;
+        b.emit(rows);
+        Ok(())
+    }
+}
+
+/// An order-sensitive per-key computation as a query (see `ordered.rs`).
+pub struct OrderedQuery<L> {
+    id: String,
+    reads: [Input; 1],
+    make: Box<dyn Fn() -> L + Send + Sync>,
+}
+
+impl<L> OrderedQuery<L>
+where
+    L: OrderedLogic,
+    L::In: QueryInput,
+    L::Out: Row,
+{
+    /// The query `id` (its file is `ID.csv`): `make()` gives each worker a fresh logic.
+    pub fn new(id: &str, make: impl Fn() -> L + Send + Sync + 'static) -> Self {
+        OrderedQuery {
+            id: id.to_string(),
+            reads: [L::In::INPUT],
+            make: Box::new(make),
         }
     }
+}
 
-    pub fn name(&self) -> &str {
-        &self.name
+impl<L> Query for OrderedQuery<L>
+where
+    L: OrderedLogic,
+    L::In: QueryInput,
+    L::Out: Row,
+{
+    fn id(&self) -> &str {
+        &self.id
     }
-
-    /// Creates (or, resuming, reopens) the query's file in `dir`.
-    pub(crate) fn open(&self, dir: &Path, resume: bool) -> anyhow::Result<Arc<dyn Flush>> {
-        (self.open)(dir, resume)
+    fn reads(&self) -> &[Input] {
+        &self.reads
     }
-
-    /// Adds the query to a worker's dataflow.
-    pub(crate) fn build(&self, inputs: QueryInputs) -> anyhow::Result<()> {
-        (self.build)(inputs)
+    fn output(&self) -> RowFile {
+        RowFile::of::<L::Out>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let (input, end) = L::In::stream(b)?;
+        let source = <L::In as QueryInput>::INPUT.source();
+        let rows = ordered(
+            input,
+            &end,
+            &self.id,
+            (self.make)(),
+            b.counters(&format!("{source}/{}", self.id)),
+            b.states,
+        )?;
+        b.emit(rows);
+        Ok(())
     }
 }

@@ -235,10 +235,10 @@ impl EngineArgs {
             p.engine.checkpoint.resume = true;
         }
         if let Some(t) = self.threshold {
-            p.queries.alerts.threshold = t;
+            p.queries.set("alerts", "threshold", t as i64);
         }
         if let Some(symbols) = &self.symbols_for_correlation {
-            p.queries.corr_60s.symbols = Some(symbols.clone());
+            p.queries.set("corr_60s", "symbols", symbols.clone());
         }
     }
 }

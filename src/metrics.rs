@@ -7,16 +7,13 @@
 //! the queries, and `unaccounted = ingested - processed` must be zero: the loss
 //! rate is `unaccounted / generated`.
 //!
-//! Latency, per window row: emission time minus the time the row became due.
-//! In real time a window ending at `E` is due when event time reaches
-//! `E + max_delay` by the generator's schedule (so generator stalls count);
-//! otherwise it is due when this worker's input passed `E` (see [`AdvanceLog`]).
+//! Latency, per window row and per-record row, is recorded by the queries'
+//! probes (`probes.rs`) into histograms this module reads.
 
+pub use crate::probes::QueryCounters;
+use crate::probes::{latency_histogram, Latencies};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,28 +28,6 @@ pub struct StreamCounters {
     /// Bytes read and total, for file progress (summed over workers).
     pub progress_done: AtomicU64,
     pub progress_total: AtomicU64,
-}
-
-/// Counters of one query.
-pub struct QueryCounters {
-    pub name: String,
-    consumed: AtomicU64,
-    rows: AtomicU64,
-}
-
-impl QueryCounters {
-    pub fn add_consumed(&self, n: u64) {
-        self.consumed.fetch_add(n, Relaxed);
-    }
-    pub fn add_rows(&self, n: u64) {
-        self.rows.fetch_add(n, Relaxed);
-    }
-    pub fn consumed(&self) -> u64 {
-        self.consumed.load(Relaxed)
-    }
-    pub fn rows(&self) -> u64 {
-        self.rows.load(Relaxed)
-    }
 }
 
 /// What one worker of this process is doing, for the dashboard and `/metrics`.
@@ -143,11 +118,6 @@ impl Snapshot {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
-    // Microseconds from 1 µs to one hour, three significant digits.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Everything one process measures, shared by its workers and the reporter.
 pub struct Metrics {
     pub started: Instant,
@@ -155,15 +125,14 @@ pub struct Metrics {
     pub interactions: StreamCounters,
     queries: Mutex<Vec<Arc<QueryCounters>>>,
     workers: Vec<WorkerGauges>,
-    latency_us: Mutex<Histogram<u64>>,
-    latency_interval_us: Mutex<Histogram<u64>>,
+    /// Window and per-record latencies, recorded by the queries' probes.
+    pub latencies: Arc<Latencies>,
     lag_us: Mutex<Histogram<u64>>,
-    record_latency_us: Mutex<Histogram<u64>>,
     current_lag_us: AtomicU64,
     pub finished: AtomicBool,
     checkpoints: CheckpointCounters,
     /// Anomalies detected and forecast errors (see `quality.rs`).
-    pub quality: crate::quality::Quality,
+    pub quality: Arc<crate::quality::Quality>,
     /// What the workers sent each other, when measured (`traffic.rs`).
     pub traffic: Arc<crate::traffic::Traffic>,
     pub measure_traffic: AtomicBool,
@@ -199,10 +168,8 @@ impl Metrics {
             interactions: StreamCounters::default(),
             queries: Mutex::new(Vec::new()),
             workers: (0..workers).map(|_| WorkerGauges::default()).collect(),
-            latency_us: Mutex::new(new_histogram()),
-            latency_interval_us: Mutex::new(new_histogram()),
-            lag_us: Mutex::new(new_histogram()),
-            record_latency_us: Mutex::new(new_histogram()),
+            latencies: Arc::new(Latencies::default()),
+            lag_us: Mutex::new(latency_histogram()),
             current_lag_us: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             checkpoints: CheckpointCounters::default(),
@@ -226,11 +193,7 @@ impl Metrics {
         if let Some(q) = queries.iter().find(|q| q.name == name) {
             return Arc::clone(q);
         }
-        let q = Arc::new(QueryCounters {
-            name: name.to_string(),
-            consumed: AtomicU64::new(0),
-            rows: AtomicU64::new(0),
-        });
+        let q = Arc::new(QueryCounters::new(name));
         queries.push(Arc::clone(&q));
         q
     }
@@ -362,8 +325,18 @@ impl Metrics {
             streams,
             queries,
             in_flight,
-            latency_us: self.latency_us.lock().expect("metrics lock").clone(),
-            record_latency_us: self.record_latency_us.lock().expect("metrics lock").clone(),
+            latency_us: self
+                .latencies
+                .window_us
+                .lock()
+                .expect("metrics lock")
+                .clone(),
+            record_latency_us: self
+                .latencies
+                .record_us
+                .lock()
+                .expect("metrics lock")
+                .clone(),
             generator_lag_ms: self.current_lag_us.load(Relaxed) as f64 / 1e3,
             workers: self
                 .workers
@@ -378,26 +351,6 @@ impl Metrics {
             cpu_s: cpu_user_s + cpu_system_s,
             rss_bytes: current_rss_bytes(),
             finished: self.finished.load(Relaxed),
-        }
-    }
-
-    pub fn record_latency(&self, latency: Duration) {
-        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
-        self.latency_us
-            .lock()
-            .expect("metrics lock")
-            .saturating_record(us);
-        self.latency_interval_us
-            .lock()
-            .expect("metrics lock")
-            .saturating_record(us);
-    }
-
-    /// Per-record output latencies (rows that answer one input record each).
-    pub fn record_row_latencies(&self, latencies_us: impl IntoIterator<Item = u64>) {
-        let mut h = self.record_latency_us.lock().expect("metrics lock");
-        for us in latencies_us {
-            h.saturating_record(us.clamp(1, 3_600_000_000));
         }
     }
 
@@ -436,7 +389,11 @@ impl Metrics {
         let (generated, ingested, late, malformed, rows) = self.totals();
         let rate = (generated - (*previous_in).min(generated)) as f64 / interval.as_secs_f64();
         *previous_in = generated;
-        let mut h = self.latency_interval_us.lock().expect("metrics lock");
+        let mut h = self
+            .latencies
+            .window_interval_us
+            .lock()
+            .expect("metrics lock");
         let lat = if h.is_empty() {
             "-".to_string()
         } else {
@@ -493,9 +450,9 @@ impl Metrics {
         let query_summaries = self.query_summaries();
         let processed = processed_of(&streams, &query_summaries);
         let unaccounted = ingested.saturating_sub(processed);
-        let lat = self.latency_us.lock().expect("metrics lock");
+        let lat = self.latencies.window_us.lock().expect("metrics lock");
         let lag = self.lag_us.lock().expect("metrics lock");
-        let per_record = self.record_latency_us.lock().expect("metrics lock");
+        let per_record = self.latencies.record_us.lock().expect("metrics lock");
         let (cpu_user_s, cpu_system_s, peak_rss_bytes) = resource_usage();
         Summary {
             wall_time_s: wall,
@@ -719,9 +676,9 @@ impl Summary {
         let first = parts
             .first()
             .ok_or_else(|| anyhow::anyhow!("no process summaries to merge"))?;
-        let mut latency = new_histogram();
-        let mut lag = new_histogram();
-        let mut per_record = new_histogram();
+        let mut latency = latency_histogram();
+        let mut lag = latency_histogram();
+        let mut per_record = latency_histogram();
         for p in parts {
             latency.add(decode(&p.latency_histogram)?)?;
             lag.add(decode(&p.generator_lag_histogram)?)?;
@@ -913,97 +870,6 @@ pub fn current_rss_bytes() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
     pages * page
-}
-
-/// When this worker's input frontier passed which event time (as-fast runs and replays).
-#[derive(Default)]
-pub struct AdvanceLog {
-    entries: VecDeque<(u64, Instant)>,
-}
-
-impl AdvanceLog {
-    /// The worker's inputs are now all at or beyond `time`.
-    pub fn advanced(&mut self, time: u64) {
-        if self.entries.back().is_none_or(|(t, _)| *t < time) {
-            self.entries.push_back((time, Instant::now()));
-        }
-    }
-
-    /// When the inputs first reached `time` or beyond.
-    fn reached(&self, time: u64) -> Option<Instant> {
-        let i = self.entries.partition_point(|(t, _)| *t < time);
-        self.entries.get(i).map(|(_, at)| *at)
-    }
-
-    /// Forgets what no open window can ask about: entries before the last one below `time`.
-    pub fn forget_before(&mut self, time: u64) {
-        while self.entries.len() > 1 && self.entries[1].0 <= time {
-            self.entries.pop_front();
-        }
-    }
-}
-
-/// When a window's rows became due (see the module doc).
-#[derive(Clone)]
-pub enum Due {
-    Schedule {
-        start_wall: Instant,
-        start_event_ms: u64,
-        speed: f64,
-        max_delay_ms: u64,
-    },
-    InputAdvance(Rc<RefCell<AdvanceLog>>),
-}
-
-/// Records window latencies for one worker.
-#[derive(Clone)]
-pub struct LatencyProbe {
-    due: Due,
-    metrics: Arc<Metrics>,
-}
-
-impl LatencyProbe {
-    pub fn new(due: Due, metrics: Arc<Metrics>) -> Self {
-        LatencyProbe { due, metrics }
-    }
-
-    /// A window ending (exclusive) at `end_ms` was emitted now.
-    pub fn window_closed(&self, end_ms: u64) {
-        let now = Instant::now();
-        // A window closed before it was due was closed by the end of the input
-        // (a stop or the end of a file), not by time: it has no latency.
-        if let Some(due) = self.due_at(end_ms).filter(|d| *d <= now) {
-            self.metrics.record_latency(now - due);
-        }
-    }
-
-    /// Rows answering one input record each, at these `ts_ms`, were emitted now.
-    pub fn records_emitted(&self, ts_ms: impl Iterator<Item = u64>) {
-        let now = Instant::now();
-        let latencies = ts_ms
-            .filter_map(|ts| self.due_at(ts + 1))
-            .filter(|d| *d <= now)
-            .map(|d| (now - d).as_micros() as u64);
-        self.metrics.record_row_latencies(latencies);
-    }
-
-    /// When everything before event time `end_ms` could be final: in real
-    /// time, when the schedule reached `end_ms + max_delay`; as fast as
-    /// possible, when the input passed `end_ms`.
-    fn due_at(&self, end_ms: u64) -> Option<Instant> {
-        match &self.due {
-            Due::Schedule {
-                start_wall,
-                start_event_ms,
-                speed,
-                max_delay_ms,
-            } => {
-                let event_ms = (end_ms + max_delay_ms).saturating_sub(*start_event_ms);
-                Some(*start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed))
-            }
-            Due::InputAdvance(log) => log.borrow().reached(end_ms),
-        }
-    }
 }
 
 /// Prints the status line every `every` until the run finishes.

@@ -6,17 +6,7 @@
 //! the line of the file.
 
 use crate::checkpoint::CheckpointConfig;
-use crate::operators::activity::ActivityConfig;
-use crate::operators::alerts::AlertsConfig;
-use crate::operators::anomalies::AnomaliesConfig;
-use crate::operators::bars::BarsConfig;
-use crate::operators::correlation::CorrelationConfig;
-use crate::operators::ewma::EwmaConfig;
-use crate::operators::forecasts::ForecastsConfig;
-use crate::operators::item_counts::ItemCountsConfig;
-use crate::operators::item_totals::ItemTotalsConfig;
-use crate::operators::stats::StatsConfig;
-use crate::operators::volatility::VolatilityConfig;
+use crate::queries::QueryTables;
 use crate::sources::interactions::InteractionConfig;
 use crate::sources::market::MarketConfig;
 use crate::sources::schedule::Timing;
@@ -32,7 +22,8 @@ pub struct Pipeline {
     pub name: String,
     pub engine: EngineConfig,
     pub sources: Sources,
-    pub queries: Queries,
+    /// `[queries.ID]`: each query's settings, read by the query itself.
+    pub queries: QueryTables,
     pub output: OutputConfig,
 }
 
@@ -128,29 +119,16 @@ pub enum InteractionSource {
     Csv(CsvSource),
     /// Received over TCP (see `[sources.listen]`).
     Tcp {},
+    /// Made in code (`Job::with_interaction_source`); not a kind pipeline
+    /// files can name.
+    #[serde(skip_deserializing)]
+    Custom {},
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSource {
     pub path: PathBuf,
-}
-
-/// `[queries.*]`: each can be switched off and parameterised.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Queries {
-    pub bars_1s: BarsConfig,
-    pub stats_10s: StatsConfig,
-    pub vol_60s: VolatilityConfig,
-    pub corr_60s: CorrelationConfig,
-    pub ewma: EwmaConfig,
-    pub item_counts_60s: ItemCountsConfig,
-    pub activity_60s: ActivityConfig,
-    pub alerts: AlertsConfig,
-    pub item_totals: ItemTotalsConfig,
-    pub anomalies: AnomaliesConfig,
-    pub forecasts: ForecastsConfig,
 }
 
 /// `[output]`.
@@ -177,7 +155,12 @@ impl Pipeline {
                 None => anyhow!("{origin}: {message}"),
             }
         })?;
-        pipeline.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        pipeline
+            .validate()
+            .map_err(|e| match query_table_line(text, &e) {
+                Some(line) => anyhow!("{origin}:{line}: {e}"),
+                None => anyhow!("{origin}: {e}"),
+            })?;
         Ok(pipeline)
     }
 
@@ -274,58 +257,37 @@ impl Pipeline {
         if self.sources.trades.is_none() && self.sources.interactions.is_none() {
             return Err("no source: give [sources.trades] or [sources.interactions]".into());
         }
-        let q = &self.queries;
-        q.bars_1s
-            .spec()
-            .validate()
-            .map_err(|err| format!("queries.bars_1s: {err}"))?;
-        q.stats_10s
-            .spec()
-            .validate()
-            .map_err(|err| format!("queries.stats_10s: {err}"))?;
-        q.item_counts_60s
-            .spec()
-            .validate()
-            .map_err(|err| format!("queries.item_counts_60s: {err}"))?;
-        q.corr_60s
-            .validate()
-            .map_err(|err| format!("queries.corr_60s: {err}"))?;
-        q.ewma
-            .validate()
-            .map_err(|err| format!("queries.ewma: {err}"))?;
-        let sizes = [
-            ("vol_60s", q.vol_60s.size_ms),
-            ("activity_60s", q.activity_60s.size_ms),
-        ];
-        if let Some((name, _)) = sizes.iter().find(|(_, s)| *s == 0) {
-            return Err(format!("queries.{name}: size_ms must be positive"));
-        }
-        if q.bars_1s.size_ms != 1_000 && q.corr_60s.enabled {
-            return Err(
-                "queries.corr_60s: needs 1-second bars (queries.bars_1s.size_ms = 1000)".into(),
-            );
-        }
-        q.anomalies
-            .validate()
-            .map_err(|err| format!("queries.{err}"))?;
-        q.forecasts
-            .validate()
-            .map_err(|err| format!("queries.{err}"))?;
-        if q.forecasts.enabled {
-            if q.bars_1s.size_ms != 1_000 {
-                return Err(
-                    "queries.forecasts: needs 1-second bars (queries.bars_1s.size_ms = 1000)"
-                        .into(),
-                );
-            }
-            let pane = q.anomalies.items.burst.pane_ms;
-            if !q.forecasts.count_window_ms.is_multiple_of(pane) {
-                return Err(format!(
-                    "queries.forecasts.count_window_ms must be a multiple of queries.anomalies.items.pane_ms ({pane})"
-                ));
-            }
-        }
+        crate::queries::enabled(&self.queries, &[])?;
         Ok(())
+    }
+}
+
+/// The line of the `[queries.ID]` table an error names (`queries.ID...`).
+fn query_table_line(text: &str, error: &str) -> Option<usize> {
+    let id = error
+        .strip_prefix("queries.")?
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()?;
+    let header = format!("[queries.{id}");
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&header))
+        .map(|i| i + 1)
+}
+
+impl Pipeline {
+    /// What must be equal for a checkpoint to be resumed: everything that
+    /// decides which state lives on which worker and what it means.
+    pub fn checkpoint_fingerprint(&self, processes: usize) -> String {
+        serde_json::json!({
+            "workers": self.engine.workers,
+            "processes": processes,
+            "tick_ms": self.engine.tick_ms,
+            "max_delay_ms": self.engine.max_delay_ms,
+            // Where records are received may change between runs; what they are may not.
+            "sources": Sources { listen: None, ..self.sources.clone() },
+            "queries": self.queries,
+        })
+        .to_string()
     }
 }
 
@@ -402,6 +364,38 @@ mod tests {
             }
         }
         assert!(seen >= 4, "{seen} pipelines");
+    }
+
+    #[test]
+    fn query_errors_name_the_query_and_its_line() {
+        let text = "[sources.trades]\nkind = \"market\"\n\n[queries.stats_10s]\nslide_ms = 20000\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:4: queries.stats_10s"), "{err}");
+        let text = "[sources.trades]\nkind = \"market\"\n[queries.stats_10z]\nenabled = false\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("p.toml:3") && err.contains("no such query"),
+            "{err}"
+        );
+        let text = "[sources.trades]\nkind = \"market\"\n[queries.ewma]\nhalf_lief = 3\n";
+        let err = Pipeline::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("p.toml:3") && err.contains("half_lief"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fingerprints_name_what_differs() {
+        let mut p = Pipeline::default();
+        let a = p.checkpoint_fingerprint(1);
+        p.engine.workers = 3;
+        let b = p.checkpoint_fingerprint(1);
+        assert_ne!(a, b);
+        assert_eq!(
+            crate::checkpoint::differences(&b, &a),
+            "workers (1 there, 3 here)"
+        );
     }
 
     #[test]

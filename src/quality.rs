@@ -3,8 +3,9 @@
 //! against the naive forecast, over every key. (`eddy evaluate` computes the
 //! same errors from `forecasts.csv`, and scores anomalies against the truth.)
 
-use crate::operators::anomalies::Anomaly;
-use crate::operators::forecasts::Forecast;
+use crate::queries::anomalies::Anomaly;
+use crate::queries::forecasts::Forecast;
+use crate::sinks::row_sink::{RowBatch, RowSink};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -99,6 +100,17 @@ impl QualitySummary {
 #[derive(Default)]
 pub struct Quality {
     inner: Mutex<(BTreeMap<String, u64>, BTreeMap<String, ErrorSums>)>,
+}
+
+/// The tallies take the models' rows as they are emitted.
+impl RowSink for Quality {
+    fn rows(&self, batch: &RowBatch<'_>) {
+        if let Some(rows) = batch.of::<Anomaly>() {
+            self.anomalies(rows);
+        } else if let Some(rows) = batch.of::<Forecast>() {
+            self.forecasts(rows);
+        }
+    }
 }
 
 impl Quality {

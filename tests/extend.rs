@@ -1,16 +1,17 @@
-//! The extension points of `src/extend.rs`: a registered trade query and a
-//! row sink, checked against brute force on a replayed file, for 1 and 3
-//! workers.
+//! The extension points of `src/extend.rs`: queries added in code (an
+//! ordered trade query, a windowed interaction query) and a row sink, checked
+//! against brute force on replayed files, for 1 and 3 workers.
 
 mod common;
 
 use common::{generate, read_trades, replay_pipeline, temp_dir};
 use eddy::engine::{run, Job};
-use eddy::extend::TradeQuery;
-use eddy::operators::bars::Bar;
-use eddy::operators::ordered::OrderedLogic;
-use eddy::record::Trade;
-use eddy::sinks::row_sink::RowSink;
+use eddy::extend::{OrderedQuery, WindowQuery};
+use eddy::framework::ordered::OrderedLogic;
+use eddy::framework::pane_window::{WindowAggregate, WindowSpec};
+use eddy::queries::bars_1s::Bar;
+use eddy::record::{Interaction, InteractionKind, Trade};
+use eddy::sinks::row_sink::{RowBatch, RowSink};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 #[derive(Serialize, Deserialize, Default)]
 struct RunningMax(BTreeMap<String, f64>);
 
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct MaxRow {
     symbol: String,
     seq: u64,
@@ -52,8 +53,10 @@ impl OrderedLogic for RunningMax {
 struct BarCount(AtomicU64);
 
 impl RowSink for BarCount {
-    fn bars(&self, rows: &[Bar]) {
-        self.0.fetch_add(rows.len() as u64, Relaxed);
+    fn rows(&self, batch: &RowBatch<'_>) {
+        if let Some(bars) = batch.of::<Bar>() {
+            self.0.fetch_add(bars.len() as u64, Relaxed);
+        }
     }
 }
 
@@ -86,12 +89,8 @@ fn a_registered_query_and_a_row_sink_see_what_brute_force_computes() {
         let mut p = replay_pipeline(Some(&trades), None, &out, workers);
         p.engine.max_delay_ms = 100;
         let bars = Arc::new(BarCount::default());
-        let query = TradeQuery::ordered(
-            "running_max",
-            &["symbol", "seq", "max"],
-            RunningMax::default,
-        );
-        let summary = run(Job::new(p).with_trade_query(query).with_sink(bars.clone())).unwrap();
+        let query = OrderedQuery::new("running_max", RunningMax::default);
+        let summary = run(Job::new(p).with_query(query).with_sink(bars.clone())).unwrap();
         assert_eq!(
             summary.records.late, 0,
             "the file's disorder is within the bound"
@@ -119,5 +118,102 @@ fn a_registered_query_and_a_row_sink_see_what_brute_force_computes() {
             bar_rows as u64,
             "the sink saw every bar"
         );
+    }
+}
+
+/// Per item and 5-second window, the purchases and the largest user id seen.
+struct Purchases;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct PurchaseRow {
+    item_id: u64,
+    window_start_ms: u64,
+    purchases: u64,
+    max_user: u64,
+}
+
+impl WindowAggregate for Purchases {
+    type In = Interaction;
+    type Key = u64;
+    type State = (u64, u64);
+    const ORDER_SENSITIVE: bool = false;
+    type Out = PurchaseRow;
+    fn key(&self, r: &Interaction) -> u64 {
+        r.item
+    }
+    fn ts_ms(&self, r: &Interaction) -> u64 {
+        r.ts_ms
+    }
+    fn seq(&self, r: &Interaction) -> u64 {
+        r.seq
+    }
+    fn init(&self, r: &Interaction) -> (u64, u64) {
+        ((r.kind == InteractionKind::Purchase) as u64, r.user)
+    }
+    fn add(&self, s: &mut (u64, u64), r: &Interaction) {
+        s.0 += (r.kind == InteractionKind::Purchase) as u64;
+        s.1 = s.1.max(r.user);
+    }
+    fn merge(&self, s: &mut (u64, u64), o: &(u64, u64)) {
+        s.0 += o.0;
+        s.1 = s.1.max(o.1);
+    }
+    fn finish(&self, item_id: u64, window_start_ms: u64, s: &(u64, u64)) -> Option<PurchaseRow> {
+        Some(PurchaseRow {
+            item_id,
+            window_start_ms,
+            purchases: s.0,
+            max_user: s.1,
+        })
+    }
+}
+
+#[test]
+fn a_windowed_interaction_query_added_in_code_equals_brute_force() {
+    let dir = temp_dir();
+    let interactions = dir.path().join("interactions.csv");
+    generate(
+        "interactions",
+        &interactions,
+        20000,
+        &["--items", "40", "--disorder-ms", "80"],
+    );
+    let text = std::fs::read_to_string(&interactions).unwrap();
+    let mut expected: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        // ts_ms,user_id,item_id,kind
+        let f: Vec<&str> = line.split(',').collect();
+        let (ts, user, item) = (
+            f[0].parse::<u64>().unwrap(),
+            f[1].parse::<u64>().unwrap(),
+            f[2].parse::<u64>().unwrap(),
+        );
+        let e = expected.entry((item, ts - ts % 5_000)).or_insert((0, 0));
+        e.0 += (f[3] == "purchase") as u64;
+        e.1 = e.1.max(user);
+    }
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|((item, w), (p, u))| format!("{item},{w},{p},{u}"))
+        .collect();
+    for workers in [1, 3] {
+        let out = dir.path().join(format!("out{workers}"));
+        let mut p = replay_pipeline(None, Some(&interactions), &out, workers);
+        p.engine.max_delay_ms = 100;
+        let query =
+            WindowQuery::new("purchases_5s", WindowSpec::tumbling(5_000), || Purchases).unwrap();
+        let summary = run(Job::new(p).with_query(query)).unwrap();
+        assert_eq!(summary.records.late, 0);
+        let text = std::fs::read_to_string(out.join("purchases_5s.csv")).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("item_id,window_start_ms,purchases,max_user")
+        );
+        let mut got: Vec<String> = text.lines().skip(1).map(String::from).collect();
+        got.sort_by_key(|l| {
+            let f: Vec<u64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            (f[0], f[1])
+        });
+        assert_eq!(got, expected, "purchases_5s.csv on {workers} worker(s)");
     }
 }

@@ -7,8 +7,8 @@ mod common;
 
 use common::{eddy, generate, read_interactions, stderr, temp_dir, Ix};
 use eddy::engine::{run, Job};
-use eddy::operators::forecasts::ForecastsConfig;
 use eddy::pipeline::{InteractionSource, Pipeline, TradeSource};
+use eddy::queries::forecasts::ForecastsConfig;
 use eddy::sources::anomalies::InteractionAnomalies;
 use eddy::sources::interactions::InteractionConfig;
 use eddy::sources::market::MarketConfig;
@@ -176,7 +176,7 @@ fn reference_close_forecasts(bars: &Path, alpha: f64, beta: f64) -> BTreeMap<(St
 /// Item bursts by brute force: every pane of every item from its first on,
 /// the window's sum recounted from the records each time.
 fn reference_item_bursts(rows: &[Ix]) -> Vec<(u64, u64)> {
-    let c = eddy::operators::burst::BurstConfig::default();
+    let c = eddy::framework::burst::BurstConfig::default();
     let weight = 1.0 - 0.5f64.powf(1.0 / c.baseline_half_life_panes);
     let mut panes: BTreeMap<u64, BTreeMap<u64, u64>> = BTreeMap::new();
     for r in rows {

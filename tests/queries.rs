@@ -25,8 +25,8 @@ fn replay(
     let mut p = replay_pipeline(Some(trades), Some(interactions), out, workers);
     p.engine.max_delay_ms = max_delay_ms;
     p.engine.batch_size = 101;
-    p.queries.alerts.threshold = threshold;
-    p.queries.alerts.log = false;
+    p.queries.set("alerts", "threshold", threshold as i64);
+    p.queries.set("alerts", "log", false);
     let summary = engine::run(Job::new(p)).unwrap();
     assert_eq!(summary.records.late, 0);
     assert_eq!(summary.records.unaccounted, 0);

@@ -8,20 +8,23 @@
 //! so rows from different workers land in order and an hour-long run holds
 //! as much as a one-minute run.
 
-use crate::operators::activity::Activity;
-use crate::operators::alerts::Alert;
-use crate::operators::anomalies::Anomaly;
-use crate::operators::bars::Bar;
-use crate::operators::correlation::Correlation;
-use crate::operators::ewma::EwmaRow;
-use crate::operators::forecasts::{Forecast, Target};
-use crate::operators::item_counts::ItemCount;
-use crate::operators::stats::PriceStats;
-use crate::operators::volatility::Volatility;
-use crate::pipeline::Queries;
 use crate::quality::{Quality, QualitySummary};
+use crate::queries::activity_60s::Activity;
+use crate::queries::alerts::Alert;
+use crate::queries::alerts::FiredAlert;
+use crate::queries::anomalies::Anomaly;
+use crate::queries::bars_1s::Bar;
+use crate::queries::corr_60s::Correlation;
+use crate::queries::ewma::EwmaRow;
+use crate::queries::forecasts::{Forecast, Target};
+use crate::queries::item_counts_60s::ItemCount;
+use crate::queries::item_counts_60s::ItemCountsConfig;
+use crate::queries::stats_10s::PriceStats;
+use crate::queries::stats_10s::StatsConfig;
+use crate::queries::vol_60s::Volatility;
+use crate::queries::QueryTables;
 use crate::record::Symbol;
-use crate::sinks::row_sink::RowSink;
+use crate::sinks::row_sink::{RowBatch, RowSink};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -101,11 +104,13 @@ fn put<V>(history: &mut BTreeMap<u64, V>, key: u64, value: V, keep: usize) {
 }
 
 impl Board {
-    pub fn new(queries: &Queries) -> Board {
+    pub fn new(queries: &QueryTables) -> Board {
+        let stats: StatsConfig = queries.config("stats_10s").unwrap_or_default();
+        let counts: ItemCountsConfig = queries.config("item_counts_60s").unwrap_or_default();
         Board {
             results: Mutex::default(),
-            moving_average_ms: queries.stats_10s.length_ms,
-            item_window_ms: queries.item_counts_60s.size_ms,
+            moving_average_ms: stats.length_ms,
+            item_window_ms: counts.size_ms,
             quality: Quality::default(),
         }
     }
@@ -246,7 +251,38 @@ impl Results {
     }
 }
 
+/// The board takes the rows it shows, by row type.
 impl RowSink for Board {
+    fn rows(&self, batch: &RowBatch<'_>) {
+        if let Some(rows) = batch.of::<Bar>() {
+            self.bars(rows)
+        } else if let Some(rows) = batch.of::<PriceStats>() {
+            self.stats(rows)
+        } else if let Some(rows) = batch.of::<Volatility>() {
+            self.volatility(rows)
+        } else if let Some(rows) = batch.of::<EwmaRow>() {
+            self.ewma(rows)
+        } else if let Some(rows) = batch.of::<Correlation>() {
+            self.correlations(rows)
+        } else if let Some(rows) = batch.of::<ItemCount>() {
+            self.item_counts(rows)
+        } else if let Some(rows) = batch.of::<Activity>() {
+            self.activity(rows)
+        } else if let Some(rows) = batch.of::<Alert>() {
+            self.alerts(rows)
+        } else if let Some(rows) = batch.of::<FiredAlert>() {
+            for a in rows {
+                self.alert_fired(a.item_id, a.window_start_ms, a.count, a.threshold);
+            }
+        } else if let Some(rows) = batch.of::<Anomaly>() {
+            self.anomalies(rows)
+        } else if let Some(rows) = batch.of::<Forecast>() {
+            self.forecasts(rows)
+        }
+    }
+}
+
+impl Board {
     fn bars(&self, rows: &[Bar]) {
         self.with(|r| {
             for b in rows {
@@ -482,7 +518,7 @@ mod tests {
 
     #[test]
     fn histories_stay_bounded_and_in_event_time_order_whatever_the_arrival_order() {
-        let board = Board::new(&Queries::default());
+        let board = Board::new(&QueryTables::default());
         // Two workers' rows interleaved out of order, for far longer than kept.
         for s in (0..2_000u64).rev() {
             board.bars(&[bar("AAA", s * 1000, s as f64, 1)]);
@@ -505,7 +541,7 @@ mod tests {
 
     #[test]
     fn the_default_symbol_is_the_most_traded_and_unknown_ones_fall_back_to_it() {
-        let board = Board::new(&Queries::default());
+        let board = Board::new(&QueryTables::default());
         board.bars(&[
             bar("AAA", 0, 1.0, 5),
             bar("BBB", 0, 2.0, 9),
@@ -522,7 +558,7 @@ mod tests {
 
     #[test]
     fn top_items_come_from_the_latest_window_whose_rows_are_all_out() {
-        let board = Board::new(&Queries::default());
+        let board = Board::new(&QueryTables::default());
         board.item_counts(&[count(1, 0, 10), count(2, 0, 30), count(3, 0, 20)]);
         board.item_counts(&[count(1, 60_000, 99)]);
         // Results complete to 90 s: the window [60 s, 120 s) may still get rows.

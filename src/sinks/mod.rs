@@ -2,20 +2,34 @@
 //!
 //! One writer per file and process, shared by the workers (rows arrive at a
 //! few per window and key, so a lock per batch costs nothing measurable).
-//! Rows keep their WORKLOAD.md headers; floats are written in their shortest
-//! exact form, so pandas reads back the very same numbers.
+//! A file's header is its row type's field names ([`columns`]), so the header
+//! and the rows cannot disagree; floats are written in their shortest exact
+//! form, so pandas reads back the very same numbers.
 
 pub mod row_sink;
 
 use crate::record::Event;
 use crate::sources::{Late, Malformed};
 use anyhow::Context;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+/// A result row: a flat struct whose serde field names are its columns.
+pub trait Row: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Row for T {}
+
+/// The columns of row type `T`: its fields' serialized names, in order (read
+/// from its `Deserialize` derive, which lists them).
+pub fn columns<T: Row>() -> &'static [&'static str] {
+    serde_aux::serde_introspection::serde_introspect::<T>()
+}
 
 /// A CSV file of rows of type `T`, written by every worker of the process.
 /// Rows are formatted by the calling worker; only the finished bytes are
@@ -140,9 +154,9 @@ impl<T> Flush for CsvSink<T> {
 }
 
 /// `late.csv`: `stream,seq,ts_ms,watermark_ms,record`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LateRow {
-    pub stream: &'static str,
+    pub stream: String,
     pub seq: u64,
     pub ts_ms: u64,
     pub watermark_ms: u64,
@@ -152,7 +166,7 @@ pub struct LateRow {
 impl LateRow {
     pub fn of<E: Event>(late: &Late<E>) -> Self {
         LateRow {
-            stream: E::STREAM,
+            stream: E::STREAM.into(),
             seq: late.record.seq(),
             ts_ms: late.record.ts_ms(),
             watermark_ms: late.watermark_ms,
@@ -162,9 +176,9 @@ impl LateRow {
 }
 
 /// `malformed.csv`: `stream,line,error,raw`.
-#[derive(Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct MalformedRow {
-    pub stream: &'static str,
+    pub stream: String,
     pub line: u64,
     pub error: String,
     pub raw: String,
@@ -173,7 +187,7 @@ pub struct MalformedRow {
 impl MalformedRow {
     pub fn of(stream: &'static str, m: &Malformed) -> Self {
         MalformedRow {
-            stream,
+            stream: stream.into(),
             line: m.line,
             error: m.error.clone(),
             raw: m.raw.clone(),
@@ -181,52 +195,104 @@ impl MalformedRow {
     }
 }
 
-pub const ANOMALIES_HEADER: &[&str] = &["stream", "key", "ts_ms", "kind", "score"];
-pub const FORECASTS_HEADER: &[&str] = &[
-    "stream",
-    "key",
-    "target",
-    "window_start_ms",
-    "forecast",
-    "naive",
-    "actual",
-    "mae",
-    "naive_mae",
-];
-pub const LATE_HEADER: &[&str] = &["stream", "seq", "ts_ms", "watermark_ms", "record"];
-pub const MALFORMED_HEADER: &[&str] = &["stream", "line", "error", "raw"];
-pub const BARS_HEADER: &[&str] = &[
-    "symbol",
-    "window_start_ms",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "trades",
-    "vwap",
-];
-pub const STATS_HEADER: &[&str] = &["symbol", "window_start_ms", "count", "mean", "std"];
-pub const VOL_HEADER: &[&str] = &["symbol", "window_start_ms", "returns", "volatility"];
-pub const CORR_HEADER: &[&str] = &["symbol_a", "symbol_b", "window_start_ms", "n", "corr"];
-pub const EWMA_HEADER: &[&str] = &["symbol", "ts_ms", "price", "ewma", "ewm_vol"];
-pub const ITEM_COUNTS_HEADER: &[&str] = &[
-    "item_id",
-    "window_start_ms",
-    "views",
-    "clicks",
-    "purchases",
-    "total",
-];
-pub const ACTIVITY_HEADER: &[&str] = &[
-    "window_start_ms",
-    "users",
-    "interactions",
-    "avg_per_user",
-    "max_item",
-    "max_count",
-    "min_item",
-    "min_count",
-];
-pub const ALERTS_HEADER: &[&str] = &["item_id", "window_start_ms", "total", "threshold"];
-pub const ITEM_TOTALS_HEADER: &[&str] = &["item_id", "views", "clicks", "purchases", "total"];
+/// The result files of a process, by file name, each typed by its row.
+#[derive(Default)]
+pub struct ResultFiles {
+    files: BTreeMap<String, OpenFile>,
+}
+
+struct OpenFile {
+    flush: Arc<dyn Flush>,
+    /// The `Arc<CsvSink<T>>` itself, for [`ResultFiles::get`].
+    typed: Arc<dyn Any + Send + Sync>,
+}
+
+impl ResultFiles {
+    /// Creates `dir/name` with `T`'s columns (or reopens it, resuming).
+    pub fn open<T: Row>(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        resume: bool,
+    ) -> anyhow::Result<Arc<CsvSink<T>>> {
+        let sink = CsvSink::<T>::create(dir, name, columns::<T>(), resume)?;
+        self.insert(name, Arc::clone(&sink));
+        Ok(sink)
+    }
+
+    /// Adds a file opened elsewhere (one with a header of its own).
+    pub fn insert<T: Send + Sync + 'static>(&mut self, name: &str, sink: Arc<CsvSink<T>>) {
+        let file = OpenFile {
+            flush: Arc::clone(&sink) as Arc<dyn Flush>,
+            typed: sink,
+        };
+        self.files.insert(name.to_string(), file);
+    }
+
+    /// The file `name`, if open and of rows of type `T`.
+    pub fn get<T: Send + Sync + 'static>(&self, name: &str) -> Option<Arc<CsvSink<T>>> {
+        let file = self.files.get(name)?;
+        Arc::clone(&file.typed).downcast::<CsvSink<T>>().ok()
+    }
+
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.files.values().try_for_each(|f| f.flush.flush())
+    }
+
+    /// The length of every file, flushed: what a checkpoint commits.
+    pub fn committed(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        self.files
+            .values()
+            .map(|f| Ok((f.flush.name().to_string(), f.flush.committed_len()?)))
+            .collect()
+    }
+
+    /// Cuts every file back to the length a checkpoint committed.
+    pub fn truncate(&self, committed: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+        for file in self.files.values() {
+            let name = file.flush.name();
+            let len = committed.get(name).with_context(|| {
+                format!(
+                    "the checkpoint has no committed length for {name}: was it written by this pipeline?"
+                )
+            })?;
+            file.flush.truncate_to(*len)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Serialize, Deserialize)]
+    struct Pair {
+        key: u64,
+        #[serde(rename = "value_ms")]
+        value: f64,
+    }
+
+    #[test]
+    fn a_header_is_the_rows_field_names_in_order() {
+        assert_eq!(columns::<Pair>(), &["key", "value_ms"]);
+        assert_eq!(
+            columns::<LateRow>(),
+            &["stream", "seq", "ts_ms", "watermark_ms", "record"]
+        );
+    }
+
+    #[test]
+    fn files_are_found_by_name_and_row_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ResultFiles::default();
+        let sink = files.open::<Pair>(dir.path(), "pairs.csv", false).unwrap();
+        sink.write_all(&[Pair { key: 1, value: 0.5 }]).unwrap();
+        assert!(files.get::<Pair>("pairs.csv").is_some());
+        assert!(files.get::<LateRow>("pairs.csv").is_none());
+        files.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("pairs.csv")).unwrap();
+        assert_eq!(text, "key,value_ms\n1,0.5\n");
+        assert_eq!(files.committed().unwrap()["pairs.csv"], text.len() as u64);
+    }
+}

@@ -1,65 +1,61 @@
 //! Row sinks: receivers of result rows as the dataflow emits them, beside the
-//! CSV files. The dashboard's board is one; a program embedding eddy adds its
-//! own with `Job::with_sink` (see `examples/custom_source_and_sink.rs`).
+//! CSV files. The dashboard's board and the models' quality tallies are row
+//! sinks; a program embedding eddy adds its own with `Job::with_sink` (see
+//! `examples/custom_source_and_sink.rs`).
 //!
 //! A sink is called on the worker that computed the rows, from every worker
 //! of the process at once, with one batch of one query's rows at a time, in
-//! no particular order across keys or workers. It implements the methods of
-//! the rows it wants; the others do nothing.
+//! no particular order across keys or workers. It looks at the batches of the
+//! row types it wants ([`RowBatch::of`]) and ignores the others: a new query
+//! needs no new method here.
 
-use crate::operators::activity::Activity;
-use crate::operators::alerts::Alert;
-use crate::operators::anomalies::Anomaly;
-use crate::operators::bars::Bar;
-use crate::operators::correlation::Correlation;
-use crate::operators::ewma::EwmaRow;
-use crate::operators::forecasts::Forecast;
-use crate::operators::item_counts::ItemCount;
-use crate::operators::stats::PriceStats;
-use crate::operators::volatility::Volatility;
+use std::any::Any;
 use std::sync::Arc;
+
+/// One batch of one query's rows, typed by row.
+pub struct RowBatch<'a> {
+    /// The query's id (its file is `ID.csv`).
+    pub query: &'a str,
+    rows: &'a dyn Any,
+}
+
+impl<'a> RowBatch<'a> {
+    pub fn new<T: 'static>(query: &'a str, rows: &'a Vec<T>) -> Self {
+        RowBatch { query, rows }
+    }
+
+    /// The rows, when they are of type `T`.
+    pub fn of<T: 'static>(&self) -> Option<&'a [T]> {
+        self.rows.downcast_ref::<Vec<T>>().map(Vec::as_slice)
+    }
+}
 
 /// Receives result rows (see the module doc).
 pub trait RowSink: Send + Sync {
-    fn bars(&self, _rows: &[Bar]) {}
-    fn stats(&self, _rows: &[PriceStats]) {}
-    fn volatility(&self, _rows: &[Volatility]) {}
-    fn ewma(&self, _rows: &[EwmaRow]) {}
-    fn correlations(&self, _rows: &[Correlation]) {}
-    fn item_counts(&self, _rows: &[ItemCount]) {}
-    fn activity(&self, _rows: &[Activity]) {}
-    fn alerts(&self, _rows: &[Alert]) {}
-    fn anomalies(&self, _rows: &[Anomaly]) {}
-    fn forecasts(&self, _rows: &[Forecast]) {}
+    fn rows(&self, batch: &RowBatch<'_>);
 }
 
 /// The row sinks of a run.
 pub type RowSinks = Arc<Vec<Arc<dyn RowSink>>>;
 
-/// A row type a [`RowSink`] takes: which of its methods receives it.
-pub trait SinkRow: Sized {
-    fn hand_to(sink: &dyn RowSink, rows: &[Self]);
+/// Hands a batch to every sink.
+pub fn hand_to_all<T: 'static>(sinks: &[Arc<dyn RowSink>], query: &str, rows: &Vec<T>) {
+    let batch = RowBatch::new(query, rows);
+    for sink in sinks {
+        sink.rows(&batch);
+    }
 }
 
-macro_rules! sink_row {
-    ($($row:ty => $method:ident),* $(,)?) => {
-        $(impl SinkRow for $row {
-            fn hand_to(sink: &dyn RowSink, rows: &[Self]) {
-                sink.$method(rows)
-            }
-        })*
-    };
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-sink_row! {
-    Bar => bars,
-    PriceStats => stats,
-    Volatility => volatility,
-    EwmaRow => ewma,
-    Correlation => correlations,
-    ItemCount => item_counts,
-    Activity => activity,
-    Alert => alerts,
-    Anomaly => anomalies,
-    Forecast => forecasts,
+    #[test]
+    fn a_batch_is_seen_only_as_its_own_row_type() {
+        let rows = vec![1u64, 2, 3];
+        let batch = RowBatch::new("q", &rows);
+        assert_eq!(batch.of::<u64>(), Some(&[1u64, 2, 3][..]));
+        assert!(batch.of::<u32>().is_none());
+        assert_eq!(batch.query, "q");
+    }
 }

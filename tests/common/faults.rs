@@ -137,7 +137,7 @@ fn csv_names(dir: &Path) -> Vec<String> {
 /// run accounted for every record.
 pub fn assert_same_results(expected: &Path, got: &Path, what: &str) {
     let names = csv_names(expected);
-    assert_eq!(names.len(), 13, "{what}: result files {names:?}");
+    assert_eq!(names.len(), 14, "{what}: result files {names:?}");
     assert_eq!(names, csv_names(got), "{what}: result files");
     for name in names {
         let sorted = |dir: &Path| {

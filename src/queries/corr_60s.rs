@@ -15,12 +15,13 @@
 //! of the window's sorted symbol list goes to worker p mod workers. The cost
 //! per window is O(pairs x seconds), spread over the workers.
 
-use super::bars::Bar;
-use super::moments::CoMoments;
-use super::ordered::OrderedLogic;
-use super::HeldCapability;
+use super::bars_1s::{Bar, BarsConfig};
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
 use crate::checkpoint::state::StateRegistry;
-use crate::metrics::{LatencyProbe, QueryCounters};
+use crate::framework::moments::CoMoments;
+use crate::framework::ordered::{ordered, OrderedLogic};
+use crate::framework::HeldCapability;
+use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::{serialize_symbol, Symbol};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.corr_60s]`.
@@ -74,6 +76,55 @@ impl CorrelationConfig {
                 .filter_map(|s| Symbol::parse(s.as_bytes()))
                 .collect(),
         )
+    }
+}
+
+impl QueryConfig for CorrelationConfig {
+    const ID: &'static str = "corr_60s";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, all: &QueryTables) -> Result<(), String> {
+        CorrelationConfig::validate(self)?;
+        let bars: BarsConfig = all.config("bars_1s")?;
+        if bars.size_ms != 1_000 {
+            return Err("needs 1-second bars (queries.bars_1s.size_ms = 1000)".into());
+        }
+        Ok(())
+    }
+}
+
+impl Query for CorrelationConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Bars]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Correlation>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let bars = b.bars()?;
+        let returns = ordered(
+            bars,
+            b.trades_end(),
+            "returns",
+            BarReturns::new(self.symbol_set()),
+            b.counters("bars/returns"),
+            b.states,
+        )?;
+        let corr = correlate(
+            returns.broadcast(),
+            self,
+            b.index(),
+            b.peers(),
+            b.counters("bars/corr_60s"),
+            b.latency.clone(),
+            b.states,
+        )?;
+        b.emit(corr);
+        Ok(())
     }
 }
 
@@ -256,4 +307,53 @@ pub fn correlate<'scope>(
             }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{run, trade, Record};
+
+    const T: u64 = 1_700_000_040_000;
+
+    #[test]
+    fn moving_together_is_one_and_moving_apart_is_minus_one() {
+        // One trade a second for 5 s: BBB is twice AAA (the same returns),
+        // CCC its inverse (the opposite returns).
+        let prices = [100.0, 101.0, 99.0, 102.0, 100.5];
+        let mut records: Vec<Record> = Vec::new();
+        for (s, p) in prices.iter().enumerate() {
+            let ts = T + s as u64 * 1_000 + 10;
+            let seq = records.len() as u64;
+            records.push(trade(ts, seq, "AAA", *p, 1));
+            records.push(trade(ts, seq + 1, "BBB", 2.0 * p, 1));
+            records.push(trade(ts, seq + 2, "CCC", 1.0 / p, 1));
+        }
+        let mut rows = run::<Correlation, _>(CorrelationConfig::default(), &records, 500).rows;
+        rows.sort_by_key(|r| (r.symbol_a.text(), r.symbol_b.text()));
+        let got: Vec<(String, String, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.symbol_a.text(), r.symbol_b.text(), r.window_start_ms, r.n))
+            .collect();
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string(), T, 4);
+        assert_eq!(got, [pair("AAA", "BBB"), pair("AAA", "CCC"), pair("BBB", "CCC")]);
+        let corr: Vec<f64> = rows.iter().map(|r| r.corr).collect();
+        for (c, want) in corr.iter().zip([1.0, -1.0, -1.0]) {
+            assert!((c - want).abs() < 1e-9, "{corr:?}");
+        }
+    }
+
+    #[test]
+    fn fewer_than_three_paired_returns_give_no_row() {
+        let records = [
+            trade(T + 10, 0, "AAA", 1.0, 1),
+            trade(T + 10, 1, "BBB", 2.0, 1),
+            trade(T + 1_010, 2, "AAA", 1.1, 1),
+            trade(T + 1_010, 3, "BBB", 2.1, 1),
+            trade(T + 2_010, 4, "AAA", 1.2, 1),
+            trade(T + 2_010, 5, "BBB", 2.0, 1),
+        ];
+        let rows = run::<Correlation, _>(CorrelationConfig::default(), &records, 500).rows;
+        assert!(rows.is_empty(), "{rows:?}");
+    }
 }

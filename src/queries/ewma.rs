@@ -10,7 +10,9 @@
 //! sqrt(var)`, empty on a symbol's first trade.
 //! Output: `symbol,ts_ms,price,ewma,ewm_vol`.
 
-use super::ordered::OrderedLogic;
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use crate::framework::ordered::{ordered, OrderedLogic};
+use timely::dataflow::operators::core::Inspect;
 use crate::record::{serialize_symbol, Symbol, Trade};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,47 @@ impl EwmaConfig {
                 self.half_life
             ));
         }
+        Ok(())
+    }
+}
+
+impl QueryConfig for EwmaConfig {
+    const ID: &'static str = "ewma";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &QueryTables) -> Result<(), String> {
+        EwmaConfig::validate(self)
+    }
+}
+
+impl Query for EwmaConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Trades]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<EwmaRow>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let ewma = ordered(
+            b.trades(),
+            b.trades_end(),
+            Self::ID,
+            Ewma::new(self),
+            b.counters("trades/ewma"),
+            b.states,
+        )?;
+        // One row per trade: the per-record latency of the engine.
+        let latency = b.latency.clone();
+        let ewma = ewma.inspect_core(move |event| {
+            if let Ok((_, rows)) = event {
+                latency.records_emitted(rows.iter().map(|r| r.ts_ms));
+            }
+        });
+        b.emit(ewma);
         Ok(())
     }
 }
@@ -123,5 +166,34 @@ impl OrderedLogic for Ewma {
 
     fn owes_at(&self) -> Option<u64> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{run, trade};
+
+    #[test]
+    fn the_first_trade_sets_the_average_and_later_ones_weigh_in() {
+        let config = EwmaConfig {
+            half_life: 1.0,
+            ..EwmaConfig::default()
+        };
+        // Half-life 1: a = 1/2. Ties in ts go by seq.
+        let records = [
+            trade(1_000, 1, "AAA", 110.0, 1),
+            trade(1_000, 0, "AAA", 100.0, 1),
+            trade(1_500, 2, "AAA", 121.0, 1),
+        ];
+        let rows = run::<EwmaRow, _>(config, &records, 500).rows;
+        let got: Vec<(u64, f64, f64)> = rows.iter().map(|r| (r.ts_ms, r.price, r.ewma)).collect();
+        assert_eq!(got, [(1_000, 100.0, 100.0), (1_000, 110.0, 105.0), (1_500, 121.0, 113.0)]);
+        assert_eq!(rows[0].ewm_vol, None);
+        let r1 = (110.0f64 / 100.0).ln();
+        assert!((rows[1].ewm_vol.unwrap() - r1.abs()).abs() < 1e-12);
+        let r2 = (121.0f64 / 110.0).ln();
+        let var = 0.5 * r2 * r2 + 0.5 * r1 * r1;
+        assert!((rows[2].ewm_vol.unwrap() - var.sqrt()).abs() < 1e-12);
     }
 }

@@ -9,10 +9,10 @@
 //! rows into `alerts.csv` rows with the window's final total.
 //! Output: `item_id,window_start_ms,total,threshold`.
 
-use super::item_counts::ItemCount;
+use super::item_counts_60s::{ItemCount, ItemCountsConfig};
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
 use crate::checkpoint::state::StateRegistry;
-use crate::dashboard::board::Board;
-use crate::metrics::QueryCounters;
+use crate::probes::QueryCounters;
 use crate::record::Interaction;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,60 @@ impl Default for AlertsConfig {
             log: true,
         }
     }
+}
+
+impl QueryConfig for AlertsConfig {
+    const ID: &'static str = "alerts";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &QueryTables) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Query for AlertsConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Interactions]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Alert>()
+    }
+    /// The rows come from I1's windows (whatever `item_counts_60s.enabled`
+    /// says); the firing half reads the interactions keyed by item.
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let counts_config: ItemCountsConfig = b
+            .tables
+            .config(ItemCountsConfig::ID)
+            .map_err(anyhow::Error::msg)?;
+        let spec = counts_config.spec();
+        let counts = b.item_counts(ItemCountsConfig::ID, spec)?;
+        b.emit(alert_rows(counts, self.threshold));
+        let fired = fire_alerts(
+            b.interactions_by_item(),
+            spec.length_ms,
+            self.threshold,
+            self.log,
+            b.counters("interactions/alerts"),
+            b.states,
+        )?;
+        b.emit_live(fired);
+        Ok(())
+    }
+}
+
+/// An alert the moment it fires (not written to a file: the dashboard shows
+/// it, through the row sinks).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FiredAlert {
+    pub item_id: u64,
+    pub window_start_ms: u64,
+    /// The count when it fired: the threshold + 1.
+    pub count: u64,
+    pub threshold: u64,
 }
 
 /// A row of `alerts.csv`.
@@ -76,27 +130,25 @@ pub fn alert_rows<'scope>(
     })
 }
 
-/// Logs an alert (when `log`) and shows it on the dashboard (when `board`)
-/// the moment an item's count in a window first exceeds the threshold;
-/// expects the stream partitioned by item. The returned stream carries
-/// nothing; its frontier is for the probe (checkpoints wait for this operator).
+/// Logs an alert (when `log`) and emits it the moment an item's count in a
+/// window first exceeds the threshold; expects the stream partitioned by item.
 pub fn fire_alerts<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     window_ms: u64,
     threshold: u64,
     log: bool,
-    board: Option<Arc<Board>>,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
-) -> anyhow::Result<Stream<'scope, u64, Vec<()>>> {
+) -> anyhow::Result<Stream<'scope, u64, Vec<FiredAlert>>> {
     let counts = states.cell("alerts/firing", FxHashMap::<(u64, u64), u64>::default)?;
-    let fired = interactions.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+    let fired = interactions.unary_frontier::<CapacityContainerBuilder<Vec<FiredAlert>>, _, _, _>(
         Pipeline,
         "alert firing",
         move |_initial, _info| {
-            move |(input, frontier), _output| {
+            move |(input, frontier), output| {
                 let mut counts = counts.borrow_mut();
-                input.for_each_stamp(|_cap, batches| {
+                input.for_each_stamp(|cap, batches| {
+                    let mut session = output.session(&cap);
                     for batch in batches {
                         counters.add_consumed(batch.len() as u64);
                         for r in batch.iter() {
@@ -114,9 +166,12 @@ pub fn fire_alerts<'scope>(
                             threshold
                         );
                                 }
-                                if let Some(board) = &board {
-                                    board.alert_fired(r.item, window, *count, threshold);
-                                }
+                                session.give(FiredAlert {
+                                    item_id: r.item,
+                                    window_start_ms: window,
+                                    count: *count,
+                                    threshold,
+                                });
                             }
                         }
                     }
@@ -130,4 +185,60 @@ pub fn fire_alerts<'scope>(
         },
     );
     Ok(fired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{interaction, run_with};
+
+    const T: u64 = 1_700_000_040_000;
+
+    fn tables(threshold: i64) -> QueryTables {
+        let mut t = QueryTables::default();
+        t.set("alerts", "threshold", threshold);
+        t.set("alerts", "log", false);
+        t
+    }
+
+    fn records() -> Vec<crate::queries::testing::Record> {
+        // Item 7: three interactions in window T; item 8: two (equal to the threshold).
+        vec![
+            interaction(T + 1, 0, 1, 7, "view"),
+            interaction(T + 2, 1, 2, 8, "view"),
+            interaction(T + 3, 2, 2, 7, "click"),
+            interaction(T + 4, 3, 3, 8, "view"),
+            interaction(T + 5, 4, 3, 7, "purchase"),
+        ]
+    }
+
+    #[test]
+    fn a_total_above_the_threshold_alerts_and_one_equal_to_it_does_not() {
+        let config: AlertsConfig = tables(2).config("alerts").unwrap();
+        let rows = run_with::<Alert, _>(config, &tables(2), &records(), 100).rows;
+        assert_eq!(
+            rows,
+            [Alert {
+                item_id: 7,
+                window_start_ms: T,
+                total: 3,
+                threshold: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn an_alert_fires_once_the_moment_the_count_passes_the_threshold() {
+        let config: AlertsConfig = tables(2).config("alerts").unwrap();
+        let fired = run_with::<FiredAlert, _>(config, &tables(2), &records(), 100).rows;
+        assert_eq!(
+            fired,
+            [FiredAlert {
+                item_id: 7,
+                window_start_ms: T,
+                count: 3,
+                threshold: 2
+            }]
+        );
+    }
 }

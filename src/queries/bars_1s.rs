@@ -5,7 +5,8 @@
 //! sum of sizes; trades the count; vwap = sum(price * size) / sum(size).
 //! Output: `symbol,window_start_ms,open,high,low,close,volume,trades,vwap`.
 
-use super::pane_window::{WindowAggregate, WindowSpec};
+use super::{Build, Input, Query, QueryConfig, RowFile};
+use crate::framework::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{serialize_symbol, Symbol, Trade};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,34 @@ impl Default for BarsConfig {
 impl BarsConfig {
     pub fn spec(&self) -> WindowSpec {
         WindowSpec::tumbling(self.size_ms)
+    }
+}
+
+impl QueryConfig for BarsConfig {
+    const ID: &'static str = "bars_1s";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &super::QueryTables) -> Result<(), String> {
+        self.spec().validate()
+    }
+}
+
+impl Query for BarsConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Trades]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Bar>()
+    }
+    /// The bars are shared with the queries that read them ([`Build::bars`]).
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let bars = b.bars()?;
+        b.emit(bars);
+        Ok(())
     }
 }
 
@@ -130,5 +159,65 @@ impl WindowAggregate for Bars {
             trades: s.trades,
             vwap: s.notional / s.volume as f64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{run, trade};
+
+    const T: u64 = 1_700_000_000_000;
+
+    fn bars(records: &[crate::queries::testing::Record]) -> Vec<Bar> {
+        let mut rows = run::<Bar, _>(BarsConfig::default(), records, 200).rows;
+        rows.sort_by_key(|b| (b.symbol.text(), b.window_start_ms));
+        rows
+    }
+
+    #[test]
+    fn the_module_docs_example_open_close_by_ts_then_seq() {
+        // Two trades share ts T+500: the close is the later by seq (price 9),
+        // though it arrived first.
+        let rows = bars(&[
+            trade(T + 100, 0, "AAA", 10.0, 1),
+            trade(T + 500, 2, "AAA", 9.0, 1),
+            trade(T + 500, 1, "AAA", 12.0, 3),
+            trade(T + 1_500, 3, "AAA", 11.0, 2),
+        ]);
+        assert_eq!(rows.len(), 2);
+        let b = &rows[0];
+        assert_eq!(b.window_start_ms, T);
+        assert_eq!((b.open, b.high, b.low, b.close), (10.0, 12.0, 9.0, 9.0));
+        assert_eq!((b.volume, b.trades), (5, 3));
+        assert_eq!(b.vwap, (10.0 + 36.0 + 9.0) / 5.0);
+        assert_eq!((rows[1].window_start_ms, rows[1].close), (T + 1_000, 11.0));
+    }
+
+    #[test]
+    fn a_second_without_trades_has_no_bar() {
+        let rows = bars(&[trade(T, 0, "AAA", 1.0, 1), trade(T + 2_000, 1, "AAA", 2.0, 1)]);
+        let starts: Vec<u64> = rows.iter().map(|b| b.window_start_ms).collect();
+        assert_eq!(starts, [T, T + 2_000]);
+    }
+
+    #[test]
+    fn merging_panes_equals_adding_one_by_one() {
+        let t = |ts, seq, price, size| Trade {
+            ts_ms: ts,
+            seq,
+            symbol: Symbol::parse(b"AAA").unwrap(),
+            price,
+            size,
+        };
+        let all = [t(5, 0, 3.0, 2), t(1, 1, 4.0, 1), t(5, 2, 1.0, 7), t(9, 3, 2.5, 1)];
+        let mut one = Bars.init(&all[0]);
+        all[1..].iter().for_each(|r| Bars.add(&mut one, r));
+        let mut left = Bars.init(&all[0]);
+        Bars.add(&mut left, &all[1]);
+        let mut right = Bars.init(&all[2]);
+        Bars.add(&mut right, &all[3]);
+        Bars.merge(&mut left, &right);
+        assert_eq!(Bars.finish(all[0].symbol, 0, &left), Bars.finish(all[0].symbol, 0, &one));
     }
 }

@@ -2,15 +2,16 @@
 //! start, maintained incrementally by differential dataflow (`count_total` over
 //! the collection of (item, kind)). The file holds the state after the last
 //! record: the final operator keeps the current count of every (item, kind)
-//! and writes the rows when the input ends.
+//! and emits the rows when the input ends. Its one capability follows its
+//! input frontier, so it holds nothing back (checkpoints wait for it).
 //! Output: `item_id,views,clicks,purchases,total`.
 
-use super::count_consumed;
-use super::item_counts::KindCounts;
+use super::item_counts_60s::KindCounts;
+use super::{Build, Input, Query, QueryConfig, RowFile};
+use crate::framework::count_consumed;
 use crate::checkpoint::state::StateRegistry;
-use crate::metrics::QueryCounters;
+use crate::probes::QueryCounters;
 use crate::record::{route_hash, Interaction, InteractionKind};
-use crate::sinks::CsvSink;
 use crate::time::Tick;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::AsCollection;
@@ -37,6 +38,35 @@ impl Default for ItemTotalsConfig {
     }
 }
 
+impl QueryConfig for ItemTotalsConfig {
+    const ID: &'static str = "item_totals";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+impl Query for ItemTotalsConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Interactions]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<ItemTotal>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let rows = item_totals(
+            b.interactions(),
+            b.tick,
+            b.counters("interactions/item_totals"),
+            b.states,
+        )?;
+        b.emit(rows);
+        Ok(())
+    }
+}
+
 /// A row of `item_totals.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ItemTotal {
@@ -47,16 +77,13 @@ pub struct ItemTotal {
     pub total: u64,
 }
 
-/// I4 over the interaction stream; rows go to `sink` when the input ends.
-/// The returned stream carries nothing: its frontier is the final operator's
-/// input frontier, for the probe (a checkpoint must wait for this operator too).
+/// I4 over the interaction stream: the rows, when the input ends.
 pub fn item_totals<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     tick: Tick,
-    sink: Option<Arc<CsvSink<ItemTotal>>>,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
-) -> anyhow::Result<Stream<'scope, u64, Vec<()>>> {
+) -> anyhow::Result<Stream<'scope, u64, Vec<ItemTotal>>> {
     // The current count of each (item, kind): the one count with a positive weight.
     let state = states.cell(
         "item_totals",
@@ -83,11 +110,12 @@ pub fn item_totals<'scope>(
     );
     let done = counts
         .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        .unary_frontier::<CapacityContainerBuilder<Vec<ItemTotal>>, _, _, _>(
             by_item,
             "item_totals",
-            move |_initial, _info| {
-                move |(input, frontier), _output| {
+            move |initial, _info| {
+                let mut cap = Some(initial);
+                move |(input, frontier), output| {
                     let mut state = state.borrow_mut();
                     input.for_each_stamp(|_cap, batches| {
                         for batch in batches {
@@ -100,7 +128,19 @@ pub fn item_totals<'scope>(
                             }
                         }
                     });
-                    if frontier.is_empty() && !state.is_empty() {
+                    // Follow the input frontier: the rows are owed only at the end.
+                    if let (Some(c), Some(&f)) = (cap.as_mut(), frontier.frontier().first()) {
+                        if *c.time() < f {
+                            c.downgrade(&f);
+                        }
+                    }
+                    if !frontier.is_empty() {
+                        return;
+                    }
+                    let Some(cap) = cap.take() else {
+                        return;
+                    };
+                    if !state.is_empty() {
                         let mut items: BTreeMap<u64, KindCounts> = BTreeMap::new();
                         for ((item, kind, count), _) in std::mem::take(&mut *state) {
                             items.entry(item).or_default().add(kind, count as u64);
@@ -116,14 +156,39 @@ pub fn item_totals<'scope>(
                             })
                             .collect();
                         counters.add_rows(rows.len() as u64);
-                        if let Some(sink) = &sink {
-                            if let Err(e) = sink.write_all(&rows) {
-                                tracing::error!("cannot write item_totals: {e}");
-                            }
-                        }
+                        output.session(&cap).give_iterator(rows.into_iter());
                     }
                 }
             },
         );
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{interaction, run};
+
+    #[test]
+    fn totals_since_the_start_by_kind_one_row_per_item_at_the_end() {
+        let records = [
+            interaction(1_000, 0, 1, 7, "view"),
+            interaction(900, 1, 2, 7, "purchase"),
+            interaction(70_000, 2, 1, 8, "click"),
+            interaction(200_000, 3, 3, 7, "view"),
+        ];
+        let mut rows = run::<ItemTotal, _>(ItemTotalsConfig::default(), &records, 500).rows;
+        rows.sort_by_key(|r| r.item_id);
+        let got: Vec<(u64, u64, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.item_id, r.views, r.clicks, r.purchases, r.total))
+            .collect();
+        assert_eq!(got, [(7, 2, 0, 1, 3), (8, 0, 1, 0, 1)]);
+    }
+
+    #[test]
+    fn no_interactions_no_rows() {
+        let rows = run::<ItemTotal, _>(ItemTotalsConfig::default(), &[], 500).rows;
+        assert!(rows.is_empty());
+    }
 }

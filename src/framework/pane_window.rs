@@ -18,7 +18,7 @@
 
 use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
-use crate::metrics::{LatencyProbe, QueryCounters};
+use crate::probes::{LatencyProbe, QueryCounters};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

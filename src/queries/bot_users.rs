@@ -8,9 +8,9 @@
 //! Output of the pane window: `user_id,window_start_ms,views,clicks,purchases`.
 
 use super::anomalies::Anomaly;
-use super::burst::{BurstConfig, BurstTest};
-use super::item_counts::{KindCounts, KindCountsBy};
-use super::ordered::OrderedLogic;
+use super::item_counts_60s::{KindCounts, KindCountsBy};
+use crate::framework::burst::{BurstConfig, BurstTest};
+use crate::framework::ordered::OrderedLogic;
 use crate::sources::anomalies::AnomalyKind;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,9 @@
 //! last `window_panes` panes).
 
 use super::anomalies::Anomaly;
-use super::burst::{BurstConfig, BurstTest};
-use super::item_counts::ItemCount;
-use super::ordered::OrderedLogic;
+use super::item_counts_60s::ItemCount;
+use crate::framework::burst::{BurstConfig, BurstTest};
+use crate::framework::ordered::OrderedLogic;
 use crate::sources::anomalies::AnomalyKind;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

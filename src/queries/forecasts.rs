@@ -10,7 +10,14 @@
 //! Output: `stream,key,target,window_start_ms,forecast,naive,actual,mae,naive_mae`
 //! (`mae`, `naive_mae`: the key's running mean absolute errors, this row included).
 
+use super::anomalies::AnomaliesConfig;
+use super::bar_forecast::BarForecast;
+use super::bars_1s::BarsConfig;
+use super::item_forecast::ItemForecast;
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use crate::framework::ordered::ordered;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::core::Concatenate;
 
 /// Pipeline `[queries.forecasts]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -48,7 +55,72 @@ impl Default for ForecastsConfig {
     }
 }
 
+impl QueryConfig for ForecastsConfig {
+    const ID: &'static str = "forecasts";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    /// The forecasts read 1-second bars and the anomaly detectors' item panes.
+    fn validate(&self, all: &QueryTables) -> Result<(), String> {
+        ForecastsConfig::validate(self)?;
+        let bars: BarsConfig = all.config("bars_1s")?;
+        if bars.size_ms != 1_000 {
+            return Err("needs 1-second bars (queries.bars_1s.size_ms = 1000)".into());
+        }
+        let pane = Self::item_pane_ms(all)?;
+        if !self.count_window_ms.is_multiple_of(pane) {
+            return Err(format!(
+                "forecasts.count_window_ms must be a multiple of queries.anomalies.items.pane_ms ({pane})"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Query for ForecastsConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Bars, Input::ItemPanes]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Forecast>()
+    }
+    /// Both forecasters' rows, in one file.
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let bars = b.bars()?;
+        let closes = ordered(
+            bars,
+            b.trades_end(),
+            "bar_forecast",
+            BarForecast::new(self),
+            b.counters("bars/forecast"),
+            b.states,
+        )?;
+        let pane_ms = Self::item_pane_ms(b.tables).map_err(anyhow::Error::msg)?;
+        let item_panes = b.item_panes(pane_ms)?;
+        let counts = ordered(
+            item_panes,
+            b.interactions_end(),
+            "item_forecast",
+            ItemForecast::new(self),
+            b.counters("item_panes/forecast"),
+            b.states,
+        )?;
+        let rows = b.scope.concatenate([closes, counts]);
+        b.emit(rows);
+        Ok(())
+    }
+}
+
 impl ForecastsConfig {
+    /// The item panes are the anomaly detectors' (`[queries.anomalies.items]`).
+    fn item_pane_ms(all: &QueryTables) -> Result<u64, String> {
+        let anomalies: AnomaliesConfig = all.config("anomalies")?;
+        Ok(anomalies.items.burst.pane_ms)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
             ("close_alpha", self.close_alpha),
@@ -149,6 +221,29 @@ impl ErrorTally {
             actual,
             mae: self.abs / self.n as f64,
             naive_mae: self.naive_abs / self.n as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{run, trade, Record};
+
+    const T: u64 = 1_700_000_040_000;
+
+    #[test]
+    fn a_constant_price_is_forecast_exactly() {
+        let records: Vec<Record> = (0..20u64)
+            .map(|s| trade(T + s * 1_000 + 5, s, "AAA", 50.0, 1))
+            .collect();
+        let rows = run::<Forecast, _>(ForecastsConfig::default(), &records, 200).rows;
+        let closes: Vec<&Forecast> = rows.iter().filter(|f| f.target == Target::Close).collect();
+        assert!(closes.len() >= 18, "{} close forecasts", closes.len());
+        for f in closes {
+            assert_eq!((f.stream.as_str(), f.key.as_str()), ("trades", "AAA"));
+            assert!((f.forecast - 50.0).abs() < 1e-9 && f.actual == 50.0, "{f:?}");
+            assert!(f.mae.abs() < 1e-9 && f.naive_mae == 0.0, "{f:?}");
         }
     }
 }

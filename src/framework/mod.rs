@@ -1,28 +1,14 @@
-//! The operators of eddy's dataflows, one a file. Each file's module doc states
-//! the operator's semantics; its config struct serves both the pipeline TOML and
-//! the CLI.
+//! The framework the queries are built from: event-time windows over panes,
+//! order-exact per-key buffering, the end of an input, mergeable moments,
+//! exponentially weighted means, burst tests and capability helpers. It
+//! names no query; queries (`src/queries/`) are built on it.
 
-pub mod activity;
-pub mod alerts;
-pub mod anomalies;
-pub mod bar_forecast;
-pub mod bars;
-pub mod bot_users;
 pub mod burst;
-pub mod correlation;
-pub mod ewma;
-pub mod forecasts;
+pub mod ew;
 pub mod input_end;
-pub mod item_bursts;
-pub mod item_counts;
-pub mod item_forecast;
-pub mod item_totals;
 pub mod moments;
 pub mod ordered;
 pub mod pane_window;
-pub mod price_anomalies;
-pub mod stats;
-pub mod volatility;
 
 use timely::dataflow::operators::Capability;
 
@@ -79,7 +65,7 @@ impl HeldCapability {
 /// atomic touched per record costs each worker a cache miss in the hot path.
 pub fn count_consumed<'scope, D: Clone + 'static>(
     stream: timely::dataflow::Stream<'scope, u64, Vec<D>>,
-    counters: std::sync::Arc<crate::metrics::QueryCounters>,
+    counters: std::sync::Arc<crate::probes::QueryCounters>,
 ) -> timely::dataflow::Stream<'scope, u64, Vec<D>> {
     use timely::dataflow::operators::core::Inspect;
     stream.inspect_core(move |event| {

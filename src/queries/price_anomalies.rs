@@ -22,8 +22,9 @@
 //! The long means take at most `ratio` times their value from a second, so a
 //! burst moves its own baseline little. State per symbol: a few numbers.
 
-use super::anomalies::{weight_of_half_life, Anomaly, EwMean};
-use super::ordered::OrderedLogic;
+use super::anomalies::Anomaly;
+use crate::framework::ew::{weight_of_half_life, EwMean};
+use crate::framework::ordered::OrderedLogic;
 use crate::record::{Symbol, Trade};
 use crate::sources::anomalies::AnomalyKind;
 use rustc_hash::FxHashMap;

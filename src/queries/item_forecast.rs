@@ -13,10 +13,10 @@
 //! forgotten (its last row is that window's); seen again, it starts afresh —
 //! so an idle item costs neither memory nor rows, however long the gap.
 
-use super::anomalies::{weight_of_half_life, EwMean};
 use super::forecasts::{ErrorTally, Forecast, ForecastsConfig, Target};
-use super::item_counts::ItemCount;
-use super::ordered::OrderedLogic;
+use super::item_counts_60s::ItemCount;
+use crate::framework::ew::{weight_of_half_life, EwMean};
+use crate::framework::ordered::OrderedLogic;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 

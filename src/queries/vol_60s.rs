@@ -9,8 +9,9 @@
 //! and the Welford moments of its returns, nothing per trade.
 //! Output: `symbol,window_start_ms,returns,volatility`.
 
-use super::moments::Moments;
-use super::ordered::OrderedLogic;
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use crate::framework::moments::Moments;
+use crate::framework::ordered::{ordered, OrderedLogic};
 use crate::record::{serialize_symbol, Symbol, Trade};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,43 @@ impl Default for VolatilityConfig {
             enabled: true,
             size_ms: 60_000,
         }
+    }
+}
+
+impl QueryConfig for VolatilityConfig {
+    const ID: &'static str = "vol_60s";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &QueryTables) -> Result<(), String> {
+        if self.size_ms == 0 {
+            return Err("size_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl Query for VolatilityConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Trades]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Volatility>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let vol = ordered(
+            b.trades(),
+            b.trades_end(),
+            Self::ID,
+            RealisedVolatility::new(self),
+            b.counters("trades/vol_60s"),
+            b.states,
+        )?;
+        b.emit(vol);
+        Ok(())
     }
 }
 
@@ -132,5 +170,34 @@ impl OrderedLogic for RealisedVolatility {
             .values()
             .map(|w| w.start_ms + self.size_ms - 1)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{run, trade};
+
+    const T: u64 = 1_700_000_020_000 - 1_700_000_020_000 % 60_000;
+
+    #[test]
+    fn volatility_is_the_sample_std_of_log_returns_in_ts_seq_order() {
+        // In (ts, seq) order the prices are 100, 110, 99: two returns. The
+        // tie at T+10 s goes to seq: 110 before 99.
+        let records = [
+            trade(T + 10_000, 2, "AAA", 99.0, 1),
+            trade(T, 0, "AAA", 100.0, 1),
+            trade(T + 10_000, 1, "AAA", 110.0, 1),
+            // The next window has one return only: no row.
+            trade(T + 61_000, 3, "AAA", 98.0, 1),
+            trade(T + 62_000, 4, "AAA", 97.0, 1),
+        ];
+        let rows = run::<Volatility, _>(VolatilityConfig::default(), &records, 20_000).rows;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let (r1, r2) = ((110.0f64 / 100.0).ln(), (99.0f64 / 110.0).ln());
+        let mean = (r1 + r2) / 2.0;
+        let std = (((r1 - mean).powi(2) + (r2 - mean).powi(2)) / 1.0).sqrt();
+        assert_eq!((rows[0].window_start_ms, rows[0].returns), (T, 2));
+        assert!((rows[0].volatility - std).abs() < 1e-12);
     }
 }

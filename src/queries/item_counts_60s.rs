@@ -4,7 +4,8 @@
 //! Its aggregate, counts by kind per key, also makes the one-second item
 //! panes of the models and, keyed by user, the bot detector's user panes.
 
-use super::pane_window::{WindowAggregate, WindowSpec};
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use crate::framework::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{Interaction, InteractionKind};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,34 @@ impl Default for ItemCountsConfig {
 impl ItemCountsConfig {
     pub fn spec(&self) -> WindowSpec {
         WindowSpec::tumbling(self.size_ms)
+    }
+}
+
+impl QueryConfig for ItemCountsConfig {
+    const ID: &'static str = "item_counts_60s";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &QueryTables) -> Result<(), String> {
+        self.spec().validate()
+    }
+}
+
+impl Query for ItemCountsConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Interactions]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<ItemCount>()
+    }
+    /// The windows are shared with the alerts ([`Build::item_counts`]).
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let counts = b.item_counts(Self::ID, self.spec())?;
+        b.emit(counts);
+        Ok(())
     }
 }
 
@@ -136,5 +165,53 @@ impl<Out: Clone + 'static> WindowAggregate for KindCountsBy<Out> {
     }
     fn finish(&self, key: u64, window_start_ms: u64, c: &KindCounts) -> Option<Out> {
         Some((self.row)(key, window_start_ms, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{interaction, run};
+
+    const T: u64 = 1_700_000_040_000;
+
+    #[test]
+    fn counts_by_kind_per_item_and_window_with_empty_windows_silent() {
+        let records = [
+            interaction(T + 10, 0, 1, 7, "view"),
+            interaction(T + 5, 1, 2, 7, "purchase"),
+            interaction(T + 20, 2, 1, 8, "click"),
+            interaction(T + 59_999, 3, 3, 7, "view"),
+            // Nothing in [T+60 s, T+120 s).
+            interaction(T + 120_000, 4, 1, 7, "click"),
+        ];
+        let mut rows = run::<ItemCount, _>(ItemCountsConfig::default(), &records, 100).rows;
+        rows.sort_by_key(|r| (r.window_start_ms, r.item_id));
+        let got: Vec<(u64, u64, u64, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.item_id, r.window_start_ms, r.views, r.clicks, r.purchases, r.total))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (7, T, 2, 0, 1, 3),
+                (8, T, 0, 1, 0, 1),
+                (7, T + 120_000, 0, 1, 0, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn merging_counts_equals_adding_one_by_one() {
+        let kinds = [InteractionKind::View, InteractionKind::Purchase, InteractionKind::View, InteractionKind::Click];
+        let mut one = KindCounts::default();
+        kinds.iter().for_each(|k| one.add(*k, 1));
+        let mut left = KindCounts::of(kinds[0]);
+        left.add(kinds[1], 1);
+        let mut right = KindCounts::of(kinds[2]);
+        right.add(kinds[3], 1);
+        left.merge(&right);
+        assert_eq!(left, one);
+        assert_eq!(one.total(), 4);
     }
 }

@@ -18,7 +18,7 @@
 use super::input_end::InputEnd;
 use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
-use crate::metrics::QueryCounters;
+use crate::probes::QueryCounters;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -16,10 +16,10 @@
 //! of it is in); when the input ends, every window ending at or before its
 //! last event is, and the window holding the last event (perhaps partial) is not.
 
-use super::anomalies::{weight_of_half_life, EwMean};
-use super::bars::Bar;
+use super::bars_1s::Bar;
 use super::forecasts::{ErrorTally, Forecast, ForecastsConfig, Target};
-use super::ordered::OrderedLogic;
+use crate::framework::ew::{weight_of_half_life, EwMean};
+use crate::framework::ordered::OrderedLogic;
 use crate::record::Symbol;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

@@ -14,7 +14,7 @@
 //! adds holds (the bot test's kind share). Only the pane that enters
 //! the alarm is reported; the alarm ends once `recent < ratio * expected / 2`.
 
-use super::anomalies::{weight_of_half_life, EwMean};
+use super::ew::{weight_of_half_life, EwMean};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 

@@ -12,9 +12,10 @@
 //! window's accumulated result, once the frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
-use super::{count_consumed, HeldCapability};
+use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use crate::framework::{count_consumed, HeldCapability};
 use crate::checkpoint::state::StateRegistry;
-use crate::metrics::{LatencyProbe, QueryCounters};
+use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
 use crate::time::Tick;
 use differential_dataflow::operators::CountTotal;
@@ -46,6 +47,43 @@ impl Default for ActivityConfig {
             enabled: true,
             size_ms: 60_000,
         }
+    }
+}
+
+impl QueryConfig for ActivityConfig {
+    const ID: &'static str = "activity_60s";
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn validate(&self, _: &QueryTables) -> Result<(), String> {
+        if self.size_ms == 0 {
+            return Err("size_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl Query for ActivityConfig {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+    fn reads(&self) -> &[Input] {
+        &[Input::Interactions]
+    }
+    fn output(&self) -> RowFile {
+        RowFile::of::<Activity>()
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        let rows = activity(
+            b.interactions(),
+            self,
+            b.tick,
+            b.counters("interactions/activity_60s"),
+            b.latency.clone(),
+            b.states,
+        )?;
+        b.emit(rows);
+        Ok(())
     }
 }
 
@@ -249,4 +287,35 @@ fn close_windows<'scope>(
                 held.settle(pending.first_key_value().map(|(w, _)| w + size - 1));
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queries::testing::{interaction, run};
+
+    const T: u64 = 1_700_000_040_000;
+
+    #[test]
+    fn users_interactions_and_extreme_items_per_window() {
+        // Window T: users 1 and 2; item 5 twice, items 6 and 4 once: the
+        // maximum is 5, the minimum the smaller of the tied items, 4.
+        let records = [
+            interaction(T + 1, 0, 1, 5, "view"),
+            interaction(T + 3, 2, 1, 6, "click"),
+            interaction(T + 2, 1, 2, 5, "view"),
+            interaction(T + 4, 3, 2, 4, "view"),
+            // Window T+120 s: one record; T+60 s is empty.
+            interaction(T + 120_000, 4, 9, 9, "purchase"),
+        ];
+        let mut rows = run::<Activity, _>(ActivityConfig::default(), &records, 100).rows;
+        rows.sort_by_key(|r| r.window_start_ms);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let a = &rows[0];
+        assert_eq!((a.window_start_ms, a.users, a.interactions, a.avg_per_user), (T, 2, 4, 2.0));
+        assert_eq!((a.max_item, a.max_count, a.min_item, a.min_count), (5, 2, 4, 1));
+        let b = &rows[1];
+        assert_eq!((b.window_start_ms, b.users, b.interactions), (T + 120_000, 1, 1));
+        assert_eq!((b.max_item, b.min_item), (9, 9));
+    }
 }

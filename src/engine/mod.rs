@@ -1,0 +1,259 @@
+//! Runs a pipeline: starts the timely workers, builds the dataflow on each,
+//! feeds the sources into it in event time, and collects the measurements.
+//!
+//! The phases, one file each: `job.rs` (what a run is made of), `outputs.rs`
+//! (the files it writes), `dataflow.rs` (the queries built on the inputs, in
+//! a loop that names no query), `feed.rs` (sources into inputs, watermarks),
+//! `worker.rs` (one worker's steps: restore or start, build, open the feeds,
+//! drive), `checkpoints.rs` (the engine's side of checkpoints). This file
+//! starts the process's services (files, metrics, dashboard, TCP ingest) and
+//! the workers, and gathers their results.
+
+mod checkpoints;
+mod dataflow;
+mod feed;
+mod job;
+mod outputs;
+mod worker;
+
+pub use job::{ClusterPlace, Extensions, Job, SourceFactory};
+
+use crate::dashboard::board::Board;
+use crate::dashboard::{self, Dashboard, RunInfo};
+use crate::ingest::Ingest;
+use crate::metrics::{spawn_reporter, Metrics, Summary};
+use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
+use crate::queries::Query;
+use crate::sinks::row_sink::{RowSink, RowSinks};
+use anyhow::{bail, Context};
+use checkpoints::CheckpointPlan;
+use outputs::Outputs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use worker::{run_worker, RunStart, WorkerShared};
+
+/// Event time of a simulated run's start when the pipeline names none: 2023-11-14.
+pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
+
+/// Runs the job to its end and returns (and writes) its measurements.
+pub fn run(job: Job) -> anyhow::Result<Summary> {
+    let pipeline = Arc::new(job.pipeline);
+    let queries = queries_of(&pipeline, &job.extensions)?;
+    // Open the files first, so that a bad path fails before any work.
+    for (name, path) in csv_paths(&pipeline) {
+        std::fs::metadata(&path)
+            .with_context(|| format!("cannot open {name} file {}", path.display()))?;
+    }
+    let workers = pipeline.engine.workers;
+    let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
+    let process = job.cluster.as_ref().map_or(0, |c| c.process);
+    let checkpoints = CheckpointPlan::prepare(&pipeline, processes, process)?.map(Arc::new);
+    let resume = checkpoints.as_ref().is_some_and(|c| c.resume);
+    let outputs = Arc::new(Outputs::create(&pipeline, &queries, resume)?);
+    let metrics = Metrics::new(workers);
+    let reporter = pipeline
+        .engine
+        .status
+        .then(|| spawn_reporter(Arc::clone(&metrics), Duration::from_secs(1)));
+    if let Some(d) = pipeline.engine.duration_s {
+        let stop = Arc::clone(&job.stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(d));
+            stop.store(true, Relaxed);
+        });
+    }
+    let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
+    let ingest = start_ingest(&pipeline, processes, &outputs, resume, &job.stop)?;
+    let board = pipeline
+        .engine
+        .dashboard
+        .as_ref()
+        .map(|_| Arc::new(Board::new(&pipeline.queries)));
+    // Stops serving when the run returns.
+    let dashboard = match (&pipeline.engine.dashboard, &board) {
+        (Some(address), Some(board)) => Some(serve_dashboard(
+            address, &pipeline, processes, &metrics, board,
+        )?),
+        _ => None,
+    };
+    // The board and the models' tallies are row sinks; an embedding program may add its own.
+    let sinks: RowSinks = Arc::new(
+        board
+            .iter()
+            .map(|b| Arc::clone(b) as Arc<dyn RowSink>)
+            .chain([Arc::clone(&metrics.quality) as Arc<dyn RowSink>])
+            .chain(job.extensions.sinks.iter().cloned())
+            .collect(),
+    );
+    let config = timely_config(job.cluster.as_ref(), workers);
+    let shared = WorkerShared {
+        pipeline: Arc::clone(&pipeline),
+        queries,
+        outputs: Arc::clone(&outputs),
+        metrics: Arc::clone(&metrics),
+        stop: job.stop,
+        reported: Arc::new(AtomicU64::new(0)),
+        sinks,
+        extensions: Arc::new(job.extensions),
+        checkpoints,
+        ingest: ingest.clone(),
+    };
+    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, start))
+        .map_err(anyhow::Error::msg)?;
+    let first_error = guards.join().into_iter().find_map(|result| match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(panic) => Some(anyhow::anyhow!("a worker failed: {panic}")),
+    });
+    metrics.finished.store(true, Relaxed);
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
+    outputs.flush()?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let mut summary = metrics.summary(workers, processes);
+    summary.ingest = ingest.as_ref().map(|i| i.summary());
+    if let Some(dir) = &outputs.dir {
+        let path = dir.join("metrics.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(d) = &dashboard {
+        linger(&pipeline, d);
+    }
+    Ok(summary)
+}
+
+/// The run's queries: the enabled built-in ones and those added in code,
+/// each only when a source of a stream it reads is present.
+fn queries_of(pipeline: &Pipeline, extensions: &Extensions) -> anyhow::Result<Vec<Arc<dyn Query>>> {
+    pipeline.validate().map_err(anyhow::Error::msg)?;
+    let added: Vec<&str> = extensions.queries.iter().map(|q| q.id()).collect();
+    let mut queries =
+        crate::queries::enabled(&pipeline.queries, &added).map_err(anyhow::Error::msg)?;
+    for q in &extensions.queries {
+        if queries.iter().any(|b| b.id() == q.id()) {
+            bail!(
+                "a query added in code reuses the id {:?} of a built-in one",
+                q.id()
+            );
+        }
+    }
+    queries.extend(extensions.queries.iter().cloned());
+    queries.retain(|q| dataflow::runs(q.as_ref(), pipeline));
+    Ok(queries)
+}
+
+/// The communication of this process: one thread, threads, or a cluster.
+fn timely_config(cluster: Option<&ClusterPlace>, workers: usize) -> timely::Config {
+    match cluster {
+        Some(c) if c.addresses.len() > 1 => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: c.process,
+                addresses: c.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+        _ if workers == 1 => timely::Config::thread(),
+        _ => timely::Config::process(workers),
+    }
+}
+
+/// Starts the TCP listener of `kind = "tcp"` streams (`--listen`), if any.
+fn start_ingest(
+    pipeline: &Pipeline,
+    processes: usize,
+    outputs: &Outputs,
+    resume: bool,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Option<Arc<Ingest>>> {
+    match &pipeline.sources.listen {
+        Some(_) if processes > 1 => {
+            bail!("--listen takes records in a single process; run it without a cluster")
+        }
+        Some(listen) => {
+            let dir = crate::ingest::log_dir(
+                listen,
+                pipeline.engine.checkpoint.dir.as_deref(),
+                outputs.dir.as_deref(),
+            )?;
+            Ok(Some(Ingest::start(
+                listen,
+                &dir,
+                resume,
+                pipeline.engine.workers,
+                Arc::clone(stop),
+            )?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Keeps the dashboard up after the run, when asked, so its last figures can be read.
+fn linger(pipeline: &Pipeline, dashboard: &Dashboard) {
+    let linger = pipeline.engine.dashboard_linger_s;
+    if linger > 0.0 {
+        tracing::info!(
+            "the run has ended; the dashboard stays up on http://{}/ for {linger} s",
+            dashboard.address
+        );
+        std::thread::sleep(Duration::from_secs_f64(linger));
+    }
+}
+
+/// Serves the dashboard on `address`, or on a free port of the same host when
+/// that one is taken (with a warning), and prints where.
+fn serve_dashboard(
+    address: &str,
+    pipeline: &Pipeline,
+    processes: usize,
+    metrics: &Arc<Metrics>,
+    board: &Arc<Board>,
+) -> anyhow::Result<Dashboard> {
+    let e = &pipeline.engine;
+    let info = RunInfo {
+        name: pipeline.name.clone(),
+        workers: e.workers,
+        processes,
+        timing: format!("{:?}", e.timing),
+        speed: e.speed,
+        max_delay_ms: e.max_delay_ms,
+        sample_every_ms: dashboard::SAMPLE_EVERY.as_millis() as u64,
+    };
+    let serve =
+        |at: &str| dashboard::start(at, Arc::clone(metrics), Arc::clone(board), info.clone());
+    let served = serve(address).or_else(|e| {
+        let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+        let any = format!("{host}:0");
+        let served = serve(&any).map_err(|_| e)?;
+        tracing::warn!(
+            "{address} is taken: serving the dashboard on {} instead",
+            served.address
+        );
+        Ok::<_, anyhow::Error>(served)
+    })?;
+    tracing::info!(
+        "dashboard: http://{}/  (Prometheus: http://{}/metrics)",
+        served.address,
+        served.address
+    );
+    Ok(served)
+}
+
+fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
+    let mut paths = Vec::new();
+    if let Some(TradeSource::Csv(c)) = &p.sources.trades {
+        paths.push(("trades", c.path.clone()));
+    }
+    if let Some(InteractionSource::Csv(c)) = &p.sources.interactions {
+        paths.push(("interactions", c.path.clone()));
+    }
+    paths
+}

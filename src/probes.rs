@@ -1,0 +1,186 @@
+//! What queries measure as they run, shared by the workers of a process and
+//! read by `metrics.rs`: the counters of each query (records consumed, rows
+//! out) and the latency probes of windows and per-record rows.
+//!
+//! A leaf module: queries and the framework record here, and the engine's
+//! metrics, the status line and the dashboard read it, so no query depends on
+//! the engine.
+//!
+//! Latency, per window row: emission time minus the time the row became due.
+//! In real time a window ending at `E` is due when event time reaches
+//! `E + max_delay` by the generator's schedule (so generator stalls count);
+//! otherwise it is due when this worker's input passed `E` (see [`AdvanceLog`]).
+
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Counters of one query.
+pub struct QueryCounters {
+    pub name: String,
+    pub(crate) consumed: AtomicU64,
+    pub(crate) rows: AtomicU64,
+}
+
+impl QueryCounters {
+    pub fn new(name: &str) -> Self {
+        QueryCounters {
+            name: name.to_string(),
+            consumed: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+        }
+    }
+
+    pub fn add_consumed(&self, n: u64) {
+        self.consumed.fetch_add(n, Relaxed);
+    }
+    pub fn add_rows(&self, n: u64) {
+        self.rows.fetch_add(n, Relaxed);
+    }
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Relaxed)
+    }
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Relaxed)
+    }
+}
+
+/// Latency histograms (µs) of a process: every window row's since the start,
+/// the same since the status line last read it, and per-record rows'.
+pub struct Latencies {
+    pub window_us: Mutex<Histogram<u64>>,
+    pub window_interval_us: Mutex<Histogram<u64>>,
+    pub record_us: Mutex<Histogram<u64>>,
+}
+
+/// A histogram of µs from 1 µs to one hour, three significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            window_us: Mutex::new(latency_histogram()),
+            window_interval_us: Mutex::new(latency_histogram()),
+            record_us: Mutex::new(latency_histogram()),
+        }
+    }
+}
+
+impl Latencies {
+    pub fn record_window(&self, latency: Duration) {
+        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        self.window_us
+            .lock()
+            .expect("latency lock")
+            .saturating_record(us);
+        self.window_interval_us
+            .lock()
+            .expect("latency lock")
+            .saturating_record(us);
+    }
+
+    /// Per-record output latencies (rows that answer one input record each).
+    pub fn record_rows(&self, latencies_us: impl IntoIterator<Item = u64>) {
+        let mut h = self.record_us.lock().expect("latency lock");
+        for us in latencies_us {
+            h.saturating_record(us.clamp(1, 3_600_000_000));
+        }
+    }
+}
+
+/// When this worker's input frontier passed which event time (as-fast runs and replays).
+#[derive(Default)]
+pub struct AdvanceLog {
+    entries: VecDeque<(u64, Instant)>,
+}
+
+impl AdvanceLog {
+    /// The worker's inputs are now all at or beyond `time`.
+    pub fn advanced(&mut self, time: u64) {
+        if self.entries.back().is_none_or(|(t, _)| *t < time) {
+            self.entries.push_back((time, Instant::now()));
+        }
+    }
+
+    /// When the inputs first reached `time` or beyond.
+    fn reached(&self, time: u64) -> Option<Instant> {
+        let i = self.entries.partition_point(|(t, _)| *t < time);
+        self.entries.get(i).map(|(_, at)| *at)
+    }
+
+    /// Forgets what no open window can ask about: entries before the last one below `time`.
+    pub fn forget_before(&mut self, time: u64) {
+        while self.entries.len() > 1 && self.entries[1].0 <= time {
+            self.entries.pop_front();
+        }
+    }
+}
+
+/// When a window's rows became due (see the module doc).
+#[derive(Clone)]
+pub enum Due {
+    Schedule {
+        start_wall: Instant,
+        start_event_ms: u64,
+        speed: f64,
+        max_delay_ms: u64,
+    },
+    InputAdvance(Rc<RefCell<AdvanceLog>>),
+}
+
+/// Records window latencies for one worker.
+#[derive(Clone)]
+pub struct LatencyProbe {
+    due: Due,
+    latencies: Arc<Latencies>,
+}
+
+impl LatencyProbe {
+    pub fn new(due: Due, latencies: Arc<Latencies>) -> Self {
+        LatencyProbe { due, latencies }
+    }
+
+    /// A window ending (exclusive) at `end_ms` was emitted now.
+    pub fn window_closed(&self, end_ms: u64) {
+        let now = Instant::now();
+        // A window closed before it was due was closed by the end of the input
+        // (a stop or the end of a file), not by time: it has no latency.
+        if let Some(due) = self.due_at(end_ms).filter(|d| *d <= now) {
+            self.latencies.record_window(now - due);
+        }
+    }
+
+    /// Rows answering one input record each, at these `ts_ms`, were emitted now.
+    pub fn records_emitted(&self, ts_ms: impl Iterator<Item = u64>) {
+        let now = Instant::now();
+        let latencies = ts_ms
+            .filter_map(|ts| self.due_at(ts + 1))
+            .filter(|d| *d <= now)
+            .map(|d| (now - d).as_micros() as u64);
+        self.latencies.record_rows(latencies);
+    }
+
+    /// When everything before event time `end_ms` could be final: in real
+    /// time, when the schedule reached `end_ms + max_delay`; as fast as
+    /// possible, when the input passed `end_ms`.
+    fn due_at(&self, end_ms: u64) -> Option<Instant> {
+        match &self.due {
+            Due::Schedule {
+                start_wall,
+                start_event_ms,
+                speed,
+                max_delay_ms,
+            } => {
+                let event_ms = (end_ms + max_delay_ms).saturating_sub(*start_event_ms);
+                Some(*start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed))
+            }
+            Due::InputAdvance(log) => log.borrow().reached(end_ms),
+        }
+    }
+}

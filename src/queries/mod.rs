@@ -1,0 +1,468 @@
+//! The queries: one file each, registered in one line of [`builtin_queries!`].
+//!
+//! A query is a [`Query`]: an id, the streams it reads, the row type of its
+//! result file and how it builds its part of every worker's dataflow. Its id
+//! is its `[queries.ID]` table in pipeline files, its `ID.csv` result file,
+//! its counters (`STREAM/ID` in `metrics.json`) and its checkpointed state.
+//! A built-in query's config struct is the query itself ([`QueryConfig`]):
+//! the pipeline table is deserialized into it, validated by it, and it builds
+//! the dataflow. A program embedding eddy adds queries of its own through
+//! `Job::with_query`, on the same path.
+//!
+//! Queries share intermediate streams through [`Build`]: the trades keyed by
+//! symbol, interactions keyed by item or user, the 1-second bars and the item
+//! panes are built once per worker, by whichever query asks first.
+
+pub mod bar_forecast;
+pub mod bot_users;
+pub mod item_bursts;
+pub mod item_forecast;
+pub mod price_anomalies;
+#[cfg(test)]
+pub mod testing;
+
+use crate::checkpoint::state::StateRegistry;
+use crate::framework::input_end::InputEnd;
+use crate::framework::pane_window::{window, WindowSpec};
+use crate::probes::{LatencyProbe, QueryCounters};
+use crate::record::{route_hash, Interaction, Trade};
+use crate::sinks::row_sink::{hand_to_all, RowSink};
+use crate::sinks::{columns, ResultFiles, Row};
+use crate::time::Tick;
+use bars_1s::{Bar, Bars, BarsConfig};
+use item_counts_60s::{ItemCount, KindCountsBy};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use timely::dataflow::operators::core::{Exchange, Inspect, Probe};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+/// Declares the built-in query modules and lists them in [`BUILTIN`]:
+/// adding a query is its file plus one line here (`file::ConfigType`).
+macro_rules! builtin_queries {
+    ($($module:ident :: $config:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        /// Every built-in query, in the order their files are opened.
+        pub const BUILTIN: &[Registration] = &[$(registration::<$module::$config>()),*];
+    };
+}
+
+builtin_queries! {
+    bars_1s::BarsConfig,
+    stats_10s::StatsConfig,
+    vol_60s::VolatilityConfig,
+    corr_60s::CorrelationConfig,
+    ewma::EwmaConfig,
+    item_counts_60s::ItemCountsConfig,
+    activity_60s::ActivityConfig,
+    alerts::AlertsConfig,
+    item_totals::ItemTotalsConfig,
+    item_users_60s::ItemUsersConfig,
+    anomalies::AnomaliesConfig,
+    forecasts::ForecastsConfig,
+}
+
+/// The streams a query can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// The trades, keyed by symbol ([`Build::trades`]).
+    Trades,
+    /// The interactions ([`Build::interactions`], keyed by item or user).
+    Interactions,
+    /// M1's bars per symbol ([`Build::bars`]), made from the trades.
+    Bars,
+    /// Interaction counts by kind per item and pane ([`Build::item_panes`]).
+    ItemPanes,
+}
+
+impl Input {
+    /// The source stream this one is made from: `trades` or `interactions`.
+    pub fn source(self) -> &'static str {
+        match self {
+            Input::Trades | Input::Bars => "trades",
+            Input::Interactions | Input::ItemPanes => "interactions",
+        }
+    }
+}
+
+/// A query of the dataflow (see the module doc).
+pub trait Query: Send + Sync + 'static {
+    /// The query's id: config key, result file `ID.csv`, counters, state.
+    fn id(&self) -> &str;
+    /// The streams it reads: it runs when any of their sources is present.
+    fn reads(&self) -> &[Input];
+    /// The rows of its result file.
+    fn output(&self) -> RowFile;
+    /// Adds the query to one worker's dataflow.
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()>;
+}
+
+/// The row type of a query's result file: opens the file with its header.
+#[derive(Clone, Copy)]
+pub struct RowFile {
+    columns: fn() -> &'static [&'static str],
+    open: fn(&mut ResultFiles, &Path, &str, bool) -> anyhow::Result<()>,
+}
+
+impl RowFile {
+    pub fn of<T: Row>() -> Self {
+        RowFile {
+            columns: columns::<T>,
+            open: |files, dir, name, resume| files.open::<T>(dir, name, resume).map(|_| ()),
+        }
+    }
+
+    /// The file's header.
+    pub fn columns(&self) -> &'static [&'static str] {
+        (self.columns)()
+    }
+
+    /// Creates (or, resuming, reopens) `dir/name` among `files`.
+    pub fn open(
+        &self,
+        files: &mut ResultFiles,
+        dir: &Path,
+        name: &str,
+        resume: bool,
+    ) -> anyhow::Result<()> {
+        (self.open)(files, dir, name, resume)
+    }
+}
+
+/// `[queries.*]`: each query's table as written in the pipeline file; each
+/// query reads and checks its own ([`QueryTables::config`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QueryTables(BTreeMap<String, toml::Table>);
+
+impl QueryTables {
+    /// The config of query `id`: its defaults, overridden by its table.
+    pub fn config<C: DeserializeOwned + Default>(&self, id: &str) -> Result<C, String> {
+        match self.0.get(id) {
+            None => Ok(C::default()),
+            Some(table) => {
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        format!("queries.{id}: {}", e.message().replace('\n', " "))
+                    })
+            }
+        }
+    }
+
+    /// Sets `key` of `[queries.ID]` (as a pipeline file would).
+    pub fn set(&mut self, id: &str, key: &str, value: impl Into<toml::Value>) {
+        self.0
+            .entry(id.to_string())
+            .or_default()
+            .insert(key.to_string(), value.into());
+    }
+
+    /// Switches query `id` off.
+    pub fn disable(&mut self, id: &str) {
+        self.set(id, "enabled", false);
+    }
+
+    /// The ids that have a table.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// A built-in query: its config struct, deserialized from `[queries.ID]`, is
+/// the query.
+pub trait QueryConfig: Query + DeserializeOwned + Default {
+    const ID: &'static str;
+    fn enabled(&self) -> bool;
+    /// Checks what the types alone do not; `all` holds the other queries'
+    /// tables, for a query that depends on another's settings.
+    fn validate(&self, _all: &QueryTables) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A query made from the pipeline's tables: none when switched off, or the
+/// one-line error that names the bad key.
+pub type Made = Result<Option<Arc<dyn Query>>, String>;
+
+/// A query the engine knows by id.
+pub struct Registration {
+    pub id: &'static str,
+    /// Reads and checks the query's table; none when it is switched off.
+    pub make: fn(&QueryTables) -> Made,
+}
+
+/// The registration of a built-in query.
+pub const fn registration<C: QueryConfig>() -> Registration {
+    Registration {
+        id: C::ID,
+        make: make::<C>,
+    }
+}
+
+fn make<C: QueryConfig>(tables: &QueryTables) -> Made {
+    let config: C = tables.config(C::ID)?;
+    config.validate(tables).map_err(|e| {
+        // Messages that name their own key ("forecasts.close_alpha ...") keep it.
+        if e.starts_with(&format!("{}.", C::ID)) {
+            format!("queries.{e}")
+        } else {
+            format!("queries.{}: {e}", C::ID)
+        }
+    })?;
+    Ok(config.enabled().then(|| Arc::new(config) as Arc<dyn Query>))
+}
+
+/// The enabled built-in queries of `tables`, after refusing a table that
+/// names no query (`also`: the ids of queries added in code).
+pub fn enabled(tables: &QueryTables, also: &[&str]) -> Result<Vec<Arc<dyn Query>>, String> {
+    if let Some(unknown) = tables
+        .ids()
+        .find(|id| !BUILTIN.iter().any(|r| r.id == *id) && !also.contains(id))
+    {
+        let known: Vec<&str> = BUILTIN.iter().map(|r| r.id).collect();
+        return Err(format!(
+            "queries.{unknown}: no such query (known: {})",
+            known.join(", ")
+        ));
+    }
+    let mut queries = Vec::new();
+    for r in BUILTIN {
+        queries.extend((r.make)(tables)?);
+    }
+    Ok(queries)
+}
+
+/// Where a worker's rows go: result files, row sinks and the run's probe.
+pub struct Outlets<'a> {
+    pub files: &'a ResultFiles,
+    pub sinks: &'a [Arc<dyn RowSink>],
+    pub probe: &'a ProbeHandle<u64>,
+}
+
+/// What a query is built from on one worker (see the module doc).
+pub struct Build<'s, 'a> {
+    pub scope: Scope<'s, u64>,
+    /// Every query's settings, for queries that read another's.
+    pub tables: &'a QueryTables,
+    /// Checkpointed operator state, by name.
+    pub states: &'a StateRegistry,
+    pub latency: &'a LatencyProbe,
+    pub tick: Tick,
+    counters: &'a dyn Fn(&str) -> Arc<QueryCounters>,
+    outlets: Outlets<'a>,
+    /// The query being built.
+    query: String,
+    trades: Stream<'s, u64, Vec<Trade>>,
+    interactions: Stream<'s, u64, Vec<Interaction>>,
+    trades_end: InputEnd<'s>,
+    interactions_end: InputEnd<'s>,
+    shared: Shared<'s>,
+}
+
+/// Intermediate streams, built by the first query that asks.
+#[derive(Default)]
+struct Shared<'s> {
+    trades_by_symbol: Option<Stream<'s, u64, Vec<Trade>>>,
+    by_item: Option<Stream<'s, u64, Vec<Interaction>>>,
+    by_user: Option<Stream<'s, u64, Vec<Interaction>>>,
+    bars: Option<Stream<'s, u64, Vec<Bar>>>,
+    item_counts: BTreeMap<String, Stream<'s, u64, Vec<ItemCount>>>,
+}
+
+/// The source streams of a worker's dataflow, as the inputs made them.
+pub struct SourceStreams<'s> {
+    pub trades: Stream<'s, u64, Vec<Trade>>,
+    pub interactions: Stream<'s, u64, Vec<Interaction>>,
+    pub trades_end: InputEnd<'s>,
+    pub interactions_end: InputEnd<'s>,
+}
+
+impl<'s, 'a> Build<'s, 'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scope: Scope<'s, u64>,
+        sources: SourceStreams<'s>,
+        tables: &'a QueryTables,
+        states: &'a StateRegistry,
+        latency: &'a LatencyProbe,
+        tick: Tick,
+        counters: &'a dyn Fn(&str) -> Arc<QueryCounters>,
+        outlets: Outlets<'a>,
+    ) -> Self {
+        Build {
+            scope,
+            tables,
+            states,
+            latency,
+            tick,
+            counters,
+            outlets,
+            query: String::new(),
+            trades: sources.trades,
+            interactions: sources.interactions,
+            trades_end: sources.trades_end,
+            interactions_end: sources.interactions_end,
+            shared: Shared::default(),
+        }
+    }
+
+    /// Builds `query` into the dataflow.
+    pub fn add(&mut self, query: &dyn Query) -> anyhow::Result<()> {
+        self.query = query.id().to_string();
+        query.build(self)
+    }
+
+    /// The id of the query being built.
+    pub fn id(&self) -> &str {
+        &self.query
+    }
+
+    pub fn index(&self) -> usize {
+        self.scope.index()
+    }
+
+    pub fn peers(&self) -> usize {
+        self.scope.peers()
+    }
+
+    /// The counters of `STREAM/PART` (shared by the process's workers).
+    pub fn counters(&self, name: &str) -> Arc<QueryCounters> {
+        (self.counters)(name)
+    }
+
+    /// The trades, exchanged by symbol: each worker sees all of its symbols' trades.
+    pub fn trades(&mut self) -> Stream<'s, u64, Vec<Trade>> {
+        let trades = &self.trades;
+        self.shared
+            .trades_by_symbol
+            .get_or_insert_with(|| trades.clone().exchange(|t: &Trade| route_hash(t.symbol.0)))
+            .clone()
+    }
+
+    /// The interactions as each worker's inputs took them (not exchanged).
+    pub fn interactions(&self) -> Stream<'s, u64, Vec<Interaction>> {
+        self.interactions.clone()
+    }
+
+    /// The interactions, exchanged by item.
+    pub fn interactions_by_item(&mut self) -> Stream<'s, u64, Vec<Interaction>> {
+        let interactions = &self.interactions;
+        self.shared
+            .by_item
+            .get_or_insert_with(|| {
+                interactions
+                    .clone()
+                    .exchange(|r: &Interaction| route_hash(r.item))
+            })
+            .clone()
+    }
+
+    /// The interactions, exchanged by user.
+    pub fn interactions_by_user(&mut self) -> Stream<'s, u64, Vec<Interaction>> {
+        let interactions = &self.interactions;
+        self.shared
+            .by_user
+            .get_or_insert_with(|| {
+                interactions
+                    .clone()
+                    .exchange(|r: &Interaction| route_hash(r.user))
+            })
+            .clone()
+    }
+
+    /// The last event time of the trades, on every worker (`input_end.rs`).
+    pub fn trades_end(&self) -> &InputEnd<'s> {
+        &self.trades_end
+    }
+
+    /// The last event time of the interactions, on every worker.
+    pub fn interactions_end(&self) -> &InputEnd<'s> {
+        &self.interactions_end
+    }
+
+    /// M1's bars (`[queries.bars_1s]` sets their size), whether or not
+    /// `bars_1s.csv` is written.
+    pub fn bars(&mut self) -> anyhow::Result<Stream<'s, u64, Vec<Bar>>> {
+        if let Some(bars) = &self.shared.bars {
+            return Ok(bars.clone());
+        }
+        let config: BarsConfig = self.tables.config("bars_1s").map_err(anyhow::Error::msg)?;
+        let bars = window(
+            self.trades(),
+            "bars_1s",
+            config.spec(),
+            Bars,
+            self.counters("trades/bars_1s"),
+            self.latency.clone(),
+            self.states,
+        )?;
+        self.shared.bars = Some(bars.clone());
+        Ok(bars)
+    }
+
+    /// Interaction counts by kind per item over windows of `spec`, as the
+    /// operator (and state) `name`: I1's windows, or the models' item panes.
+    pub fn item_counts(
+        &mut self,
+        name: &str,
+        spec: WindowSpec,
+    ) -> anyhow::Result<Stream<'s, u64, Vec<ItemCount>>> {
+        if let Some(counts) = self.shared.item_counts.get(name) {
+            return Ok(counts.clone());
+        }
+        let counts = window(
+            self.interactions_by_item(),
+            name,
+            spec,
+            KindCountsBy::items(),
+            self.counters(&format!("interactions/{name}")),
+            self.latency.clone(),
+            self.states,
+        )?;
+        self.shared
+            .item_counts
+            .insert(name.to_string(), counts.clone());
+        Ok(counts)
+    }
+
+    /// The item panes of the models: tumbling windows of `pane_ms`.
+    pub fn item_panes(&mut self, pane_ms: u64) -> anyhow::Result<Stream<'s, u64, Vec<ItemCount>>> {
+        self.item_counts("item_panes", WindowSpec::tumbling(pane_ms))
+    }
+
+    /// Writes `rows` to the query's file `ID.csv`, hands them to the row
+    /// sinks (the dashboard among them) and probes them.
+    pub fn emit<T: Row>(&self, rows: Stream<'s, u64, Vec<T>>) {
+        let file = self.outlets.files.get::<T>(&format!("{}.csv", self.query));
+        let sinks: Vec<Arc<dyn RowSink>> = self.outlets.sinks.to_vec();
+        let query = self.query.clone();
+        rows.inspect_core(move |event| {
+            if let Ok((_, rows)) = &event {
+                hand_to_all(&sinks, &query, rows);
+            }
+            crate::sinks::write_event(&file, event)
+        })
+        .probe_with(self.outlets.probe);
+    }
+
+    /// Hands `rows` to the row sinks only (no file: live rows such as fired
+    /// alerts), and probes them.
+    pub fn emit_live<T: 'static>(&self, rows: Stream<'s, u64, Vec<T>>) {
+        let sinks: Vec<Arc<dyn RowSink>> = self.outlets.sinks.to_vec();
+        let query = self.query.clone();
+        rows.inspect_core(move |event| {
+            if let Ok((_, rows)) = event {
+                hand_to_all(&sinks, &query, rows);
+            }
+        })
+        .probe_with(self.outlets.probe);
+    }
+
+    /// Probes a stream that carries no rows (the run waits for its operator).
+    pub fn probe<T: 'static>(&self, stream: Stream<'s, u64, Vec<T>>) {
+        stream.probe_with(self.outlets.probe);
+    }
+}
