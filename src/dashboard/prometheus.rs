@@ -123,128 +123,139 @@ fn latency_histogram(
 impl Collector for EngineCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
         let s: Snapshot = self.metrics.snapshot();
-        let per_stream = |f: fn(&crate::metrics::StreamSummary) -> u64| {
-            s.streams
-                .iter()
-                .map(move |(name, c)| (vec![("stream", name.to_string())], f(c)))
-                .collect::<Vec<_>>()
-        };
-        counters(
-            &mut e,
-            "eddy_records_generated",
-            "Records taken from the sources.",
-            per_stream(|c| c.generated),
-        )?;
-        counters(
-            &mut e,
-            "eddy_records_ingested",
-            "On-time records sent into the dataflow.",
-            per_stream(|c| c.ingested),
-        )?;
-        counters(
-            &mut e,
-            "eddy_records_late",
-            "Records behind the watermark (written to late.csv).",
-            per_stream(|c| c.late),
-        )?;
-        counters(
-            &mut e,
-            "eddy_records_malformed",
-            "Rows that did not parse (written to malformed.csv).",
-            per_stream(|c| c.malformed),
-        )?;
-        let per_query = |f: fn(&crate::metrics::QuerySummary) -> u64| {
-            s.queries
-                .iter()
-                .map(move |q| (vec![("query", q.name.clone())], f(q)))
-                .collect::<Vec<_>>()
-        };
-        counters(
-            &mut e,
-            "eddy_query_records_consumed",
-            "Records each query consumed.",
-            per_query(|q| q.consumed),
-        )?;
-        counters(
-            &mut e,
-            "eddy_query_rows",
-            "Result rows each query emitted.",
-            per_query(|q| q.rows),
-        )?;
-        latency_histogram(
-            &mut e,
-            "eddy_window_latency",
-            "Window rows: emission minus the moment the window became due.",
-            &s.latency_us,
-        )?;
-        latency_histogram(
-            &mut e,
-            "eddy_record_latency",
-            "Per-record rows (ewma): emission minus the moment ts + max_delay was reached.",
-            &s.record_latency_us,
-        )?;
-        let seconds = Some(&Unit::Seconds);
-        gauge(
-            &mut e,
-            "eddy_watermark_lag",
-            "Event time the finished results trail the inputs' watermark.",
-            seconds,
-            unlabelled(s.watermark_lag_ms() as f64 / 1e3),
-        )?;
-        gauge(
-            &mut e,
-            "eddy_generator_lag",
-            "How far the generators are behind their real-time schedule.",
-            seconds,
-            unlabelled(s.generator_lag_ms / 1e3),
-        )?;
-        gauge(
-            &mut e,
-            "eddy_records_in_flight",
-            "Records ingested that some query has not consumed yet.",
-            None,
-            unlabelled(s.in_flight as f64),
-        )?;
-        gauge(
-            &mut e,
-            "eddy_resident_memory",
-            "Resident set size of the process.",
-            Some(&Unit::Bytes),
-            unlabelled(s.rss_bytes as f64),
-        )?;
-        let worker = |i: usize| vec![("worker", i.to_string())];
-        gauge(
-            &mut e,
-            "eddy_worker_watermark",
-            "Each worker's input time (its watermark), epoch seconds.",
-            seconds,
-            s.workers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (worker(i), w.watermark_ms as f64 / 1e3)),
-        )?;
-        counters(
-            &mut e,
-            "eddy_worker_records_ingested",
-            "Records each worker sent into the dataflow.",
-            s.workers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (worker(i), w.ingested)),
-        )?;
-        let mut cpu = e.encode_descriptor(
-            "eddy_cpu",
-            "CPU time of the process (user + system).",
-            seconds,
-            MetricType::Counter,
-        )?;
-        cpu.encode_counter::<NoLabelSet, _, f64>(&s.cpu_s, None)?;
-        gauge(
-            &mut e,
-            "eddy_finished",
-            "1 once the run has ended.",
-            None,
-            unlabelled(if s.finished { 1.0 } else { 0.0 }),
-        )
+        encode_counts(&mut e, &s)?;
+        encode_gauges(&mut e, &s)
     }
+}
+
+/// Records per stream and per query.
+fn encode_counts(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
+    let per_stream = |f: fn(&crate::metrics::StreamSummary) -> u64| {
+        s.streams
+            .iter()
+            .map(move |(name, c)| (vec![("stream", name.to_string())], f(c)))
+            .collect::<Vec<_>>()
+    };
+    counters(
+        e,
+        "eddy_records_generated",
+        "Records taken from the sources.",
+        per_stream(|c| c.generated),
+    )?;
+    counters(
+        e,
+        "eddy_records_ingested",
+        "On-time records sent into the dataflow.",
+        per_stream(|c| c.ingested),
+    )?;
+    counters(
+        e,
+        "eddy_records_late",
+        "Records behind the watermark (written to late.csv).",
+        per_stream(|c| c.late),
+    )?;
+    counters(
+        e,
+        "eddy_records_malformed",
+        "Rows that did not parse (written to malformed.csv).",
+        per_stream(|c| c.malformed),
+    )?;
+    let per_query = |f: fn(&crate::metrics::QuerySummary) -> u64| {
+        s.queries
+            .iter()
+            .map(move |q| (vec![("query", q.name.clone())], f(q)))
+            .collect::<Vec<_>>()
+    };
+    counters(
+        e,
+        "eddy_query_records_consumed",
+        "Records each query consumed.",
+        per_query(|q| q.consumed),
+    )?;
+    counters(
+        e,
+        "eddy_query_rows",
+        "Result rows each query emitted.",
+        per_query(|q| q.rows),
+    )?;
+    Ok(())
+}
+
+/// Latencies, lags, memory, workers, CPU.
+fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
+    latency_histogram(
+        e,
+        "eddy_window_latency",
+        "Window rows: emission minus the moment the window became due.",
+        &s.latency_us,
+    )?;
+    latency_histogram(
+        e,
+        "eddy_record_latency",
+        "Per-record rows (ewma): emission minus the moment ts + max_delay was reached.",
+        &s.record_latency_us,
+    )?;
+    let seconds = Some(&Unit::Seconds);
+    gauge(
+        e,
+        "eddy_watermark_lag",
+        "Event time the finished results trail the inputs' watermark.",
+        seconds,
+        unlabelled(s.watermark_lag_ms() as f64 / 1e3),
+    )?;
+    gauge(
+        e,
+        "eddy_generator_lag",
+        "How far the generators are behind their real-time schedule.",
+        seconds,
+        unlabelled(s.generator_lag_ms / 1e3),
+    )?;
+    gauge(
+        e,
+        "eddy_records_in_flight",
+        "Records ingested that some query has not consumed yet.",
+        None,
+        unlabelled(s.in_flight as f64),
+    )?;
+    gauge(
+        e,
+        "eddy_resident_memory",
+        "Resident set size of the process.",
+        Some(&Unit::Bytes),
+        unlabelled(s.rss_bytes as f64),
+    )?;
+    let worker = |i: usize| vec![("worker", i.to_string())];
+    gauge(
+        e,
+        "eddy_worker_watermark",
+        "Each worker's input time (its watermark), epoch seconds.",
+        seconds,
+        s.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (worker(i), w.watermark_ms as f64 / 1e3)),
+    )?;
+    counters(
+        e,
+        "eddy_worker_records_ingested",
+        "Records each worker sent into the dataflow.",
+        s.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (worker(i), w.ingested)),
+    )?;
+    let mut cpu = e.encode_descriptor(
+        "eddy_cpu",
+        "CPU time of the process (user + system).",
+        seconds,
+        MetricType::Counter,
+    )?;
+    cpu.encode_counter::<NoLabelSet, _, f64>(&s.cpu_s, None)?;
+    gauge(
+        e,
+        "eddy_finished",
+        "1 once the run has ended.",
+        None,
+        unlabelled(if s.finished { 1.0 } else { 0.0 }),
+    )
 }
