@@ -143,7 +143,7 @@ fn functions(src: &Path, files: &[PathBuf]) -> Vec<(usize, String, usize, String
             i += 1;
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found
 }
 
