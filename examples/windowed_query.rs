@@ -90,8 +90,11 @@ impl WindowAggregate for Vwap {
     }
 }
 
+/// Per (symbol, window start): trades, volume, VWAP.
+type Expected = BTreeMap<(String, u64), (u64, u64, f64)>;
+
 /// The VWAP of every symbol and window, recomputed from the file in (ts, seq) order.
-fn reference(trades: &str) -> anyhow::Result<BTreeMap<(String, u64), (u64, u64, f64)>> {
+fn reference(trades: &str) -> anyhow::Result<Expected> {
     let mut rows: Vec<(u64, u64, String, f64, u64)> = Vec::new();
     for (seq, row) in csv::Reader::from_path(trades)?.records().enumerate() {
         let row = row?;
@@ -103,7 +106,7 @@ fn reference(trades: &str) -> anyhow::Result<BTreeMap<(String, u64), (u64, u64, 
             row[3].parse()?,
         ));
     }
-    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.sort_by_key(|r| (r.0, r.1));
     let mut sums: BTreeMap<(String, u64), (u64, u64, f64)> = BTreeMap::new();
     for (ts, _, symbol, price, size) in rows {
         let s = sums.entry((symbol, ts - ts % WINDOW_MS)).or_default();
