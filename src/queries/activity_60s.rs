@@ -12,7 +12,7 @@
 //! window's accumulated result, once the frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::{count_consumed, HeldCapability};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
@@ -61,12 +61,6 @@ impl QueryConfig for ActivityConfig {
         }
         Ok(())
     }
-}
-
-impl Query for ActivityConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Interactions]
     }
@@ -86,6 +80,7 @@ impl Query for ActivityConfig {
         Ok(())
     }
 }
+
 
 /// A row of `activity_60s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -10,7 +10,7 @@
 //! Output: `item_id,window_start_ms,total,threshold`.
 
 use super::item_counts_60s::{ItemCount, ItemCountsConfig};
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
 use crate::record::Interaction;
@@ -51,12 +51,6 @@ impl QueryConfig for AlertsConfig {
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         Ok(())
     }
-}
-
-impl Query for AlertsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Interactions]
     }
@@ -85,6 +79,7 @@ impl Query for AlertsConfig {
         Ok(())
     }
 }
+
 
 /// An alert the moment it fires (not written to a file: the dashboard shows
 /// it, through the row sinks).

@@ -14,7 +14,7 @@
 use super::bot_users::{user_kind_counts, BotConfig, BotUsers};
 use super::item_bursts::{ItemBurstConfig, ItemBursts};
 use super::price_anomalies::{PriceAnomalies, PriceAnomalyConfig};
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::ordered::ordered;
 use crate::framework::pane_window::{window, WindowSpec};
 use crate::sources::anomalies::AnomalyKind;
@@ -60,12 +60,6 @@ impl QueryConfig for AnomaliesConfig {
     }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         AnomaliesConfig::validate(self).map_err(|e| format!("anomalies.{e}"))
-    }
-}
-
-impl Query for AnomaliesConfig {
-    fn id(&self) -> &str {
-        Self::ID
     }
     fn reads(&self) -> &[Input] {
         &[Input::Trades, Input::ItemPanes, Input::Interactions]
@@ -131,6 +125,7 @@ impl Query for AnomaliesConfig {
         Ok(())
     }
 }
+
 
 /// A row of `anomalies.csv`: what was detected, on which key, when (event
 /// time of the record or pane that showed it), and how strongly (`score`:

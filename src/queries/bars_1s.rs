@@ -5,7 +5,7 @@
 //! sum of sizes; trades the count; vwap = sum(price * size) / sum(size).
 //! Output: `symbol,window_start_ms,open,high,low,close,volume,trades,vwap`.
 
-use super::{Build, Input, Query, QueryConfig, RowFile};
+use super::{Build, Input, QueryConfig, RowFile};
 use crate::framework::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{serialize_symbol, Symbol, Trade};
 use serde::{Deserialize, Serialize};
@@ -41,12 +41,6 @@ impl QueryConfig for BarsConfig {
     fn validate(&self, _: &super::QueryTables) -> Result<(), String> {
         self.spec().validate()
     }
-}
-
-impl Query for BarsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Trades]
     }
@@ -60,6 +54,7 @@ impl Query for BarsConfig {
         Ok(())
     }
 }
+
 
 /// A row of `bars_1s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

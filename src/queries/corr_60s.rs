@@ -16,7 +16,7 @@
 //! per window is O(pairs x seconds), spread over the workers.
 
 use super::bars_1s::{Bar, BarsConfig};
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::checkpoint::state::StateRegistry;
 use crate::framework::moments::CoMoments;
 use crate::framework::ordered::{ordered, OrderedLogic};
@@ -92,12 +92,6 @@ impl QueryConfig for CorrelationConfig {
         }
         Ok(())
     }
-}
-
-impl Query for CorrelationConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Bars]
     }
@@ -127,6 +121,7 @@ impl Query for CorrelationConfig {
         Ok(())
     }
 }
+
 
 /// A symbol's 1-second bar-close return.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]

@@ -10,7 +10,7 @@
 //! sqrt(var)`, empty on a symbol's first trade.
 //! Output: `symbol,ts_ms,price,ewma,ewm_vol`.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::ordered::{ordered, OrderedLogic};
 use timely::dataflow::operators::core::Inspect;
 use crate::record::{serialize_symbol, Symbol, Trade};
@@ -55,12 +55,6 @@ impl QueryConfig for EwmaConfig {
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         EwmaConfig::validate(self)
     }
-}
-
-impl Query for EwmaConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Trades]
     }
@@ -87,6 +81,7 @@ impl Query for EwmaConfig {
         Ok(())
     }
 }
+
 
 /// A row of `ewma.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -14,7 +14,7 @@ use super::anomalies::AnomaliesConfig;
 use super::bar_forecast::BarForecast;
 use super::bars_1s::BarsConfig;
 use super::item_forecast::ItemForecast;
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::ordered::ordered;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::core::Concatenate;
@@ -75,12 +75,6 @@ impl QueryConfig for ForecastsConfig {
         }
         Ok(())
     }
-}
-
-impl Query for ForecastsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Bars, Input::ItemPanes]
     }
@@ -113,6 +107,7 @@ impl Query for ForecastsConfig {
         Ok(())
     }
 }
+
 
 impl ForecastsConfig {
     /// The item panes are the anomaly detectors' (`[queries.anomalies.items]`).

@@ -4,7 +4,7 @@
 //! Its aggregate, counts by kind per key, also makes the one-second item
 //! panes of the models and, keyed by user, the bot detector's user panes.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{Interaction, InteractionKind};
 use serde::{Deserialize, Serialize};
@@ -40,12 +40,6 @@ impl QueryConfig for ItemCountsConfig {
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         self.spec().validate()
     }
-}
-
-impl Query for ItemCountsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Interactions]
     }
@@ -59,6 +53,7 @@ impl Query for ItemCountsConfig {
         Ok(())
     }
 }
+
 
 /// Counts of one item, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

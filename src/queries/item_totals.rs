@@ -7,7 +7,7 @@
 //! Output: `item_id,views,clicks,purchases,total`.
 
 use super::item_counts_60s::KindCounts;
-use super::{Build, Input, Query, QueryConfig, RowFile};
+use super::{Build, Input, QueryConfig, RowFile};
 use crate::framework::count_consumed;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
@@ -43,12 +43,6 @@ impl QueryConfig for ItemTotalsConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
-}
-
-impl Query for ItemTotalsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Interactions]
     }
@@ -66,6 +60,7 @@ impl Query for ItemTotalsConfig {
         Ok(())
     }
 }
+
 
 /// A row of `item_totals.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

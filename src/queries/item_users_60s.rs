@@ -15,7 +15,7 @@
 //! result is exact whatever the arrival order or worker count. State is the
 //! distinct (item, user) pairs of the open windows.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::pane_window::{window, WindowAggregate, WindowSpec};
 use crate::record::{Interaction, InteractionKind};
 use serde::{Deserialize, Serialize};
@@ -46,12 +46,6 @@ impl QueryConfig for ItemUsersConfig {
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         WindowSpec::tumbling(self.size_ms).validate()
     }
-}
-
-impl Query for ItemUsersConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Interactions]
     }
@@ -72,6 +66,7 @@ impl Query for ItemUsersConfig {
         Ok(())
     }
 }
+
 
 /// A row of `item_users_60s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -172,14 +172,35 @@ impl QueryTables {
 }
 
 /// A built-in query: its config struct, deserialized from `[queries.ID]`, is
-/// the query.
-pub trait QueryConfig: Query + DeserializeOwned + Default {
+/// the query (every `QueryConfig` is a [`Query`] whose id is `ID`).
+pub trait QueryConfig: DeserializeOwned + Default + Send + Sync + 'static {
     const ID: &'static str;
     fn enabled(&self) -> bool;
     /// Checks what the types alone do not; `all` holds the other queries'
     /// tables, for a query that depends on another's settings.
     fn validate(&self, _all: &QueryTables) -> Result<(), String> {
         Ok(())
+    }
+    /// As [`Query::reads`].
+    fn reads(&self) -> &[Input];
+    /// As [`Query::output`].
+    fn output(&self) -> RowFile;
+    /// As [`Query::build`].
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()>;
+}
+
+impl<C: QueryConfig> Query for C {
+    fn id(&self) -> &str {
+        C::ID
+    }
+    fn reads(&self) -> &[Input] {
+        QueryConfig::reads(self)
+    }
+    fn output(&self) -> RowFile {
+        QueryConfig::output(self)
+    }
+    fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
+        QueryConfig::build(self, b)
     }
 }
 

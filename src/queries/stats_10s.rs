@@ -7,7 +7,7 @@
 //! folded once whatever length / slide.
 //! Output: `symbol,window_start_ms,count,mean,std`.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::moments::Moments;
 use crate::framework::pane_window::{window, WindowAggregate, WindowSpec};
 use crate::record::{serialize_symbol, Symbol, Trade};
@@ -49,12 +49,6 @@ impl QueryConfig for StatsConfig {
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         self.spec().validate()
     }
-}
-
-impl Query for StatsConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Trades]
     }
@@ -75,6 +69,7 @@ impl Query for StatsConfig {
         Ok(())
     }
 }
+
 
 /// A row of `stats_10s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

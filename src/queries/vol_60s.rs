@@ -9,7 +9,7 @@
 //! and the Welford moments of its returns, nothing per trade.
 //! Output: `symbol,window_start_ms,returns,volatility`.
 
-use super::{Build, Input, Query, QueryConfig, QueryTables, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::moments::Moments;
 use crate::framework::ordered::{ordered, OrderedLogic};
 use crate::record::{serialize_symbol, Symbol, Trade};
@@ -44,12 +44,6 @@ impl QueryConfig for VolatilityConfig {
         }
         Ok(())
     }
-}
-
-impl Query for VolatilityConfig {
-    fn id(&self) -> &str {
-        Self::ID
-    }
     fn reads(&self) -> &[Input] {
         &[Input::Trades]
     }
@@ -69,6 +63,7 @@ impl Query for VolatilityConfig {
         Ok(())
     }
 }
+
 
 /// A row of `vol_60s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
