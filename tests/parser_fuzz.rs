@@ -73,9 +73,15 @@ fn csv_counts<E: Event + ParseRow>(lines: &[String], workers: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("input.csv");
     std::fs::write(&path, format!("{}\n{}\n", E::CSV_HEADER, lines.join("\n"))).unwrap();
-    (0..workers)
-        .map(|w| drain(&mut CsvReplay::<E>::open(&path, 7, w, workers).unwrap()))
-        .sum()
+    let mut replays: Vec<CsvReplay<E>> = (0..workers)
+        .map(|w| CsvReplay::<E>::open(&path, 7, w, workers).unwrap())
+        .collect();
+    // What the engine's all-gather does: every worker's share to every worker.
+    let shares: Vec<Vec<u8>> = replays.iter().filter_map(|r| r.share()).collect();
+    if !shares.is_empty() {
+        replays.iter_mut().for_each(|r| r.shared(&shares).unwrap());
+    }
+    replays.iter_mut().map(|r| drain(r)).sum()
 }
 
 fn log_counts<E: Event + ParseRow>(lines: &[String], chunk: usize, workers: usize) -> u64 {

@@ -229,6 +229,16 @@ impl<E: Event> Feed<E> {
         self.cap.as_ref().is_none_or(|c| *c.time() >= self.limit)
     }
 
+    /// What the source shares with every worker's before reading (see `Source::share`).
+    pub fn share(&self) -> Option<Vec<u8>> {
+        self.source.share()
+    }
+
+    /// What every worker's source shared.
+    pub fn shared(&mut self, all: &[Vec<u8>]) -> anyhow::Result<()> {
+        self.source.shared(all)
+    }
+
     /// Stops reading the source (Ctrl-C, --duration); what is held is still sent.
     pub fn stop(&mut self) {
         self.source_done = true;
@@ -421,6 +431,33 @@ pub struct Pumped {
 }
 
 impl Feeds {
+    /// Lets the sources of every worker agree on how they split their input
+    /// (a replay's blocks), before any reads: one all-gather when any shares.
+    pub fn agree(&mut self, worker: &mut timely::worker::Worker) -> anyhow::Result<()> {
+        let mine = (
+            self.trades.as_ref().and_then(Feed::share),
+            self.interactions.as_ref().and_then(Feed::share),
+        );
+        if mine.0.is_none() && mine.1.is_none() {
+            return Ok(());
+        }
+        let all = super::gather::all_gather(worker, bincode::serialize(&mine)?);
+        let mut trades = Vec::with_capacity(all.len());
+        let mut interactions = Vec::with_capacity(all.len());
+        for part in &all {
+            let (t, i): (Option<Vec<u8>>, Option<Vec<u8>>) = bincode::deserialize(part)?;
+            trades.extend(t);
+            interactions.extend(i);
+        }
+        if let (Some(f), false) = (self.trades.as_mut(), trades.is_empty()) {
+            f.shared(&trades)?;
+        }
+        if let (Some(f), false) = (self.interactions.as_mut(), interactions.is_empty()) {
+            f.shared(&interactions)?;
+        }
+        Ok(())
+    }
+
     /// Stops reading every source (Ctrl-C, --duration).
     pub fn stop(&mut self) {
         self.trades.iter_mut().for_each(Feed::stop);

@@ -5,13 +5,15 @@
 //! (the files it writes), `dataflow.rs` (the queries built on the inputs, in
 //! a loop that names no query), `feed.rs` (sources into inputs, watermarks),
 //! `worker.rs` (one worker's steps: restore or start, build, open the feeds,
-//! drive), `checkpoints.rs` (the engine's side of checkpoints). This file
+//! drive), `checkpoints.rs` (the engine's side of checkpoints), `gather.rs`
+//! (the sources' agreement on how they split their input). This file
 //! starts the process's services (files, metrics, dashboard, TCP ingest) and
 //! the workers, and gathers their results.
 
 mod checkpoints;
 mod dataflow;
 mod feed;
+mod gather;
 mod job;
 mod outputs;
 mod worker;

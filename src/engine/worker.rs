@@ -83,6 +83,7 @@ pub fn run_worker(
         );
     }
     let mut feeds = open_feeds(worker, shared, inputs, start, checkpointer.as_ref())?;
+    feeds.agree(worker)?;
     feeds.restore_from(&mut feed_states)?;
     if let Some(ck) = &checkpointer {
         feeds.release(ck.limit);

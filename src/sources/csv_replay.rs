@@ -1,86 +1,174 @@
-//! Replay of a recorded CSV file (`trades.csv` or `interactions.csv`).
+//! Replay of a recorded CSV file (`trades.csv` or `interactions.csv`), split
+//! among the workers.
 //!
-//! Every worker reads the whole file; worker `w` of `n` owns the data rows
-//! whose index `i` has `i % n == w` and parses them fully, and reads only the
-//! `ts_ms` of the others. So each worker's watermark is the watermark of the
-//! whole file in arrival (row) order, and the late decision for a row is the
-//! same whatever the number of workers. A row's `seq` is its data row index,
-//! so ties in `ts_ms` are broken by file order. Rows that do not parse are
-//! returned as malformed with their line number; a row whose `ts_ms` does not
-//! parse does not move the watermark.
+//! Worker `w` of `n` reads and parses only its own blocks of the file (whole
+//! lines; see `split.rs`): blocks `w`, `w + n`, ... Before reading, it shares
+//! the stats of its blocks with every worker ([`Source::share`]); a block's
+//! reader then starts with the watermark, row index and line number a serial
+//! read would have there. So the late decision for a row is that of the whole
+//! file in row order — watermark = greatest `ts_ms` before the row −
+//! max delay — whatever the number of workers and processes; a row's `seq` is
+//! its data row index (ties in `ts_ms` go by file order); malformed rows are
+//! returned with their line in the file; a row whose `ts_ms` does not parse
+//! does not move the watermark. One worker reads the file as one block.
 
-use super::parse::ParseRow;
-use super::{take_shared_row, Batch, Malformed, Poll, Source, Taken};
+use super::parse::{row_ts, ParseRow};
+use super::split::{self, Block, BlockReader, BlockStats, ReadPosition};
+use super::{Batch, Malformed, Poll, Source};
 use crate::record::Event;
 use crate::time::Watermark;
 use anyhow::{bail, Context};
 use csv::ByteRecord;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 /// This worker's share of a CSV file.
 pub struct CsvReplay<E> {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
-    row: ByteRecord,
-    next_row_index: u64,
-    index: u64,
-    peers: u64,
+    /// Every block of the file, in order.
+    blocks: Vec<Block>,
+    /// This worker's blocks (indices into `blocks`), in order.
+    own: Vec<usize>,
+    /// The stats of this worker's blocks, shared before reading.
+    own_stats: Vec<BlockStats>,
+    /// Where each block starts in a serial read: the stats of every block
+    /// before it (known once every worker shared its stats).
+    starts: Option<Vec<BlockStats>>,
+    /// The block being read: its place in `own` and its reader.
+    current: Option<OpenBlock>,
+    /// The next block of `own` to open.
+    next_own: usize,
+    /// Lines before the first data row (the header's).
+    header_newlines: u64,
     batch_rows: usize,
-    total_bytes: u64,
+    /// Bytes of this worker's blocks, and of those finished.
+    own_bytes: u64,
+    done_bytes: u64,
+    row: ByteRecord,
     done: bool,
     _record: PhantomData<E>,
 }
 
+/// A block being read.
+struct OpenBlock {
+    own: usize,
+    reader: BlockReader,
+    /// Rows of this block read so far.
+    rows: u64,
+}
+
 impl<E: Event + ParseRow> CsvReplay<E> {
-    /// Opens `path` and checks its header against the stream's format.
+    /// Opens `path`, checks its header against the stream's format, and
+    /// scans this worker's blocks for the stats it shares.
     pub fn open(
         path: &Path,
         batch_rows: usize,
         index: usize,
         peers: usize,
     ) -> anyhow::Result<Self> {
-        let file = File::open(path)
-            .with_context(|| format!("cannot open {} file {}", E::STREAM, path.display()))?;
-        let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            // The formats have no quoting: a stray quote must not join lines.
-            .quoting(false)
-            .buffer_capacity(1 << 16)
-            .from_reader(BufReader::with_capacity(1 << 16, file));
-        let mut header = ByteRecord::new();
-        let has_header = reader
-            .read_byte_record(&mut header)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let found: Vec<String> = header
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).trim().to_string())
-            .collect();
-        if !has_header || found.join(",") != E::CSV_HEADER {
-            bail!(
-                "{}: line 1 must be the header `{}`, found `{}`",
-                path.display(),
-                E::CSV_HEADER,
-                found.join(",")
-            );
-        }
+        let open = || {
+            File::open(path)
+                .with_context(|| format!("cannot open {} file {}", E::STREAM, path.display()))
+        };
+        let mut file = open()?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let (data_start, header_newlines) = check_header::<E>(&mut file, path)?;
+        let read = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {e}", path.display());
+        let blocks = if peers == 1 {
+            vec![Block {
+                start: data_start,
+                end: len,
+            }]
+        } else {
+            split::blocks(&mut file, data_start, len, split::block_size(len, peers))
+                .map_err(read)?
+        };
+        let own: Vec<usize> = (index..blocks.len()).step_by(peers).collect();
+        // One worker needs no stats: its reader carries the serial state itself.
+        let own_stats = if peers == 1 {
+            vec![BlockStats::default()]
+        } else {
+            own.iter()
+                .map(|&k| split::scan(&mut file, blocks[k]).map_err(read))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let own_bytes = own.iter().map(|&k| blocks[k].end - blocks[k].start).sum();
         Ok(CsvReplay {
             path: path.to_path_buf(),
-            reader,
-            row: ByteRecord::new(),
-            next_row_index: 0,
-            index: index as u64,
-            peers: peers as u64,
+            starts: (peers == 1).then(|| vec![BlockStats::default()]),
+            blocks,
+            own,
+            own_stats,
+            current: None,
+            next_own: 0,
+            header_newlines,
             batch_rows: batch_rows.max(1),
-            total_bytes,
+            own_bytes,
+            done_bytes: 0,
+            row: ByteRecord::new(),
             done: false,
             _record: PhantomData,
         })
     }
+
+    /// Opens this worker's block `own` (its place in `self.own`) at `at`,
+    /// after `rows` rows of it.
+    fn open_block(&mut self, own: usize, at: ReadPosition, rows: u64) -> anyhow::Result<()> {
+        let block = self.blocks[self.own[own]];
+        let reader = BlockReader::open(&self.path, block, at)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
+        self.current = Some(OpenBlock { own, reader, rows });
+        Ok(())
+    }
+
+    /// Where the block being read starts in a serial read.
+    fn start_of(&self, own: usize) -> BlockStats {
+        let starts = self
+            .starts
+            .as_ref()
+            .expect("the blocks' stats are shared before reading");
+        starts[self.own[own]]
+    }
+}
+
+/// The CSV reader of the formats: no quoting (a stray quote must not join
+/// lines), any number of fields (a wrong count is a malformed row).
+fn csv_reader<R: Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(input)
+}
+
+/// Checks line 1 against the stream's header; returns where the data starts
+/// and the `\n` bytes before it.
+fn check_header<E: Event>(file: &mut File, path: &Path) -> anyhow::Result<(u64, u64)> {
+    let mut reader = BufReader::new(&mut *file);
+    let mut line = Vec::new();
+    reader
+        .read_until(b'\n', &mut line)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut header = csv_reader(&line[..]);
+    let mut fields = ByteRecord::new();
+    let has_header = header.read_byte_record(&mut fields).unwrap_or(false);
+    let found: Vec<String> = fields
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).trim().to_string())
+        .collect();
+    if !has_header || found.join(",") != E::CSV_HEADER {
+        bail!(
+            "{}: line 1 must be the header `{}`, found `{}`",
+            path.display(),
+            E::CSV_HEADER,
+            found.join(",")
+        );
+    }
+    let newlines = u64::from(line.last() == Some(&b'\n'));
+    Ok((line.len() as u64, newlines))
 }
 
 impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
@@ -89,28 +177,47 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
         batch: &mut Batch<E>,
         watermark: &mut Watermark,
     ) -> anyhow::Result<Poll> {
-        if self.done {
-            return Ok(Poll::Done);
-        }
-        // Read about `batch_rows` owned rows: `batch_rows * peers` rows of the file.
-        let rows = self.batch_rows as u64 * self.peers;
-        for _ in 0..rows {
-            let more = self
+        let mut taken = 0;
+        while taken < self.batch_rows && !self.done {
+            let Some(block) = self.current.as_mut() else {
+                if self.next_own == self.own.len() {
+                    self.done = true;
+                    break;
+                }
+                let own = self.next_own;
+                self.next_own += 1;
+                self.open_block(own, ReadPosition::START, 0)?;
+                // The rows of every block before this one were seen (by some worker).
+                if let Some(max) = self.start_of(own).max_ts {
+                    watermark.observe(max);
+                }
+                continue;
+            };
+            let read = block
                 .reader
-                .read_byte_record(&mut self.row)
+                .next(&mut self.row)
                 .with_context(|| format!("cannot read {}", self.path.display()))?;
-            if !more {
-                self.done = true;
-                break;
+            let Some(local_lines) = read else {
+                let b = self.blocks[self.own[block.own]];
+                self.done_bytes += b.end - b.start;
+                self.current = None;
+                continue;
+            };
+            let (own, local_row) = (block.own, block.rows);
+            block.rows += 1;
+            let start = self.start_of(own);
+            taken += 1;
+            batch.generated += 1;
+            if let Some(ts) = row_ts(&self.row) {
+                watermark.observe(ts);
             }
-            let row_index = self.next_row_index;
-            self.next_row_index += 1;
-            let share = (self.index, self.peers);
-            if let Taken::Malformed(error) =
-                take_shared_row(&self.row, row_index, share, batch, watermark)
-            {
-                batch.malformed.push(Malformed {
-                    line: self.row.position().map_or(0, |p| p.line()),
+            match E::parse_row(&self.row, start.rows + local_row) {
+                Ok(record) => {
+                    let ts = record.ts_ms();
+                    batch.admit(record, ts, watermark);
+                }
+                Err(error) => batch.malformed.push(Malformed {
+                    line: 1 + self.header_newlines + start.newlines + local_lines,
                     error,
                     raw: self
                         .row
@@ -118,54 +225,98 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
                         .map(|f| String::from_utf8_lossy(f).into_owned())
                         .collect::<Vec<_>>()
                         .join(","),
-                });
+                }),
             }
         }
         Ok(if self.done { Poll::Done } else { Poll::Ready })
     }
 
+    fn share(&self) -> Option<Vec<u8>> {
+        self.starts.is_none().then(|| {
+            let own: Vec<(usize, BlockStats)> = self
+                .own
+                .iter()
+                .copied()
+                .zip(self.own_stats.iter().copied())
+                .collect();
+            bincode::serialize(&own).expect("block stats serialize")
+        })
+    }
+
+    fn shared(&mut self, all: &[Vec<u8>]) -> anyhow::Result<()> {
+        let mut stats = vec![None; self.blocks.len()];
+        for part in all {
+            let part: Vec<(usize, BlockStats)> = bincode::deserialize(part)?;
+            for (k, s) in part {
+                let slot = stats
+                    .get_mut(k)
+                    .context("a worker split the file into other blocks")?;
+                *slot = Some(s);
+            }
+        }
+        let stats: Vec<BlockStats> = stats
+            .into_iter()
+            .collect::<Option<_>>()
+            .context("a block of the file was scanned by no worker")?;
+        self.starts = Some((0..stats.len()).map(|k| split::before(&stats, k)).collect());
+        Ok(())
+    }
+
     fn progress(&self) -> Option<(u64, u64)> {
-        Some((self.reader.position().byte(), self.total_bytes))
+        let in_block = self.current.as_ref().map_or(0, |b| b.reader.bytes_read());
+        Some((self.done_bytes + in_block, self.own_bytes))
     }
 
     fn save(&self) -> anyhow::Result<Vec<u8>> {
-        let p = self.reader.position();
+        let at = self
+            .current
+            .as_ref()
+            .map(|b| (b.own, b.reader.position(), b.rows));
         Ok(bincode::serialize(&ReplayPosition {
-            byte: p.byte(),
-            line: p.line(),
-            record: p.record(),
-            next_row_index: self.next_row_index,
+            at,
+            next_own: self.next_own,
+            done_bytes: self.done_bytes,
             done: self.done,
         })?)
     }
 
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         let r: ReplayPosition = bincode::deserialize(saved)?;
-        if r.byte > self.total_bytes {
-            bail!(
-                "{} is shorter ({} bytes) than where the checkpoint left it ({} bytes)",
-                self.path.display(),
-                self.total_bytes,
-                r.byte
-            );
+        let changed = || {
+            anyhow::anyhow!(
+                "{} does not match where the checkpoint left it: was the file changed?",
+                self.path.display()
+            )
+        };
+        if r.next_own > self.own.len() {
+            return Err(changed());
         }
-        let mut p = csv::Position::new();
-        p.set_byte(r.byte).set_line(r.line).set_record(r.record);
-        self.reader
-            .seek(p)
-            .with_context(|| format!("cannot seek in {}", self.path.display()))?;
-        self.next_row_index = r.next_row_index;
+        self.next_own = r.next_own;
+        self.done_bytes = r.done_bytes;
         self.done = r.done;
+        self.current = None;
+        if let Some((own, at, rows)) = r.at {
+            let block = *self
+                .own
+                .get(own)
+                .and_then(|&k| self.blocks.get(k))
+                .ok_or_else(changed)?;
+            if at.line_start > block.end - block.start {
+                return Err(changed());
+            }
+            self.open_block(own, at, rows)?;
+        }
         Ok(())
     }
 }
 
-/// Where a replay stands: the reader's position and the next row's index.
+/// Where a replay stands.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ReplayPosition {
-    byte: u64,
-    line: u64,
-    record: u64,
-    next_row_index: u64,
+    /// The block being read (its place among this worker's), where in it,
+    /// and its rows read.
+    at: Option<(usize, ReadPosition, u64)>,
+    next_own: usize,
+    done_bytes: u64,
     done: bool,
 }

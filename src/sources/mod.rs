@@ -13,6 +13,7 @@ mod keyed;
 pub mod market;
 pub mod parse;
 pub mod schedule;
+pub mod split;
 pub mod tcp_log;
 
 use crate::record::Event;
@@ -148,6 +149,18 @@ pub trait Source<E: Event> {
     /// Progress through the input, for the status line: (done, total) when known.
     fn progress(&self) -> Option<(u64, u64)> {
         None
+    }
+
+    /// What this worker's source tells every worker's before any reads (a
+    /// replay: the stats of its blocks); none for a source that needs nothing.
+    /// Every worker's source of a stream answers alike (some or none).
+    fn share(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// What every worker's source shared (in worker order), before any reads.
+    fn shared(&mut self, _all: &[Vec<u8>]) -> anyhow::Result<()> {
+        Ok(())
     }
 
     /// The source's position, for a checkpoint: what [`Source::restore`]

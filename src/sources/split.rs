@@ -1,0 +1,460 @@
+//! Splitting a replayed file among workers, with the late decisions of a
+//! serial read.
+//!
+//! The data (after the header line) is cut into blocks at line starts: block
+//! `k` holds the lines that start in `[k * size, (k + 1) * size)`, so a line
+//! is never cut, whatever its bytes. Worker `w` of `n` (over every process)
+//! owns the blocks `k` with `k % n == w`: the workers move through the file,
+//! and so through event time, side by side.
+//!
+//! The serial definition (WORKLOAD.md) decides a row's lateness by the
+//! greatest `ts_ms` of every row before it, and numbers rows and lines from
+//! the top. Before reading, each worker scans its own blocks cheaply — line
+//! ends and the first field only — for [`BlockStats`]: the greatest `ts_ms`,
+//! the number of rows (as the CSV reader counts them: non-empty lines, a line
+//! ending at `\n`, `\r` or `\r\n`) and of `\n` bytes. The stats of all blocks
+//! are then shared among the workers (an all-gather), and a block's reader
+//! starts from the running maximum, row index and line number of every block
+//! before it: its decisions are those of a serial read.
+
+use super::parse::parse_ts;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+
+/// One block of a file: a byte range of whole lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What a block holds, as the serial read needs to know it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStats {
+    /// The greatest `ts_ms` that parses (rows whose `ts_ms` does not parse
+    /// do not move a watermark).
+    pub max_ts: Option<u64>,
+    /// Rows: the records the CSV reader returns.
+    pub rows: u64,
+    /// `\n` bytes: lines, for line numbers.
+    pub newlines: u64,
+}
+
+impl BlockStats {
+    /// The stats of two consecutive ranges as one.
+    pub fn then(self, next: BlockStats) -> BlockStats {
+        BlockStats {
+            max_ts: self.max_ts.max(next.max_ts),
+            rows: self.rows + next.rows,
+            newlines: self.newlines + next.newlines,
+        }
+    }
+}
+
+/// The block size for a file of `len` bytes read by `peers` workers: about
+/// 16 blocks a worker, between 4 KiB and 1 MiB (small blocks keep workers
+/// close in event time; large ones cost fewer seeks).
+pub fn block_size(len: u64, peers: usize) -> u64 {
+    (len / (peers as u64 * 16).max(1)).clamp(4 << 10, 1 << 20)
+}
+
+/// The blocks of `file`'s data range `[data_start, len)`, cut at line starts.
+pub fn blocks(
+    file: &mut File,
+    data_start: u64,
+    len: u64,
+    size: u64,
+) -> std::io::Result<Vec<Block>> {
+    let mut starts = vec![data_start];
+    let mut at = data_start;
+    while at < len {
+        let target = (at / size + 1) * size;
+        if target >= len {
+            break;
+        }
+        // The first line start at or after `target`: just after the first
+        // `\n` at or after `target - 1`.
+        let Some(start) = next_line_start(file, target - 1, len)? else {
+            break;
+        };
+        if start > at && start < len {
+            starts.push(start);
+        }
+        at = start.max(target);
+    }
+    starts.push(len);
+    starts.dedup();
+    Ok(starts
+        .windows(2)
+        .map(|w| Block {
+            start: w[0],
+            end: w[1],
+        })
+        .collect())
+}
+
+/// The position just after the first `\n` at or after `from`, if any before `len`.
+fn next_line_start(file: &mut File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = BufReader::with_capacity(1 << 14, file.take(len - from));
+    let mut skipped = Vec::new();
+    let n = reader.read_until(b'\n', &mut skipped)? as u64;
+    Ok((skipped.last() == Some(&b'\n')).then_some(from + n))
+}
+
+/// The records of one `\n`-ended line: `\r` ends a record too and empty
+/// records are skipped, as the CSV reader the formats were defined with
+/// reads them.
+pub fn records(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| *b == b'\n' || *b == b'\r')
+        .filter(|r| !r.is_empty())
+}
+
+/// A block's rows, one at a time, with the line each starts on: lines are
+/// counted by `\n`, so a row's line is exact whatever the line ends (the CSV
+/// crate reports the line where it began looking: the `\n` of a CRLF, or a
+/// blank line before the row). Lines are found in place in a 256 KiB buffer
+/// (no copy per line).
+pub struct BlockReader {
+    input: std::io::Take<File>,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[line_end..filled]`; the current line is
+    /// `buf[line_start_in_buf..line_end]`.
+    line_start_in_buf: usize,
+    line_end: usize,
+    filled: usize,
+    eof: bool,
+    /// The current line's records (ranges in `buf`) and how many were taken.
+    records: Vec<(usize, usize)>,
+    taken: usize,
+    /// Bytes of the block before the current line, and `\n`s before it.
+    line_start: u64,
+    lines_before: u64,
+}
+
+/// Where a [`BlockReader`] stands: the current line's start (bytes into the
+/// block), the `\n`s before it and the records of it already taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPosition {
+    pub line_start: u64,
+    pub lines_before: u64,
+    pub taken: usize,
+}
+
+impl ReadPosition {
+    /// A block's beginning.
+    pub const START: ReadPosition = ReadPosition {
+        line_start: 0,
+        lines_before: 0,
+        taken: 0,
+    };
+}
+
+impl BlockReader {
+    /// Reads `block` of the file at `path` from `at`.
+    pub fn open(path: &std::path::Path, block: Block, at: ReadPosition) -> std::io::Result<Self> {
+        Self::with_buffer(path, block, at, 1 << 18)
+    }
+
+    /// As [`BlockReader::open`], with a buffer of `capacity` bytes at first.
+    fn with_buffer(
+        path: &std::path::Path,
+        block: Block,
+        at: ReadPosition,
+        capacity: usize,
+    ) -> std::io::Result<Self> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(block.start + at.line_start))?;
+        let rest = (block.end - block.start).saturating_sub(at.line_start);
+        let mut reader = BlockReader {
+            input: file.take(rest),
+            buf: vec![0; capacity.max(1)],
+            line_start_in_buf: 0,
+            line_end: 0,
+            filled: 0,
+            eof: false,
+            records: Vec::with_capacity(2),
+            taken: 0,
+            line_start: at.line_start,
+            lines_before: at.lines_before,
+        };
+        if at.taken > 0 && reader.next_line()? {
+            reader.taken = at.taken;
+        }
+        Ok(reader)
+    }
+
+    /// Moves to the next `\n`-ended line (or the last, unended one); false
+    /// at the block's end.
+    fn next_line(&mut self) -> std::io::Result<bool> {
+        let done = &self.buf[self.line_start_in_buf..self.line_end];
+        self.line_start += done.len() as u64;
+        self.lines_before += u64::from(done.last() == Some(&b'\n'));
+        self.records.clear();
+        self.taken = 0;
+        let mut from = self.line_end;
+        let end = loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..self.filled]) {
+                break from + i + 1;
+            }
+            if self.eof {
+                break self.filled;
+            }
+            from = self.filled;
+            // Keep the partial line: move it to the front, grow if it fills the buffer.
+            if self.line_end > 0 {
+                self.buf.copy_within(self.line_end..self.filled, 0);
+                from -= self.line_end;
+                self.filled -= self.line_end;
+                self.line_end = 0;
+            }
+            if self.filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.input.read(&mut self.buf[self.filled..])?;
+            self.filled += n;
+            self.eof = n == 0;
+        };
+        self.line_start_in_buf = self.line_end;
+        self.line_end = end;
+        let line = &self.buf[self.line_start_in_buf..end];
+        if line.is_empty() {
+            return Ok(false);
+        }
+        // The ranges of `records(line)`: most lines hold one, ended by `\n` or `\r\n`.
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let base = self.line_start_in_buf;
+        if memchr::memchr(b'\r', body).is_none() {
+            if !body.is_empty() {
+                self.records.push((base, base + body.len()));
+            }
+        } else {
+            let mut start = 0;
+            for (i, b) in line.iter().enumerate() {
+                if *b == b'\n' || *b == b'\r' {
+                    if i > start {
+                        self.records.push((base + start, base + i));
+                    }
+                    start = i + 1;
+                }
+            }
+            if line.len() > start {
+                self.records.push((base + start, base + line.len()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The next row's fields into `row`, and the `\n`s before its line; none at the end.
+    pub fn next(&mut self, row: &mut csv::ByteRecord) -> std::io::Result<Option<u64>> {
+        loop {
+            if let Some(&(from, to)) = self.records.get(self.taken) {
+                self.taken += 1;
+                row.clear();
+                // No quoting in the formats: fields are what lies between commas.
+                for field in self.buf[from..to].split(|b| *b == b',') {
+                    row.push_field(field);
+                }
+                return Ok(Some(self.lines_before));
+            }
+            if !self.next_line()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Where the next row will be read from.
+    pub fn position(&self) -> ReadPosition {
+        ReadPosition {
+            line_start: self.line_start,
+            lines_before: self.lines_before,
+            taken: self.taken,
+        }
+    }
+
+    /// Bytes of the block consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.line_start + (self.line_end - self.line_start_in_buf) as u64
+    }
+}
+
+/// Scans `block` of `file` for its [`BlockStats`] (line ends and first fields only).
+pub fn scan(file: &mut File, block: Block) -> std::io::Result<BlockStats> {
+    file.seek(SeekFrom::Start(block.start))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file.take(block.end - block.start));
+    let mut stats = BlockStats::default();
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            stats.newlines += 1;
+        }
+        for record in records(&line) {
+            stats.rows += 1;
+            let first = record.split(|b| *b == b',').next().unwrap_or_default();
+            if let Ok(ts) = parse_ts(first) {
+                stats.max_ts = stats.max_ts.max(Some(ts));
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Where block `k` starts in the serial read: the stats of every block before it.
+pub fn before(all: &[BlockStats], k: usize) -> BlockStats {
+    all[..k]
+        .iter()
+        .fold(BlockStats::default(), |acc, s| acc.then(*s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    /// Stats of a whole text, by the CSV reader the replay uses.
+    fn by_csv_reader(text: &[u8]) -> (u64, Option<u64>, u64) {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .quoting(false)
+            .from_reader(text);
+        let mut row = csv::ByteRecord::new();
+        let (mut rows, mut max) = (0, None);
+        while reader.read_byte_record(&mut row).unwrap() {
+            rows += 1;
+            if let Some(ts) = row.get(0).and_then(|f| parse_ts(f).ok()) {
+                max = max.max(Some(ts));
+            }
+        }
+        (rows, max, reader.position().line())
+    }
+
+    fn file_of(text: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        let handle = File::open(f.path()).unwrap();
+        (f, handle)
+    }
+
+    /// Rows and their lines by [`BlockReader`] over every block of a text,
+    /// with a buffer of `buffer` bytes, restarted from its saved position
+    /// after every third row.
+    fn by_block_reader(text: &[u8], size: u64, buffer: usize) -> Vec<(Vec<Vec<u8>>, u64)> {
+        let (tmp, mut file) = file_of(text);
+        let mut rows = Vec::new();
+        for block in blocks(&mut file, 0, text.len() as u64, size).unwrap() {
+            // Lines are counted within the block; the replay adds those before it.
+            let before = text[..block.start as usize]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            let mut reader =
+                BlockReader::with_buffer(tmp.path(), block, ReadPosition::START, buffer).unwrap();
+            let mut row = csv::ByteRecord::new();
+            while let Some(lines) = reader.next(&mut row).unwrap() {
+                rows.push((row.iter().map(<[u8]>::to_vec).collect(), before + lines));
+                if rows.len() % 3 == 0 {
+                    let at = reader.position();
+                    reader = BlockReader::with_buffer(tmp.path(), block, at, buffer).unwrap();
+                }
+            }
+        }
+        rows
+    }
+
+    proptest! {
+        /// The block reader reads the rows the CSV reader reads, each with
+        /// the number of `\n`s before it, across block ends and restarts.
+        #[test]
+        fn the_block_reader_reads_what_the_csv_reader_reads(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(&b"17"[..]), Just(&b","[..]), Just(&b"\n"[..]), Just(&b"\r\n"[..]),
+                    Just(&b"\r"[..]), Just("é".as_bytes()), Just(&b"x y"[..]),
+                ],
+                0..80,
+            ),
+            size in 1u64..32,
+            buffer in 1usize..12,
+        ) {
+            let text: Vec<u8> = parts.concat();
+            let mut csv_rows = Vec::new();
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .quoting(false)
+                .from_reader(&text[..]);
+            let mut row = csv::ByteRecord::new();
+            while reader.read_byte_record(&mut row).unwrap() {
+                csv_rows.push(row.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            }
+            let ours = by_block_reader(&text, size, buffer);
+            let fields: Vec<Vec<Vec<u8>>> = ours.iter().map(|(f, _)| f.clone()).collect();
+            prop_assert_eq!(fields, csv_rows);
+            // A row's line: the `\n`s before its first byte.
+            let mut search = 0;
+            // Rows are non-empty and only line ends lie between them.
+            for (f, lines) in &ours {
+                let joined: Vec<u8> = f.join(&b","[..]);
+                let at = search
+                    + text[search..]
+                        .windows(joined.len())
+                        .position(|w| w == &joined[..])
+                        .unwrap();
+                prop_assert_eq!(*lines, text[..at].iter().filter(|b| **b == b'\n').count() as u64);
+                search = at + joined.len();
+            }
+        }
+
+        /// Blocks cover the data exactly, start at line starts, and their
+        /// stats add up to what the CSV reader sees, whatever the bytes and
+        /// the block size.
+        #[test]
+        fn blocks_and_scans_agree_with_the_csv_reader(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(&b"1700000000123"[..]), Just(&b"17"[..]), Just(&b","[..]),
+                    Just(&b"\n"[..]), Just(&b"\r\n"[..]), Just(&b"\r"[..]),
+                    Just(&b"AAA,1.5,3"[..]), Just("é".as_bytes()), Just(&b" 42 "[..]), Just(&b"x"[..]),
+                ],
+                0..120,
+            ),
+            size in 1u64..64,
+        ) {
+            let text: Vec<u8> = parts.concat();
+            let (_tmp, mut file) = file_of(&text);
+            let len = text.len() as u64;
+            let blocks = blocks(&mut file, 0, len, size).unwrap();
+            let mut at = 0;
+            for b in &blocks {
+                prop_assert_eq!(b.start, at);
+                prop_assert!(b.start == 0 || text[b.start as usize - 1] == b'\n');
+                at = b.end;
+            }
+            prop_assert_eq!(at, len);
+            let total = blocks
+                .iter()
+                .map(|b| scan(&mut file, *b).unwrap())
+                .fold(BlockStats::default(), BlockStats::then);
+            let (rows, max, line) = by_csv_reader(&text);
+            prop_assert_eq!((total.rows, total.max_ts), (rows, max));
+            prop_assert_eq!(total.newlines + 1, line);
+        }
+    }
+
+    #[test]
+    fn a_line_longer_than_a_block_stays_whole() {
+        let text = b"1,aaaaaaaaaaaaaaaaaaaaaaaa\n2,b\n3,c";
+        let (_tmp, mut file) = file_of(text);
+        let blocks = blocks(&mut file, 0, text.len() as u64, 4).unwrap();
+        let starts: Vec<u64> = blocks.iter().map(|b| b.start).collect();
+        assert_eq!(starts, [0, 27, 31]);
+    }
+}
