@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A/B of two eddy binaries on the same files, interleaved -> results/ab_query_registry.csv
-#   bash benches/ab.sh OLD_EDDY [REPS]
+# A/B of two eddy binaries on the same files, interleaved -> results/NAME.csv
+#   bash benches/ab.sh OLD_EDDY [REPS] [NAME] [OLD_KNOWS_I5]
+# NAME defaults to ab_query_registry; OLD_KNOWS_I5 (yes/no, default no): whether
+# OLD_EDDY has I5 (item_users_60s); I5 is off in both runs where it has.
 # OLD_EDDY: an eddy binary built from another commit (for the query-registry
 # change: `git worktree add /tmp/old 32e6a95 && (cd /tmp/old && cargo build
 # --release)`, then /tmp/old/target/release/eddy). The new one is this tree's.
@@ -10,9 +12,10 @@
 # times each, A and B alternating. I5 (item_users_60s, new) is off in B so
 # that both do the same work.
 source "$(dirname "$0")/common.sh"
-old=${1:?usage: bash benches/ab.sh OLD_EDDY [REPS]}
+old=${1:?usage: bash benches/ab.sh OLD_EDDY [REPS] [NAME] [OLD_KNOWS_I5]}
 reps=${2:-3}
-csv=results/ab_query_registry.csv
+csv=results/${3:-ab_query_registry}.csv
+old_knows_i5=${4:-no}
 $eddy generate trades -n 2000000 --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
 $eddy generate interactions -n 1000000 --seed 3 --out "$work/i.csv" >/dev/null
 cat > "$work/full.toml" <<TOML
@@ -47,7 +50,8 @@ for rep in $(seq 1 "$reps"); do
   for pipeline in m1m2 full; do
     for workers in 1 2; do
       for side in A B; do
-        if [ "$side" = A ]; then bin=$old; file="$work/$pipeline.toml"; else bin=$eddy; file="$work/$pipeline-b.toml"; fi
+        if [ "$side" = A ] && [ "$old_knows_i5" != yes ]; then file="$work/$pipeline.toml"; else file="$work/$pipeline-b.toml"; fi
+        if [ "$side" = A ]; then bin=$old; else bin=$eddy; fi
         start=$(date +%s.%N)
         $bin run "$file" --workers "$workers" --quiet --out "$work/out" >/dev/null 2>&1
         end=$(date +%s.%N)

@@ -114,7 +114,7 @@ pub fn records(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// A block's rows, one at a time, with the line each starts on: lines are
 /// counted by `\n`, so a row's line is exact whatever the line ends (the CSV
 /// crate reports the line where it began looking: the `\n` of a CRLF, or a
-/// blank line before the row). Lines are found in place in a 256 KiB buffer
+/// blank line before the row). Lines are found in place in a 64 KiB buffer
 /// (no copy per line).
 pub struct BlockReader {
     input: std::io::Take<File>,
@@ -154,7 +154,7 @@ impl ReadPosition {
 impl BlockReader {
     /// Reads `block` of the file at `path` from `at`.
     pub fn open(path: &std::path::Path, block: Block, at: ReadPosition) -> std::io::Result<Self> {
-        Self::with_buffer(path, block, at, 1 << 18)
+        Self::with_buffer(path, block, at, 1 << 16)
     }
 
     /// As [`BlockReader::open`], with a buffer of `capacity` bytes at first.
