@@ -111,13 +111,12 @@ where
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let (input, _end) = A::In::stream(b)?;
-        let source = <A::In as QueryInput>::INPUT.source();
         let rows = window(
             input,
             &self.id,
             self.spec,
             (self.make)(),
-            b.counters(&format!("{source}/{}", self.id)),
+            b.query_counters(),
             b.latency.clone(),
             b.states,
         )?;
@@ -166,13 +165,12 @@ where
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let (input, end) = L::In::stream(b)?;
-        let source = <L::In as QueryInput>::INPUT.source();
         let rows = ordered(
             input,
             &end,
             &self.id,
             (self.make)(),
-            b.counters(&format!("{source}/{}", self.id)),
+            b.query_counters(),
             b.states,
         )?;
         b.emit(rows);

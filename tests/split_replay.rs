@@ -19,7 +19,7 @@ const MAX_DELAY_MS: u64 = 200;
 /// Rewrites a generated file: CRLF line ends, every 37th data line replaced
 /// by a malformed one with non-ASCII bytes, every 53rd by a late copy (its
 /// ts 5 s back), every 211th followed by a blank line, no final newline.
-fn mangle(path: &Path, stream: &str) {
+fn mangle(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -41,7 +41,6 @@ fn mangle(path: &Path, stream: &str) {
             lines.push(String::new());
         }
     }
-    let _ = stream;
     std::fs::write(path, lines.join("\r\n")).unwrap();
 }
 
@@ -108,8 +107,8 @@ fn split_replay_equals_serial_for_any_layout() {
         30_000,
         &["--items", "50", "--disorder-ms", "100"],
     );
-    mangle(&trades, "trades");
-    mangle(&interactions, "interactions");
+    mangle(&trades);
+    mangle(&interactions);
     let (t, i) = (trades.to_str().unwrap(), interactions.to_str().unwrap());
     let delay = MAX_DELAY_MS.to_string();
     let run = |out: &Path, workers: &str| {

@@ -105,8 +105,8 @@ fn put<V>(history: &mut BTreeMap<u64, V>, key: u64, value: V, keep: usize) {
 
 impl Board {
     pub fn new(queries: &QueryTables) -> Board {
-        let stats: StatsConfig = queries.config("stats_10s").unwrap_or_default();
-        let counts: ItemCountsConfig = queries.config("item_counts_60s").unwrap_or_default();
+        let stats: StatsConfig = queries.get().unwrap_or_default();
+        let counts: ItemCountsConfig = queries.get().unwrap_or_default();
         Board {
             results: Mutex::default(),
             moving_average_ms: stats.length_ms,

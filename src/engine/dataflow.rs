@@ -76,11 +76,11 @@ pub fn build<'s>(
 
 /// Whether `query` runs in `pipeline`: a source of a stream it reads is present.
 pub fn runs(query: &dyn crate::queries::Query, pipeline: &crate::pipeline::Pipeline) -> bool {
-    query
-        .reads()
-        .iter()
-        .any(|input: &Input| match input.source() {
-            "trades" => pipeline.sources.trades.is_some(),
-            _ => pipeline.sources.interactions.is_some(),
-        })
+    query.reads().iter().any(|input: &Input| {
+        if input.from_trades() {
+            pipeline.sources.trades.is_some()
+        } else {
+            pipeline.sources.interactions.is_some()
+        }
+    })
 }

@@ -37,7 +37,7 @@ impl Outputs {
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let mut files = ResultFiles::default();
         for q in queries {
-            let name = format!("{}.csv", q.id());
+            let name = crate::queries::file_name(q.id());
             q.output().open(&mut files, &dir, &name, resume)?;
         }
         let labelled = matches!(&pipeline.sources.trades, Some(TradeSource::Market(m)) if m.anomalies.is_some())

@@ -72,7 +72,7 @@ impl QueryConfig for ActivityConfig {
             b.interactions(),
             self,
             b.tick,
-            b.counters("interactions/activity_60s"),
+            b.query_counters(),
             b.latency.clone(),
             b.states,
         )?;

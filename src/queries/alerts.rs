@@ -60,10 +60,7 @@ impl QueryConfig for AlertsConfig {
     /// The rows come from I1's windows (whatever `item_counts_60s.enabled`
     /// says); the firing half reads the interactions keyed by item.
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
-        let counts_config: ItemCountsConfig = b
-            .tables
-            .config(ItemCountsConfig::ID)
-            .map_err(anyhow::Error::msg)?;
+        let counts_config: ItemCountsConfig = b.tables.get().map_err(anyhow::Error::msg)?;
         let spec = counts_config.spec();
         let counts = b.item_counts(ItemCountsConfig::ID, spec)?;
         b.emit(alert_rows(counts, self.threshold));
@@ -72,7 +69,7 @@ impl QueryConfig for AlertsConfig {
             spec.length_ms,
             self.threshold,
             self.log,
-            b.counters("interactions/alerts"),
+            b.query_counters(),
             b.states,
         )?;
         b.emit_live(fired);
@@ -209,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_total_above_the_threshold_alerts_and_one_equal_to_it_does_not() {
-        let config: AlertsConfig = tables(2).config("alerts").unwrap();
+        let config: AlertsConfig = tables(2).get().unwrap();
         let rows = run_with::<Alert, _>(config, &tables(2), &records(), 100).rows;
         assert_eq!(
             rows,
@@ -224,7 +221,7 @@ mod tests {
 
     #[test]
     fn an_alert_fires_once_the_moment_the_count_passes_the_threshold() {
-        let config: AlertsConfig = tables(2).config("alerts").unwrap();
+        let config: AlertsConfig = tables(2).get().unwrap();
         let fired = run_with::<FiredAlert, _>(config, &tables(2), &records(), 100).rows;
         assert_eq!(
             fired,

@@ -86,7 +86,7 @@ impl QueryConfig for CorrelationConfig {
     }
     fn validate(&self, all: &QueryTables) -> Result<(), String> {
         CorrelationConfig::validate(self)?;
-        let bars: BarsConfig = all.config("bars_1s")?;
+        let bars: BarsConfig = all.get()?;
         if bars.size_ms != 1_000 {
             return Err("needs 1-second bars (queries.bars_1s.size_ms = 1000)".into());
         }
@@ -113,7 +113,7 @@ impl QueryConfig for CorrelationConfig {
             self,
             b.index(),
             b.peers(),
-            b.counters("bars/corr_60s"),
+            b.query_counters(),
             b.latency.clone(),
             b.states,
         )?;

@@ -67,7 +67,7 @@ impl QueryConfig for EwmaConfig {
             b.trades_end(),
             Self::ID,
             Ewma::new(self),
-            b.counters("trades/ewma"),
+            b.query_counters(),
             b.states,
         )?;
         // One row per trade: the per-record latency of the engine.

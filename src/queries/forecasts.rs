@@ -63,7 +63,7 @@ impl QueryConfig for ForecastsConfig {
     /// The forecasts read 1-second bars and the anomaly detectors' item panes.
     fn validate(&self, all: &QueryTables) -> Result<(), String> {
         ForecastsConfig::validate(self)?;
-        let bars: BarsConfig = all.config("bars_1s")?;
+        let bars: BarsConfig = all.get()?;
         if bars.size_ms != 1_000 {
             return Err("needs 1-second bars (queries.bars_1s.size_ms = 1000)".into());
         }
@@ -112,7 +112,7 @@ impl QueryConfig for ForecastsConfig {
 impl ForecastsConfig {
     /// The item panes are the anomaly detectors' (`[queries.anomalies.items]`).
     fn item_pane_ms(all: &QueryTables) -> Result<u64, String> {
-        let anomalies: AnomaliesConfig = all.config("anomalies")?;
+        let anomalies: AnomaliesConfig = all.get()?;
         Ok(anomalies.items.burst.pane_ms)
     }
 

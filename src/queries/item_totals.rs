@@ -53,7 +53,7 @@ impl QueryConfig for ItemTotalsConfig {
         let rows = item_totals(
             b.interactions(),
             b.tick,
-            b.counters("interactions/item_totals"),
+            b.query_counters(),
             b.states,
         )?;
         b.emit(rows);

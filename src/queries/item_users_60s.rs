@@ -58,7 +58,7 @@ impl QueryConfig for ItemUsersConfig {
             Self::ID,
             WindowSpec::tumbling(self.size_ms),
             DistinctUsers,
-            b.counters("interactions/item_users_60s"),
+            b.query_counters(),
             b.latency.clone(),
             b.states,
         )?;

@@ -78,12 +78,19 @@ pub enum Input {
 }
 
 impl Input {
-    /// The source stream this one is made from: `trades` or `interactions`.
-    pub fn source(self) -> &'static str {
+    /// The stream's name: the first part of its readers' counter names.
+    pub fn name(self) -> &'static str {
         match self {
-            Input::Trades | Input::Bars => "trades",
-            Input::Interactions | Input::ItemPanes => "interactions",
+            Input::Trades => "trades",
+            Input::Interactions => "interactions",
+            Input::Bars => "bars",
+            Input::ItemPanes => "item_panes",
         }
+    }
+
+    /// Whether the stream is made from the trades (else from the interactions).
+    pub fn from_trades(self) -> bool {
+        matches!(self, Input::Trades | Input::Bars)
     }
 }
 
@@ -97,6 +104,11 @@ pub trait Query: Send + Sync + 'static {
     fn output(&self) -> RowFile;
     /// Adds the query to one worker's dataflow.
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()>;
+}
+
+/// The result file of query `id`.
+pub fn file_name(id: &str) -> String {
+    format!("{id}.csv")
 }
 
 /// The row type of a query's result file: opens the file with its header.
@@ -150,6 +162,11 @@ impl QueryTables {
                     })
             }
         }
+    }
+
+    /// The config of the built-in query `C`.
+    pub fn get<C: QueryConfig>(&self) -> Result<C, String> {
+        self.config(C::ID)
     }
 
     /// Sets `key` of `[queries.ID]` (as a pipeline file would).
@@ -224,7 +241,7 @@ pub const fn registration<C: QueryConfig>() -> Registration {
 }
 
 fn make<C: QueryConfig>(tables: &QueryTables) -> Made {
-    let config: C = tables.config(C::ID)?;
+    let config: C = tables.get()?;
     config.validate(tables).map_err(|e| {
         // Messages that name their own key ("forecasts.close_alpha ...") keep it.
         if e.starts_with(&format!("{}.", C::ID)) {
@@ -274,8 +291,9 @@ pub struct Build<'s, 'a> {
     pub tick: Tick,
     counters: &'a dyn Fn(&str) -> Arc<QueryCounters>,
     outlets: Outlets<'a>,
-    /// The query being built.
+    /// The query being built, and the first stream it reads.
     query: String,
+    query_input: Option<Input>,
     trades: Stream<'s, u64, Vec<Trade>>,
     interactions: Stream<'s, u64, Vec<Interaction>>,
     trades_end: InputEnd<'s>,
@@ -322,6 +340,7 @@ impl<'s, 'a> Build<'s, 'a> {
             counters,
             outlets,
             query: String::new(),
+            query_input: None,
             trades: sources.trades,
             interactions: sources.interactions,
             trades_end: sources.trades_end,
@@ -333,6 +352,7 @@ impl<'s, 'a> Build<'s, 'a> {
     /// Builds `query` into the dataflow.
     pub fn add(&mut self, query: &dyn Query) -> anyhow::Result<()> {
         self.query = query.id().to_string();
+        self.query_input = query.reads().first().copied();
         query.build(self)
     }
 
@@ -349,9 +369,17 @@ impl<'s, 'a> Build<'s, 'a> {
         self.scope.peers()
     }
 
-    /// The counters of `STREAM/PART` (shared by the process's workers).
+    /// The counters of `STREAM/PART` (shared by the process's workers), for
+    /// the parts of a query that has several.
     pub fn counters(&self, name: &str) -> Arc<QueryCounters> {
         (self.counters)(name)
+    }
+
+    /// The counters of the query being built: `STREAM/ID`, STREAM the first
+    /// stream it reads.
+    pub fn query_counters(&self) -> Arc<QueryCounters> {
+        let stream = self.query_input.map_or("none", Input::name);
+        self.counters(&format!("{stream}/{}", self.query))
     }
 
     /// The trades, exchanged by symbol: each worker sees all of its symbols' trades.
@@ -410,13 +438,13 @@ impl<'s, 'a> Build<'s, 'a> {
         if let Some(bars) = &self.shared.bars {
             return Ok(bars.clone());
         }
-        let config: BarsConfig = self.tables.config("bars_1s").map_err(anyhow::Error::msg)?;
+        let config: BarsConfig = self.tables.get().map_err(anyhow::Error::msg)?;
         let bars = window(
             self.trades(),
-            "bars_1s",
+            BarsConfig::ID,
             config.spec(),
             Bars,
-            self.counters("trades/bars_1s"),
+            self.counters(&format!("trades/{}", BarsConfig::ID)),
             self.latency.clone(),
             self.states,
         )?;
@@ -457,7 +485,7 @@ impl<'s, 'a> Build<'s, 'a> {
     /// Writes `rows` to the query's file `ID.csv`, hands them to the row
     /// sinks (the dashboard among them) and probes them.
     pub fn emit<T: Row>(&self, rows: Stream<'s, u64, Vec<T>>) {
-        let file = self.outlets.files.get::<T>(&format!("{}.csv", self.query));
+        let file = self.outlets.files.get::<T>(&file_name(&self.query));
         let sinks: Vec<Arc<dyn RowSink>> = self.outlets.sinks.to_vec();
         let query = self.query.clone();
         rows.inspect_core(move |event| {

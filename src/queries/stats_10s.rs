@@ -61,7 +61,7 @@ impl QueryConfig for StatsConfig {
             Self::ID,
             self.spec(),
             Stats,
-            b.counters("trades/stats_10s"),
+            b.query_counters(),
             b.latency.clone(),
             b.states,
         )?;

@@ -56,7 +56,7 @@ impl QueryConfig for VolatilityConfig {
             b.trades_end(),
             Self::ID,
             RealisedVolatility::new(self),
-            b.counters("trades/vol_60s"),
+            b.query_counters(),
             b.states,
         )?;
         b.emit(vol);

@@ -103,12 +103,31 @@ fn next_line_start(file: &mut File, from: u64, len: u64) -> std::io::Result<Opti
     Ok((skipped.last() == Some(&b'\n')).then_some(from + n))
 }
 
-/// The records of one `\n`-ended line: `\r` ends a record too and empty
-/// records are skipped, as the CSV reader the formats were defined with
-/// reads them.
-pub fn records(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    line.split(|b| *b == b'\n' || *b == b'\r')
-        .filter(|r| !r.is_empty())
+/// The records of one `\n`-ended line, as byte ranges of it (from `base`)
+/// pushed onto `out`: `\r` ends a record too and empty records are skipped,
+/// as the CSV reader the formats were defined with reads them. Most lines
+/// hold one record, ended by `\n` or `\r\n`: that case takes one search.
+pub fn record_ranges(line: &[u8], base: usize, out: &mut Vec<(usize, usize)>) {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    if memchr::memchr(b'\r', body).is_none() {
+        if !body.is_empty() {
+            out.push((base, base + body.len()));
+        }
+        return;
+    }
+    let mut start = 0;
+    for (i, b) in line.iter().enumerate() {
+        if *b == b'\n' || *b == b'\r' {
+            if i > start {
+                out.push((base + start, base + i));
+            }
+            start = i + 1;
+        }
+    }
+    if line.len() > start {
+        out.push((base + start, base + line.len()));
+    }
 }
 
 /// A block's rows, one at a time, with the line each starts on: lines are
@@ -222,28 +241,7 @@ impl BlockReader {
         if line.is_empty() {
             return Ok(false);
         }
-        // The ranges of `records(line)`: most lines hold one, ended by `\n` or `\r\n`.
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        let base = self.line_start_in_buf;
-        if memchr::memchr(b'\r', body).is_none() {
-            if !body.is_empty() {
-                self.records.push((base, base + body.len()));
-            }
-        } else {
-            let mut start = 0;
-            for (i, b) in line.iter().enumerate() {
-                if *b == b'\n' || *b == b'\r' {
-                    if i > start {
-                        self.records.push((base + start, base + i));
-                    }
-                    start = i + 1;
-                }
-            }
-            if line.len() > start {
-                self.records.push((base + start, base + line.len()));
-            }
-        }
+        record_ranges(line, self.line_start_in_buf, &mut self.records);
         Ok(true)
     }
 
@@ -286,6 +284,7 @@ pub fn scan(file: &mut File, block: Block) -> std::io::Result<BlockStats> {
     let mut reader = BufReader::with_capacity(1 << 16, file.take(block.end - block.start));
     let mut stats = BlockStats::default();
     let mut line = Vec::with_capacity(256);
+    let mut ranges = Vec::with_capacity(2);
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -294,7 +293,10 @@ pub fn scan(file: &mut File, block: Block) -> std::io::Result<BlockStats> {
         if line.last() == Some(&b'\n') {
             stats.newlines += 1;
         }
-        for record in records(&line) {
+        ranges.clear();
+        record_ranges(&line, 0, &mut ranges);
+        for &(from, to) in &ranges {
+            let record = &line[from..to];
             stats.rows += 1;
             let first = record.split(|b| *b == b',').next().unwrap_or_default();
             if let Ok(ts) = parse_ts(first) {
