@@ -1,32 +1,75 @@
 #!/usr/bin/env bash
-# Throughput for worker/process layouts -> results/scaling.csv
-#   bash benches/scaling.sh
-# The full pipeline (dataflows/both.toml: both streams, every query, 4.5M events) and
-# M1+M2 alone on the market generator (5M trades), as fast as possible, for
-# processes x workers = 1x1, 1x2, 2x1 (up to this machine's cores) and 2x2, 1x4
-# (oversubscribed: more workers than cores, marked so). Multi-process layouts run
-# through `eddy cluster` on 127.0.0.1; wall time includes process start and connection.
+# Throughput of replayed files by layout -> results/scaling.csv (+ plots/scaling.png)
+#   bash benches/scaling.sh [REPS]      (default 3 repetitions; about 2 minutes)
+# Files from `eddy generate` (seed 3, 100 symbols): 2M trades and 1M
+# interactions, replayed as fast as possible (`kind = "csv"`): the full
+# pipeline (both files, every query) and M1+M2 alone (the trades file), for
+# processes x workers = 1x1, 1x2, 2x1. Multi-process layouts run through
+# `eddy cluster` on 127.0.0.1. wall_s is the whole command (process start,
+# connecting, reading, writing every result file), timed by this script;
+# layouts alternate within each repetition so that drift hits all alike.
 source "$(dirname "$0")/common.sh"
-cores=$(nproc)
+reps=${1:-3}
 csv=results/scaling.csv
-echo "pipeline,processes,workers_per_process,total_workers,oversubscribed,records,wall_s,records_per_s,machine" > "$csv"
-m1m2 dataflows/market.toml > "$work/m1m2.toml"
-for pipeline in dataflows/both.toml "$work/m1m2.toml"; do
-  name=$(basename "$pipeline" .toml)
-  for layout in 1x1 1x2 2x1 2x2 1x4; do
-    p=${layout%x*}; w=${layout#*x}; total=$((p * w))
-    out="$work/$name-$layout"
-    if [ "$p" = 1 ]; then
-      $eddy run "$pipeline" --workers "$w" --quiet --out "$out" 2>/dev/null
-    else
-      $eddy cluster --processes "$p" --workers "$w" -- run "$pipeline" --quiet --out "$out" >/dev/null 2>&1
-    fi
-    python3 - "$name" "$p" "$w" "$total" "$([ "$total" -gt "$cores" ] && echo yes || echo no)" "$out/metrics.json" "$cores-core $(uname -m)" >> "$csv" <<'PY'
+$eddy generate trades -n 2000000 --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
+$eddy generate interactions -n 1000000 --seed 3 --out "$work/i.csv" >/dev/null
+cat > "$work/full.toml" <<TOML
+[sources.trades]
+kind = "csv"
+path = "$work/t.csv"
+[sources.interactions]
+kind = "csv"
+path = "$work/i.csv"
+TOML
+cat > "$work/m1m2.toml" <<TOML
+[sources.trades]
+kind = "csv"
+path = "$work/t.csv"
+[queries.vol_60s]
+enabled = false
+[queries.corr_60s]
+enabled = false
+[queries.ewma]
+enabled = false
+[queries.anomalies]
+enabled = false
+[queries.forecasts]
+enabled = false
+TOML
+echo "pipeline,processes,workers_per_process,total_workers,oversubscribed,rep,records,wall_s,records_per_s,machine" > "$csv"
+for rep in $(seq 1 "$reps"); do
+  for pipeline in full m1m2; do
+    for layout in 1x1 1x2 2x1; do
+      p=${layout%x*}; w=${layout#*x}
+      out="$work/$pipeline-$layout"
+      start=$(date +%s.%N)
+      if [ "$p" = 1 ]; then
+        $eddy run "$work/$pipeline.toml" --workers "$w" --quiet --out "$out" >/dev/null 2>&1
+      else
+        $eddy cluster --processes "$p" --workers "$w" -- run "$work/$pipeline.toml" --quiet --out "$out" >/dev/null 2>&1
+      fi
+      end=$(date +%s.%N)
+      python3 - "$pipeline" "$p" "$w" "$rep" "$out/metrics.json" "$start" "$end" "$machine" >> "$csv" <<'PY'
 import json, sys
-name, p, w, total, over, path, machine = sys.argv[1:]
-m = json.load(open(path))
-print(f'{name},{p},{w},{total},{over},{m["records"]["generated"]},{m["wall_time_s"]:.3f},{m["throughput"]["records_per_s"]:.0f},{machine}')
+name, p, w, rep, path, start, end, machine = sys.argv[1:]
+records = json.load(open(path))["records"]["generated"]
+wall = float(end) - float(start)
+total = int(p) * int(w)
+print(f'{name},{p},{w},{total},no,{rep},{records},{wall:.3f},{records / wall:.0f},{machine}')
 PY
+    done
   done
 done
-cat "$csv"
+$eddy plot --in results --out "$work/plots" >/dev/null && cp "$work/plots/scaling.png" results/plots/
+python3 - "$csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = {}
+for r in rows:
+    med.setdefault((r["pipeline"], r["processes"], r["workers_per_process"]), []).append(float(r["wall_s"]))
+med = {k: statistics.median(v) for k, v in med.items()}
+for p in ("full", "m1m2"):
+    one, two, procs = med[(p, "1", "1")], med[(p, "1", "2")], med[(p, "2", "1")]
+    print(f"{p}: median wall 1x1 {one:.2f} s, 1x2 {two:.2f} s, 2x1 {procs:.2f} s; "
+          f"2 workers / 1 worker {one / two:.2f}x, 2 processes / 2 workers {two / procs:.2f}x")
+PY

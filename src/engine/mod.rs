@@ -11,6 +11,7 @@
 //! the workers, and gathers their results.
 
 mod checkpoints;
+mod connect;
 mod dataflow;
 mod feed;
 mod gather;
@@ -89,7 +90,6 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             .chain(job.extensions.sinks.iter().cloned())
             .collect(),
     );
-    let config = timely_config(job.cluster.as_ref(), workers);
     let shared = WorkerShared {
         pipeline: Arc::clone(&pipeline),
         queries,
@@ -102,8 +102,14 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         checkpoints,
         ingest: ingest.clone(),
     };
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared, start))
-        .map_err(anyhow::Error::msg)?;
+    let (allocators, network) = allocators(job.cluster.as_ref(), workers)?;
+    let guards = timely::execute::execute_from(
+        allocators,
+        network,
+        timely::WorkerConfig::default(),
+        move |worker| run_worker(worker, &shared, start),
+    )
+    .map_err(anyhow::Error::msg)?;
     let first_error = guards.join().into_iter().find_map(|result| match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -150,21 +156,24 @@ fn queries_of(pipeline: &Pipeline, extensions: &Extensions) -> anyhow::Result<Ve
     Ok(queries)
 }
 
-/// The communication of this process: one thread, threads, or a cluster.
-fn timely_config(cluster: Option<&ClusterPlace>, workers: usize) -> timely::Config {
+/// The communication of this process: one thread, threads, or a cluster
+/// (connected by [`connect`], not by timely's slower set-up).
+type Allocators = (
+    Vec<timely::communication::AllocatorBuilder>,
+    Box<dyn std::any::Any + Send>,
+);
+
+fn allocators(cluster: Option<&ClusterPlace>, workers: usize) -> anyhow::Result<Allocators> {
     match cluster {
-        Some(c) if c.addresses.len() > 1 => timely::Config {
-            communication: timely::CommunicationConfig::Cluster {
-                threads: workers,
-                process: c.process,
-                addresses: c.addresses.clone(),
-                report: false,
-                zerocopy: false,
-            },
-            worker: timely::WorkerConfig::default(),
-        },
-        _ if workers == 1 => timely::Config::thread(),
-        _ => timely::Config::process(workers),
+        Some(c) if c.addresses.len() > 1 => {
+            connect::cluster_allocators(&c.addresses, c.process, workers)
+        }
+        _ if workers == 1 => timely::CommunicationConfig::Thread
+            .try_build()
+            .map_err(anyhow::Error::msg),
+        _ => timely::CommunicationConfig::Process(workers)
+            .try_build()
+            .map_err(anyhow::Error::msg),
     }
 }
 

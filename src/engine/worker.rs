@@ -327,7 +327,10 @@ impl Driver<'_, '_> {
                 self.set_state(WorkerState::Backpressured);
                 waited = true;
             }
-            self.worker.step();
+            // Parks when nothing is scheduled: what is waited for is often
+            // another worker's progress, whose arrival wakes this one.
+            self.worker
+                .step_or_park(Some(std::time::Duration::from_millis(1)));
         }
         if waited {
             self.set_state(WorkerState::Running);

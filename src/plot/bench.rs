@@ -38,7 +38,10 @@ pub(super) fn charts(dir: &Path) -> anyhow::Result<Vec<Job>> {
     if let Some(rows) = read_csv::<LoadRow>(&dir.join("latency_vs_load.csv"))? {
         jobs.push(job(LatencyVsLoad { rows }));
     }
-    if let Some(rows) = read_csv::<ScalingRow>(&dir.join("scaling.csv"))? {
+    if let Some(mut rows) = read_csv::<ScalingRow>(&dir.join("scaling.csv"))? {
+        for r in &mut rows {
+            r.layout = format!("{}x{}", r.processes, r.workers_per_process);
+        }
         jobs.push(job(Scaling { rows }));
     }
     if let Some(rows) = read_csv::<PeerRow>(&dir.join("peers.csv"))? {
@@ -248,6 +251,9 @@ impl Chart for LatencyVsLoad {
 #[derive(Deserialize)]
 struct ScalingRow {
     pipeline: String,
+    /// `PROCESSES x WORKERS` (filled in after reading).
+    #[serde(skip)]
+    layout: String,
     processes: u32,
     workers_per_process: u32,
     oversubscribed: String,
@@ -328,21 +334,26 @@ impl Chart for Scaling {
             .iter()
             .zip(&pipelines)
         {
-            let rows: Vec<(String, f64, RGBColor)> = self
+            // Repetitions of a layout are drawn as one bar: their median.
+            let mine: Vec<&ScalingRow> = self
                 .rows
                 .iter()
                 .filter(|r| r.pipeline == *pipeline)
-                .map(|r| {
-                    let color = if r.oversubscribed == "yes" {
+                .collect();
+            let layouts = distinct(mine.iter().map(|r| r.layout.as_str()));
+            let rows: Vec<(String, f64, RGBColor)> = layouts
+                .iter()
+                .map(|layout| {
+                    let reps: Vec<&&ScalingRow> =
+                        mine.iter().filter(|r| r.layout == *layout).collect();
+                    let mut rates: Vec<f64> = reps.iter().map(|r| r.records_per_s).collect();
+                    rates.sort_by(f64::total_cmp);
+                    let color = if reps[0].oversubscribed == "yes" {
                         RGBColor(170, 170, 170)
                     } else {
                         PALETTE[0]
                     };
-                    (
-                        format!("{}x{}", r.processes, r.workers_per_process),
-                        r.records_per_s,
-                        color,
-                    )
+                    (layout.to_string(), rates[rates.len() / 2], color)
                 })
                 .collect();
             bars(panel, pipeline, "records/s", &rows)?;

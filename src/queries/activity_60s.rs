@@ -7,9 +7,16 @@
 //! (window, user, item) records: `distinct` users per window then `count_total`;
 //! `count_total` of interactions per window; `count_total` per (window, item)
 //! then a `reduce` per window to its max and min item. Each record is inserted
-//! at its own (coarsened) event time and retracted at its window's end, so a
-//! closed window's state leaves the arrangements. A final operator takes each
-//! window's accumulated result, once the frontier passes the window's end.
+//! at its window's last millisecond and retracted at its window's end, so a
+//! closed window's state leaves the arrangements. One time per window is the
+//! granularity the query needs (its result is read only once the window
+//! closes): the arrangements compact to one batch per window and `reduce`
+//! replays a window's history once, not once per tick. The per-window counts
+//! are two-phase: each worker consolidates its updates of a window
+//! (`consolidate_stream`, within a batch) before they go to the window's
+//! worker, which then merges a handful of partial counts instead of every
+//! record. A final operator takes each window's accumulated result, once the
+//! frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
@@ -17,7 +24,6 @@ use crate::framework::{count_consumed, HeldCapability};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
-use crate::time::Tick;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
@@ -71,7 +77,6 @@ impl QueryConfig for ActivityConfig {
         let rows = activity(
             b.interactions(),
             self,
-            b.tick,
             b.query_counters(),
             b.latency.clone(),
             b.states,
@@ -111,7 +116,6 @@ enum Part {
 pub fn activity<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
     config: &ActivityConfig,
-    tick: Tick,
     counters: Arc<QueryCounters>,
     latency: LatencyProbe,
     states: &StateRegistry,
@@ -126,39 +130,35 @@ pub fn activity<'scope>(
         let open = states.cell("activity_60s/open_windows", OpenRecords::new)?;
         for (&window, records) in open.borrow().iter() {
             for (&(user, item), &n) in records {
-                let key = (window, user, item);
-                restored.push((key, window, n as isize));
-                restored.push((key, window + size, -(n as isize)));
+                restored.push(((window, user, item), window + size - 1, n as isize));
             }
         }
         if states.enabled() {
             interactions = keep_open_windows(interactions, open, size);
         }
     }
-    // Each record enters at its event time and leaves at its window's end.
+    // Each record enters at its window's last millisecond: the result is read
+    // only once the window closes, so one time per window is all the query
+    // needs, and `reduce` runs once per window. The retractions at the
+    // window's end are added after each branch's local consolidation.
     let records: VecCollection<'scope, u64, (u64, u64, u64), isize> = interactions
-        .flat_map(move |r: Interaction| {
+        .map(move |r: Interaction| {
             let window = r.ts_ms - r.ts_ms % size;
-            let key = (window, r.user, r.item);
-            [(key, tick.coarsen(r.ts_ms), 1), (key, window + size, -1)]
+            ((window, r.user, r.item), window + size - 1, 1)
         })
         .concat(restored.to_stream(scope))
         .as_collection();
 
-    let users = records
-        .clone()
-        .map(|(w, user, _)| (w, user))
+    let users = until_window_end(records.clone().map(|(w, user, _)| (w, user)))
         .distinct()
         .map(|(w, _)| w)
+        .consolidate_stream()
         .count_total()
         .map(|(w, n)| (w, Part::Users(n as u64)));
-    let total = records
-        .clone()
-        .map(|(w, _, _)| w)
+    let total = until_window_end(records.clone().map(|(w, _, _)| w))
         .count_total()
         .map(|(w, n)| (w, Part::Interactions(n as u64)));
-    let extremes = records
-        .map(|(w, _, item)| (w, item))
+    let extremes = until_window_end(records.map(|(w, _, item)| (w, item)))
         .count_total()
         .map(|((w, item), n)| (w, (n as u64, item)))
         .reduce(
@@ -180,6 +180,23 @@ pub fn activity<'scope>(
         counters,
         latency,
     ))
+}
+
+/// Consolidates a worker's updates within each batch (the first phase of a
+/// two-phase count: the key's worker then merges partial counts, not records)
+/// and retracts each at its window's end (one millisecond after its time), so
+/// a closed window's state leaves the arrangements.
+fn until_window_end<'scope, D>(
+    updates: VecCollection<'scope, u64, D, isize>,
+) -> VecCollection<'scope, u64, D, isize>
+where
+    D: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
+{
+    updates
+        .consolidate_stream()
+        .inner
+        .flat_map(|(d, t, n)| [(d.clone(), t, n), (d, t + 1, -n)])
+        .as_collection()
 }
 
 /// (user, item) -> records, per window still open: the input the differential
