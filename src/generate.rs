@@ -24,10 +24,7 @@ pub fn write_trades(
     path: &Path,
     truth: Option<&Path>,
 ) -> anyhow::Result<(u64, u64)> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
-    let source = MarketGenerator::new(config, schedule, BATCH, 0, 1);
-    write_all(source, config.arrivals.count, path, truth)
+    write_all(market_source(config)?, config.arrivals.count, path, truth)
 }
 
 /// Writes `config.arrivals.count` interactions (plus injected ones) to
@@ -37,10 +34,26 @@ pub fn write_interactions(
     path: &Path,
     truth: Option<&Path>,
 ) -> anyhow::Result<(u64, u64)> {
+    write_all(
+        interaction_source(config)?,
+        config.arrivals.count,
+        path,
+        truth,
+    )
+}
+
+/// The whole market stream of `config` (one generator, as fast as possible).
+pub fn market_source(config: &MarketConfig) -> anyhow::Result<MarketGenerator> {
     config.validate().map_err(anyhow::Error::msg)?;
     let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
-    let source = InteractionGenerator::new(config, schedule, BATCH, 0, 1);
-    write_all(source, config.arrivals.count, path, truth)
+    Ok(MarketGenerator::new(config, schedule, BATCH, 0, 1))
+}
+
+/// The whole interaction stream of `config` (one generator, as fast as possible).
+pub fn interaction_source(config: &InteractionConfig) -> anyhow::Result<InteractionGenerator> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
+    Ok(InteractionGenerator::new(config, schedule, BATCH, 0, 1))
 }
 
 fn schedule(start_ms: Option<u64>, rate: f64) -> Schedule {

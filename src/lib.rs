@@ -11,6 +11,7 @@ pub mod extend;
 pub mod framework;
 pub mod generate;
 pub mod ingest;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod plot;

@@ -37,6 +37,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Stream a CSV file to an engine started with `run --listen`.
     Send(SendArgs),
+    /// Publish a generator's stream or a recorded CSV file to a Kafka topic.
+    Produce(ProduceArgs),
     /// Run a `run` or `replay` command as N local processes of a timely cluster and merge their results.
     Cluster(ClusterArgs),
     /// Draw PNG and SVG charts from a result folder (a run's output or results/).
@@ -325,6 +327,17 @@ struct GenerateArgs {
     /// The CSV file to write.
     #[arg(short, long)]
     out: PathBuf,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+    /// Where to write the anomalies' ground truth (default: beside the output,
+    /// `NAME.truth.csv`).
+    #[arg(long, requires = "anomalies")]
+    truth: Option<PathBuf>,
+}
+
+/// A generator's settings, shared by `generate` and `produce`.
+#[derive(Args)]
+struct GeneratorArgs {
     /// Number of records.
     #[arg(short = 'n', long, default_value_t = 100_000)]
     count: u64,
@@ -353,10 +366,65 @@ struct GenerateArgs {
     /// jumps, volatility bursts, volume spikes; interactions: item bursts, bots).
     #[arg(long)]
     anomalies: bool,
-    /// Where to write the anomalies' ground truth (default: beside the output,
-    /// `NAME.truth.csv`).
-    #[arg(long, requires = "anomalies")]
-    truth: Option<PathBuf>,
+}
+
+impl GeneratorArgs {
+    fn market(&self) -> MarketConfig {
+        let mut c = MarketConfig {
+            symbols: self.symbols.unwrap_or(MarketConfig::default().symbols),
+            anomalies: self.anomalies.then(Default::default),
+            ..MarketConfig::default()
+        };
+        self.set_arrivals(&mut c.arrivals);
+        c
+    }
+
+    fn interactions(&self) -> InteractionConfig {
+        let defaults = InteractionConfig::default();
+        let mut c = InteractionConfig {
+            users: self.users.unwrap_or(defaults.users),
+            items: self.items.unwrap_or(defaults.items),
+            anomalies: self.anomalies.then(Default::default),
+            ..defaults
+        };
+        self.set_arrivals(&mut c.arrivals);
+        c
+    }
+
+    fn set_arrivals(&self, a: &mut eddy::sources::arrivals::ArrivalConfig) {
+        a.count = Some(self.count);
+        a.seed = self.seed;
+        a.rate = self.rate.unwrap_or(a.rate);
+        a.disorder_ms = self.disorder_ms.unwrap_or(a.disorder_ms);
+        a.start_ms = self.start_ms;
+    }
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    /// The generator to publish (or --file).
+    #[arg(value_enum, required_unless_present = "file")]
+    stream: Option<StreamKind>,
+    /// Publish a recorded trades.csv or interactions.csv instead of a generator.
+    #[arg(long, conflicts_with = "stream")]
+    file: Option<PathBuf>,
+    /// Kafka bootstrap servers.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT]")]
+    brokers: String,
+    /// The topic (created with --partitions when missing).
+    #[arg(long)]
+    topic: String,
+    /// Partitions of a topic that is created.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+    /// Messages per second of wall-clock time, open loop (default: as fast as possible).
+    #[arg(long = "send-rate", value_name = "PER_S")]
+    send_rate: Option<f64>,
+    /// A librdkafka setting passed through (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    #[command(flatten)]
+    generator: GeneratorArgs,
 }
 
 fn main() -> ExitCode {
@@ -413,6 +481,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Replay(args)) => replay(args),
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Send(args)) => send(args),
+        Some(Command::Produce(args)) => produce(args),
         Some(Command::Evaluate(args)) => {
             let out = args.out.unwrap_or_else(|| args.input.clone());
             let e = eddy::evaluate::evaluate(&eddy::evaluate::EvaluateOptions {
@@ -580,7 +649,7 @@ fn run_pipeline(p: Pipeline, cluster: Option<ClusterPlace>) -> anyhow::Result<()
 }
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
-    let truth = args.anomalies.then(|| {
+    let truth = args.generator.anomalies.then(|| {
         args.truth.clone().unwrap_or_else(|| {
             let stem = args.out.file_stem().unwrap_or_default().to_string_lossy();
             args.out.with_file_name(format!("{stem}.truth.csv"))
@@ -588,25 +657,13 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     });
     let (written, labelled) = match args.stream {
         StreamKind::Trades => {
-            let mut c = MarketConfig {
-                symbols: args.symbols.unwrap_or(MarketConfig::default().symbols),
-                anomalies: args.anomalies.then(Default::default),
-                ..MarketConfig::default()
-            };
-            set_arrivals(&mut c.arrivals, &args);
-            generate::write_trades(&c, &args.out, truth.as_deref())?
+            generate::write_trades(&args.generator.market(), &args.out, truth.as_deref())?
         }
-        StreamKind::Interactions => {
-            let defaults = InteractionConfig::default();
-            let mut c = InteractionConfig {
-                users: args.users.unwrap_or(defaults.users),
-                items: args.items.unwrap_or(defaults.items),
-                anomalies: args.anomalies.then(Default::default),
-                ..defaults
-            };
-            set_arrivals(&mut c.arrivals, &args);
-            generate::write_interactions(&c, &args.out, truth.as_deref())?
-        }
+        StreamKind::Interactions => generate::write_interactions(
+            &args.generator.interactions(),
+            &args.out,
+            truth.as_deref(),
+        )?,
     };
     eprintln!("eddy: wrote {written} records to {}", args.out.display());
     if let Some(t) = &truth {
@@ -618,10 +675,49 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn set_arrivals(a: &mut eddy::sources::arrivals::ArrivalConfig, args: &GenerateArgs) {
-    a.count = Some(args.count);
-    a.seed = args.seed;
-    a.rate = args.rate.unwrap_or(a.rate);
-    a.disorder_ms = args.disorder_ms.unwrap_or(a.disorder_ms);
-    a.start_ms = args.start_ms;
+fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use eddy::kafka::produce::{produce_file, produce_generated, Produce};
+    let mut options = std::collections::BTreeMap::new();
+    for o in &args.options {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--option {o}: expected KEY=VALUE"))?;
+        options.insert(k.to_string(), v.to_string());
+    }
+    let how = Produce {
+        brokers: args.brokers,
+        topic: args.topic,
+        partitions: args.partitions,
+        rate: args.send_rate,
+        options,
+    };
+    let g = &args.generator;
+    let done = match (&args.file, args.stream) {
+        (Some(file), _) => produce_file(file, &how)?,
+        (None, Some(StreamKind::Trades)) => {
+            produce_generated(generate::market_source(&g.market())?, g.count, &how)?
+        }
+        (None, Some(StreamKind::Interactions)) => produce_generated(
+            generate::interaction_source(&g.interactions())?,
+            g.count,
+            &how,
+        )?,
+        (None, None) => anyhow::bail!("produce needs a stream (trades, interactions) or --file"),
+    };
+    eprintln!(
+        "eddy: published {} {} messages to {} in {:.2} s ({:.0}/s){}",
+        done.messages,
+        done.stream,
+        how.topic,
+        done.seconds,
+        done.messages as f64 / done.seconds.max(1e-9),
+        match how.rate {
+            Some(_) => format!(
+                "; largest lag behind the schedule {:.1} ms",
+                done.max_lag_ms
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(())
 }

@@ -103,6 +103,8 @@ pub struct Sources {
 pub enum TradeSource {
     Market(MarketConfig),
     Csv(CsvSource),
+    /// Read from a Kafka topic (see `kafka/source.rs`).
+    Kafka(crate::kafka::KafkaSourceConfig),
     /// Received over TCP (see `[sources.listen]`).
     Tcp {},
     /// Made in code by a program that embeds eddy (`Job::with_trade_source`);
@@ -117,6 +119,8 @@ pub enum TradeSource {
 pub enum InteractionSource {
     Generator(InteractionConfig),
     Csv(CsvSource),
+    /// Read from a Kafka topic (see `kafka/source.rs`).
+    Kafka(crate::kafka::KafkaSourceConfig),
     /// Received over TCP (see `[sources.listen]`).
     Tcp {},
     /// Made in code (`Job::with_interaction_source`); not a kind pipeline

@@ -43,6 +43,7 @@ pub enum SourcePlan<'a, E> {
         make: Box<dyn FnOnce(Schedule) -> Box<dyn Source<E>> + 'a>,
     },
     Csv(&'a Path),
+    Kafka(&'a crate::kafka::KafkaSourceConfig),
     Tcp,
     Custom(Option<&'a SourceFactory<E>>),
 }
@@ -80,6 +81,7 @@ impl StreamSource<Trade> for TradeSource {
                 }),
             },
             TradeSource::Csv(c) => SourcePlan::Csv(&c.path),
+            TradeSource::Kafka(k) => SourcePlan::Kafka(k),
             TradeSource::Tcp {} => SourcePlan::Tcp,
             TradeSource::Custom {} => SourcePlan::Custom(custom),
         }
@@ -108,6 +110,7 @@ impl StreamSource<Interaction> for InteractionSource {
                 }),
             },
             InteractionSource::Csv(c) => SourcePlan::Csv(&c.path),
+            InteractionSource::Kafka(k) => SourcePlan::Kafka(k),
             InteractionSource::Tcp {} => SourcePlan::Tcp,
             InteractionSource::Custom {} => SourcePlan::Custom(custom),
         }
@@ -135,6 +138,13 @@ pub fn open_source<E: Event + ParseRow>(
         SourcePlan::Csv(path) => {
             Box::new(CsvReplay::<E>::open(path, engine.batch_size, index, peers)?)
         }
+        SourcePlan::Kafka(k) => Box::new(crate::kafka::source::KafkaSource::<E>::open(
+            k,
+            engine.max_delay_ms,
+            engine.batch_size,
+            index,
+            peers,
+        )?),
         SourcePlan::Tcp => Box::new(TcpLog::<E>::open(
             listened(cx.ingest, E::STREAM)?,
             engine.batch_size,

@@ -154,7 +154,12 @@ fn restore_or_start(
 fn due(pipeline: &Pipeline, start: RunStart, advance_log: &Rc<RefCell<AdvanceLog>>) -> Due {
     let engine = &pipeline.engine;
     match engine.timing {
-        Timing::RealTime if !matches!(pipeline.sources.trades, Some(TradeSource::Csv(_))) => {
+        Timing::RealTime
+            if !matches!(
+                pipeline.sources.trades,
+                Some(TradeSource::Csv(_) | TradeSource::Kafka(_))
+            ) =>
+        {
             Due::Schedule {
                 start_wall: start.wall,
                 start_event_ms: start.due_event_ms,
