@@ -96,6 +96,8 @@ pub struct Snapshot {
     pub cpu_s: f64,
     pub rss_bytes: u64,
     pub finished: bool,
+    /// Kafka sources' lag per `topic/partition`, messages.
+    pub kafka_lag: std::collections::BTreeMap<String, i64>,
 }
 
 impl Snapshot {
@@ -136,6 +138,9 @@ pub struct Metrics {
     /// What the workers sent each other, when measured (`traffic.rs`).
     pub traffic: Arc<crate::traffic::Traffic>,
     pub measure_traffic: AtomicBool,
+    /// Kafka sources: each partition's lag (log end offset − next offset to
+    /// read), as last seen by the worker reading it; keyed `topic/partition`.
+    kafka_lag: Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
 /// What the checkpoints of this run cost, summed over the process's workers.
@@ -176,6 +181,7 @@ impl Metrics {
             quality: Default::default(),
             traffic: Default::default(),
             measure_traffic: AtomicBool::new(false),
+            kafka_lag: Mutex::new(Default::default()),
         })
     }
 
@@ -309,6 +315,18 @@ impl Metrics {
     }
 
     /// The cumulative figures as they are now.
+    /// Notes the consumer lag of Kafka partitions (`topic/partition` → messages).
+    pub fn set_kafka_lag(&self, lags: &[(String, i64)]) {
+        let mut map = self.kafka_lag.lock().expect("metrics lock");
+        for (key, lag) in lags {
+            map.insert(key.clone(), *lag);
+        }
+    }
+
+    fn kafka_lag(&self) -> std::collections::BTreeMap<String, i64> {
+        self.kafka_lag.lock().expect("metrics lock").clone()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let streams = self.stream_summaries();
         let queries = self.query_summaries();
@@ -350,6 +368,7 @@ impl Metrics {
                 .collect(),
             cpu_s: cpu_user_s + cpu_system_s,
             rss_bytes: current_rss_bytes(),
+            kafka_lag: self.kafka_lag(),
             finished: self.finished.load(Relaxed),
         }
     }
@@ -500,8 +519,27 @@ impl Metrics {
                 .measure_traffic
                 .load(Relaxed)
                 .then(|| self.traffic.summary()),
+            kafka_consumer_lag: self.kafka_lag(),
         }
     }
+}
+
+type Histograms = (Histogram<u64>, Histogram<u64>, Histogram<u64>);
+
+/// The window latency, generator lag and per-record latency histograms of
+/// every process, added up.
+fn merged_histograms(parts: &[Summary]) -> anyhow::Result<Histograms> {
+    let mut latency = latency_histogram();
+    let mut lag = latency_histogram();
+    let mut per_record = latency_histogram();
+    for p in parts {
+        latency.add(decode(&p.latency_histogram)?)?;
+        lag.add(decode(&p.generator_lag_histogram)?)?;
+        if !p.record_latency_histogram.is_empty() {
+            per_record.add(decode(&p.record_latency_histogram)?)?;
+        }
+    }
+    Ok((latency, lag, per_record))
 }
 
 /// Records that reached every query of their stream: for each stream, the
@@ -634,6 +672,9 @@ pub struct Summary {
     /// With --measure-traffic: what the workers sent each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<crate::traffic::TrafficSummary>,
+    /// Kafka sources: each partition's consumer lag at the end, `topic/partition` → messages.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub kafka_consumer_lag: std::collections::BTreeMap<String, i64>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -676,16 +717,7 @@ impl Summary {
         let first = parts
             .first()
             .ok_or_else(|| anyhow::anyhow!("no process summaries to merge"))?;
-        let mut latency = latency_histogram();
-        let mut lag = latency_histogram();
-        let mut per_record = latency_histogram();
-        for p in parts {
-            latency.add(decode(&p.latency_histogram)?)?;
-            lag.add(decode(&p.generator_lag_histogram)?)?;
-            if !p.record_latency_histogram.is_empty() {
-                per_record.add(decode(&p.record_latency_histogram)?)?;
-            }
-        }
+        let (latency, lag, per_record) = merged_histograms(parts)?;
         let sum = |f: fn(&Summary) -> u64| parts.iter().map(f).sum::<u64>();
         let wall = parts.iter().map(|p| p.wall_time_s).fold(0.0, f64::max);
         let records = RecordSummary {
@@ -777,6 +809,10 @@ impl Summary {
             traffic: parts.iter().any(|p| p.traffic.is_some()).then(|| {
                 crate::traffic::TrafficSummary::merge(parts.iter().flat_map(|p| &p.traffic))
             }),
+            kafka_consumer_lag: parts
+                .iter()
+                .flat_map(|p| p.kafka_consumer_lag.clone())
+                .collect(),
         })
     }
 

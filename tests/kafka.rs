@@ -139,6 +139,21 @@ fn topics_give_the_file_replay_answers_on_any_layout() {
             assert_same_files(&expected, &out, &what);
             let m = metrics(&out);
             assert_eq!(m["records"]["generated"].as_u64(), Some(50_000), "{what}");
+            // Every partition of both topics reports its lag: none left at the end.
+            let lag = m["kafka_consumer_lag"]
+                .as_object()
+                .expect("kafka_consumer_lag");
+            let mut want: Vec<String> = (0..partitions)
+                .flat_map(|p| [format!("t{partitions}/{p}"), format!("i{partitions}/{p}")])
+                .collect();
+            want.sort();
+            let mut keys: Vec<String> = lag.keys().cloned().collect();
+            keys.sort();
+            assert_eq!(keys, want, "{what}");
+            assert!(
+                lag.values().all(|v| v.as_i64() == Some(0)),
+                "{what}: {lag:?}"
+            );
         }
     }
 }

@@ -194,6 +194,7 @@ mod tests {
             cpu_s: t / 2.0,
             rss_bytes: 1 << 20,
             finished: false,
+            kafka_lag: Default::default(),
         }
     }
 

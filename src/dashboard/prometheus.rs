@@ -11,6 +11,8 @@
 //!   trail the inputs' watermark), `eddy_generator_lag_seconds`,
 //!   `eddy_records_in_flight`, `eddy_resident_memory_bytes`, and per `worker`
 //!   `eddy_worker_watermark_seconds`; the counter `eddy_worker_records_ingested`;
+//! - `eddy_kafka_consumer_lag{topic,partition}`: messages a Kafka source's
+//!   partition has that its worker has not read yet;
 //! - `eddy_cpu_seconds` (counter) and `eddy_finished` (0 or 1).
 
 use crate::metrics::{Metrics, Snapshot};
@@ -251,6 +253,24 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         MetricType::Counter,
     )?;
     cpu.encode_counter::<NoLabelSet, _, f64>(&s.cpu_s, None)?;
+    if !s.kafka_lag.is_empty() {
+        gauge(
+            e,
+            "eddy_kafka_consumer_lag",
+            "Kafka sources: messages between each partition's log end and the next offset read.",
+            None,
+            s.kafka_lag.iter().map(|(key, lag)| {
+                let (topic, partition) = key.rsplit_once('/').unwrap_or((key, ""));
+                (
+                    vec![
+                        ("topic", topic.to_string()),
+                        ("partition", partition.to_string()),
+                    ],
+                    *lag as f64,
+                )
+            }),
+        )?;
+    }
     gauge(
         e,
         "eddy_finished",

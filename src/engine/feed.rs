@@ -332,6 +332,9 @@ impl<E: Event> Feed<E> {
                 sink.write_all(&rows)?;
             }
         }
+        if !b.partition_lag.is_empty() {
+            ctx.metrics.set_kafka_lag(&b.partition_lag);
+        }
         if let Some(lag) = b.lag_ms {
             ctx.metrics.record_lag(lag);
         }

@@ -102,10 +102,27 @@ pub fn client_config(
 }
 
 /// The client's callbacks: librdkafka's errors and logs go to eddy's log,
-/// except the end of a partition, which the sources handle (it is not an error).
-pub struct KafkaLog;
+/// except the end of a partition, which the sources handle (it is not an
+/// error); its statistics give each partition's log end offset (the high
+/// watermark of its latest fetch), from which a source reports its lag.
+#[derive(Default)]
+pub struct KafkaLog {
+    /// (topic, partition) → high watermark offset.
+    pub high_offsets: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
+}
 
 impl rdkafka::ClientContext for KafkaLog {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut high = self.high_offsets.lock().expect("kafka statistics lock");
+        for (name, topic) in statistics.topics {
+            for (partition, p) in topic.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    high.insert((name.clone(), partition), p.hi_offset);
+                }
+            }
+        }
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel::*;
         match level {

@@ -94,6 +94,8 @@ pub struct KafkaSource<E> {
     max_delay_ms: u64,
     batch_size: usize,
     opened: Instant,
+    /// When the partitions' lag was last reported.
+    lag_reported: Option<Instant>,
     row: ByteRecord,
     _record: PhantomData<E>,
 }
@@ -115,13 +117,14 @@ impl<E: Event + ParseRow> KafkaSource<E> {
             ("max.partition.fetch.bytes", "67108864"),
             ("fetch.max.bytes", "134217728"),
             ("receive.message.max.bytes", "200000000"),
+            ("statistics.interval.ms", "500"),
         ];
         let consumer: BaseConsumer<KafkaLog> =
             client_config(&config.brokers, &defaults, &config.options)
                 .set("enable.auto.commit", "false")
                 .set("enable.partition.eof", "true")
                 .set("auto.offset.reset", "earliest")
-                .create_with_context(KafkaLog)
+                .create_with_context(KafkaLog::default())
                 .with_context(|| {
                     format!("kafka: cannot create a consumer for {}", config.brokers)
                 })?;
@@ -160,6 +163,7 @@ impl<E: Event + ParseRow> KafkaSource<E> {
             max_delay_ms,
             batch_size: batch_size.max(1),
             opened: Instant::now(),
+            lag_reported: None,
             row: ByteRecord::new(),
             _record: PhantomData,
         };
@@ -248,6 +252,37 @@ impl<E: Event + ParseRow> KafkaSource<E> {
         }
     }
 
+    /// Each partition's lag (log end − next offset), from the high watermark
+    /// of the client's latest statistics (every 500 ms), at most every 250 ms.
+    fn report_lag(&mut self, batch: &mut Batch<E>) {
+        if self
+            .lag_reported
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.lag_reported = Some(Instant::now());
+        for p in &self.owned {
+            let end = self
+                .consumer
+                .context()
+                .high_offsets
+                .lock()
+                .expect("kafka statistics lock")
+                .get(&(self.config.topic.clone(), p.partition))
+                .copied()
+                .unwrap_or(-1);
+            let lag = if p.finished() || end < 0 {
+                0
+            } else {
+                (end - p.next).max(0)
+            };
+            batch
+                .partition_lag
+                .push((format!("{}/{}", self.config.topic, p.partition), lag));
+        }
+    }
+
     fn slot(&self, partition: i32) -> Option<usize> {
         self.owned.iter().position(|p| p.partition == partition)
     }
@@ -316,7 +351,12 @@ impl<E: Event + ParseRow> Source<E> for KafkaSource<E> {
             taken += 1;
         }
         self.advance(watermark);
-        Ok(if self.owned.iter().all(Partition::finished) {
+        let done = self.owned.iter().all(Partition::finished);
+        if done {
+            self.lag_reported = None;
+        }
+        self.report_lag(batch);
+        Ok(if done {
             Poll::Done
         } else if taken > 0 {
             Poll::Ready

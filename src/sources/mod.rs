@@ -49,6 +49,8 @@ pub struct Batch<E> {
     pub lag_ms: Option<f64>,
     /// Labels of the anomalies a generator injected into this batch.
     pub truth: Vec<anomalies::TruthRow>,
+    /// A partitioned source's consumer lag, when it measured it: `topic/partition` → messages.
+    pub partition_lag: Vec<(String, i64)>,
 }
 
 impl<E> Default for Batch<E> {
@@ -60,6 +62,7 @@ impl<E> Default for Batch<E> {
             generated: 0,
             lag_ms: None,
             truth: Vec::new(),
+            partition_lag: Vec::new(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl<E> Batch<E> {
         self.generated = 0;
         self.lag_ms = None;
         self.truth.clear();
+        self.partition_lag.clear();
     }
 
     /// Files a record as on time or late against the watermark.
