@@ -25,6 +25,16 @@ pub struct Pipeline {
     /// `[queries.ID]`: each query's settings, read by the query itself.
     pub queries: QueryTables,
     pub output: OutputConfig,
+    /// `[sinks.*]`: where result rows go besides the CSV files.
+    pub sinks: SinksConfig,
+}
+
+/// `[sinks]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksConfig {
+    /// Every query's committed rows published to Kafka (see `kafka/sink.rs`).
+    pub kafka: Option<crate::kafka::sink::KafkaSinkConfig>,
 }
 
 /// How the engine runs (`[engine]`).

@@ -277,14 +277,43 @@ fn a_killed_run_resumes_from_its_offsets_with_nothing_lost_or_doubled() {
             .all(|l| l.contains("partition ") && l.contains(" offset ")),
         "{malformed}"
     );
-    for (point, workers) in [
+    // The rows the Kafka sink must hold: those of the uninterrupted run.
+    let published = ["bars_1s", "alerts", "activity_60s"];
+    let expected: Vec<(String, String)> = {
+        let mut rows: Vec<(String, String)> = published
+            .iter()
+            .flat_map(|q| {
+                let text = std::fs::read_to_string(reference.join(format!("{q}.csv"))).unwrap();
+                text.lines()
+                    .skip(1)
+                    .map(|l| (q.to_string(), l.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    for (n, (point, workers)) in [
         ("mid-write@2", 2),
         ("after-manifest@4", 1),
         ("before-manifest@3", 2),
-    ] {
+        ("after-manifest@20", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let what = format!("{point} on {workers} worker(s)");
         let out = data.root.join(format!("out-{point}"));
         let ck = data.root.join(format!("ck-{point}"));
+        let topic = format!("results-{n}");
+        let file = data.root.join(format!("k-{n}.toml"));
+        let text = std::fs::read_to_string(data.root.join("k.toml")).unwrap()
+            + &format!(
+                "[sinks.kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\nqueries = {published:?}\n",
+                broker.address
+            );
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_str().unwrap().to_string();
         let run = |resume: bool| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
             c.args(["run", &file, "--quiet", "--workers", &workers.to_string()])
@@ -307,8 +336,22 @@ fn a_killed_run_resumes_from_its_offsets_with_nothing_lost_or_doubled() {
             "{what}: not killed: {}",
             stderr(&first)
         );
+        // Only committed rows were published: each is one of the final rows.
+        let before = read_results(&broker, &topic);
+        let mut left = expected.clone();
+        for row in &before {
+            let at = left.binary_search(row).unwrap_or_else(|_| {
+                panic!("{what}: {row:?} published but not a final row (or twice)")
+            });
+            left.remove(at);
+        }
         let resumed = run(true);
         assert!(resumed.status.success(), "{what}: {}", stderr(&resumed));
+        assert_eq!(
+            read_results(&broker, &topic),
+            expected,
+            "{what}: the sink's topic"
+        );
         assert!(
             stderr(&resumed).contains("resuming from the checkpoint of epoch"),
             "{what}: {}",

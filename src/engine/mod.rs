@@ -69,6 +69,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     }
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let ingest = start_ingest(&pipeline, processes, &outputs, resume, &job.stop)?;
+    let kafka_sink = start_kafka_sink(&pipeline, &outputs, &queries, process, resume)?;
     let board = pipeline
         .engine
         .dashboard
@@ -123,6 +124,13 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    if let Some((publisher, done)) = kafka_sink {
+        done.store(true, Relaxed);
+        let messages = publisher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the kafka sink failed"))??;
+        tracing::info!("kafka sink: {messages} rows published");
+    }
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
     if let Some(dir) = &outputs.dir {
@@ -175,6 +183,42 @@ fn allocators(cluster: Option<&ClusterPlace>, workers: usize) -> anyhow::Result<
             .try_build()
             .map_err(anyhow::Error::msg),
     }
+}
+
+type KafkaSink = (
+    std::thread::JoinHandle<anyhow::Result<u64>>,
+    Arc<std::sync::atomic::AtomicBool>,
+);
+
+/// Starts publishing the committed result rows to Kafka (`[sinks.kafka]`).
+fn start_kafka_sink(
+    pipeline: &Pipeline,
+    outputs: &Outputs,
+    queries: &[Arc<dyn Query>],
+    process: usize,
+    resume: bool,
+) -> anyhow::Result<Option<KafkaSink>> {
+    let Some(config) = &pipeline.sinks.kafka else {
+        return Ok(None);
+    };
+    let Some(dir) = &outputs.dir else {
+        bail!("[sinks.kafka] publishes the result files: it needs an output folder (--out)");
+    };
+    let ids: Vec<String> = queries.iter().map(|q| q.id().to_string()).collect();
+    let publisher = crate::kafka::sink::ResultPublisher::new(
+        config,
+        dir,
+        pipeline.engine.checkpoint.dir.as_deref(),
+        process,
+        &ids,
+        resume,
+    )?;
+    tracing::info!("{}", publisher.mode());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Ok(Some((
+        crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
+        done,
+    )))
 }
 
 /// Starts the TCP listener of `kind = "tcp"` streams (`--listen`), if any.

@@ -8,6 +8,7 @@
 //! crate); any librdkafka setting can be passed through (`options`).
 
 pub mod produce;
+pub mod sink;
 pub mod source;
 
 use anyhow::Context;

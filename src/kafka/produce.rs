@@ -126,7 +126,7 @@ impl Publisher {
 }
 
 /// Creates the topic with `how.partitions` partitions unless it exists.
-fn ensure_topic(how: &Produce) -> anyhow::Result<()> {
+pub(crate) fn ensure_topic(how: &Produce) -> anyhow::Result<()> {
     let probe: BaseConsumer = client_config(&how.brokers, &[], &how.options)
         .create()
         .with_context(|| format!("kafka: cannot create a client for {}", how.brokers))?;

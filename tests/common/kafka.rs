@@ -209,3 +209,33 @@ while idle < 6:
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The rows a Kafka sink published to `topic`: (header eddy-query, row), sorted.
+pub fn read_results(broker: &Broker, topic: &str) -> Vec<(String, String)> {
+    let out = python(
+        r#"
+import sys, json
+from kafka import KafkaConsumer, TopicPartition
+brokers, topic = sys.argv[1], sys.argv[2]
+c = KafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+if parts:
+    c.assign(parts)
+    c.seek_to_beginning()
+    idle = 0
+    while idle < 4:
+        got = c.poll(timeout_ms=500)
+        idle = 0 if got else idle + 1
+        for tp, msgs in got.items():
+            for m in msgs:
+                print(json.dumps([dict(m.headers)["eddy-query"].decode(), m.value.decode()]))
+"#,
+        &[&broker.address, topic],
+    );
+    let mut rows: Vec<(String, String)> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort();
+    rows
+}

@@ -1,0 +1,522 @@
+//! `[sinks.kafka]`: the result rows of the queries published to Kafka, each
+//! row once, even across crashes (read-back protocol, no transactions).
+//!
+//! The publisher follows the result files rather than the dataflow: a row is
+//! published only once it is committed, that is once a checkpoint recorded
+//! the length of its file past it (without checkpoints: once the run has
+//! ended). Each message is one CSV row (`format = "csv"`) or one JSON object
+//! (`format = "json"`), keyed by the row's first column, with headers
+//! `eddy-query`, `eddy-process` and `eddy-offset` (the row's byte offset in
+//! its file). After publishing up to a checkpoint the publisher writes a
+//! progress record (the bytes of each file published) to
+//! `TOPIC.eddy-progress`. Resuming (`--resume`), the files are cut back to
+//! the checkpoint's lengths, so below the lesser of those and the progress
+//! record the files are the very bytes already published; past it, the
+//! resumed run writes the same rows as the first (as a multiset: workers
+//! interleave differently), so the publisher reads back the rows of this
+//! process the topic holds past that point and skips each of them once when
+//! it meets it again. A crash anywhere (before, while or after publishing,
+//! before the progress record) neither loses nor doubles a row.
+//!
+//! Kafka transactions are not used: tansu, the broker the tests run, refuses
+//! them, and the read-back needs none.
+
+use super::{client_config, KafkaLog, BROKER_TIMEOUT};
+use anyhow::{bail, Context};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a row becomes a message.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Csv,
+    Json,
+}
+
+/// `[sinks.kafka]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    /// The topic of every query's rows (header `eddy-query` names the query),
+    /// or with `topic_per_query`, the prefix of `TOPIC.QUERY_ID`.
+    pub topic: String,
+    #[serde(default)]
+    pub topic_per_query: bool,
+    #[serde(default)]
+    pub format: Format,
+    /// The queries published (default: every query of the run).
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// Partitions of a result topic that is created (default 1).
+    #[serde(default = "one")]
+    pub partitions: i32,
+    /// librdkafka settings passed through.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// What a progress record holds: the bytes of each result file published.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+struct Progress {
+    epoch: u64,
+    published: BTreeMap<String, u64>,
+}
+
+/// Publishes committed result rows of one process (see the module doc).
+pub struct ResultPublisher {
+    config: KafkaSinkConfig,
+    out: PathBuf,
+    checkpoints: Option<PathBuf>,
+    process: usize,
+    /// (query id, file name) of the files published.
+    files: Vec<(String, String)>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    published: BTreeMap<String, u64>,
+    /// Rows already in the topic past `published` (resuming): (file, row) → copies.
+    already: BTreeMap<(String, String), u64>,
+    last_epoch: Option<u64>,
+    pub messages: u64,
+}
+
+impl ResultPublisher {
+    pub fn new(
+        config: &KafkaSinkConfig,
+        out: &Path,
+        checkpoints: Option<&Path>,
+        process: usize,
+        queries: &[String],
+        resume: bool,
+    ) -> anyhow::Result<Self> {
+        let files: Vec<(String, String)> = queries
+            .iter()
+            .filter(|q| config.queries.as_ref().is_none_or(|only| only.contains(q)))
+            .map(|q| (q.clone(), crate::queries::file_name(q)))
+            .collect();
+        let topics: BTreeSet<String> = files
+            .iter()
+            .map(|(q, _): &(String, String)| topic_of(config, q))
+            .collect();
+        for (topic, partitions) in topics
+            .iter()
+            .map(|t| (t.clone(), config.partitions))
+            .chain([(progress_topic(config), 1)])
+        {
+            super::produce::ensure_topic(&super::produce::Produce {
+                brokers: config.brokers.clone(),
+                topic,
+                partitions,
+                rate: None,
+                options: config.options.clone(),
+            })?;
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> = client_config(
+            &config.brokers,
+            &[
+                ("linger.ms", "5"),
+                ("enable.idempotence", "true"),
+                // A broker that cannot take the rows fails the run, not hangs it.
+                ("message.timeout.ms", "30000"),
+            ],
+            &config.options,
+        )
+        .create()
+        .with_context(|| {
+            format!(
+                "kafka sink: cannot create a producer for {}",
+                config.brokers
+            )
+        })?;
+        let mut publisher = ResultPublisher {
+            config: config.clone(),
+            out: out.to_path_buf(),
+            checkpoints: checkpoints.map(Path::to_path_buf),
+            process,
+            files,
+            producer,
+            published: BTreeMap::new(),
+            already: BTreeMap::new(),
+            last_epoch: None,
+            messages: 0,
+        };
+        if resume {
+            publisher.read_back()?;
+        }
+        Ok(publisher)
+    }
+
+    /// Which mode the run uses, for the start of the run.
+    pub fn mode(&self) -> String {
+        match &self.checkpoints {
+            Some(_) => format!(
+                "kafka sink to {}: exactly once, each checkpoint's rows published once it completes (read-back, no transactions)",
+                self.config.topic
+            ),
+            None => format!(
+                "kafka sink to {}: rows published when the run ends (no checkpoints: a crash publishes nothing)",
+                self.config.topic
+            ),
+        }
+    }
+
+    fn topic_of(&self, query: &str) -> String {
+        topic_of(&self.config, query)
+    }
+
+    fn progress_topic(&self) -> String {
+        progress_topic(&self.config)
+    }
+
+    /// Resuming: the last progress record of this process, the lengths the
+    /// resumed checkpoint committed, and the rows published past the lesser.
+    fn read_back(&mut self) -> anyhow::Result<()> {
+        let consumer: BaseConsumer<KafkaLog> = client_config(
+            &self.config.brokers,
+            &[("enable.partition.eof", "true")],
+            &self.config.options,
+        )
+        .set("group.id", "eddy-sink-read-back")
+        .set("enable.auto.commit", "false")
+        .create_with_context(KafkaLog::default())?;
+        let progress_topic = self.progress_topic();
+        for (_, _, payload) in read_all(&consumer, &progress_topic)? {
+            if let Ok((process, progress)) = serde_json::from_slice::<(usize, Progress)>(&payload) {
+                if process == self.process {
+                    self.published = progress.published;
+                }
+            }
+        }
+        let committed = self.resumed_lengths()?;
+        for (file, len) in self.published.iter_mut() {
+            *len = (*len).min(committed.get(file).copied().unwrap_or(0));
+        }
+        let me = self.process.to_string();
+        let topics: BTreeSet<String> = self.files.iter().map(|(q, _)| self.topic_of(q)).collect();
+        for topic in topics {
+            for (headers, _, payload) in read_all(&consumer, &topic)? {
+                let (Some(q), Some(p), Some(offset)) = (
+                    headers.get("eddy-query"),
+                    headers.get("eddy-process"),
+                    headers.get("eddy-offset"),
+                ) else {
+                    continue;
+                };
+                let file = crate::queries::file_name(q);
+                let offset: u64 = offset.parse().unwrap_or(u64::MAX);
+                if *p == me && offset >= self.published.get(&file).copied().unwrap_or(0) {
+                    let row = self.row_of(&payload)?;
+                    *self.already.entry((file, row)).or_insert(0) += 1;
+                }
+            }
+        }
+        tracing::info!(
+            "kafka sink: resuming after {} published bytes; {} rows already in the topic past them",
+            self.published.values().sum::<u64>(),
+            self.already.values().sum::<u64>()
+        );
+        Ok(())
+    }
+
+    /// The lengths of the result files in the checkpoint a resumed run starts from.
+    fn resumed_lengths(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let Some(dir) = &self.checkpoints else {
+            return Ok(BTreeMap::new());
+        };
+        let Some(epoch) = crate::checkpoint::last_complete_epoch(dir, self.process) else {
+            return Ok(BTreeMap::new());
+        };
+        let layout = crate::checkpoint::store::Layout { dir: dir.clone() };
+        let file: crate::checkpoint::store::ProcessFile =
+            crate::checkpoint::store::read_file(&layout.process_file(epoch, self.process))?;
+        Ok(file.sinks)
+    }
+
+    /// The CSV row a message carries (JSON messages are compared as sent).
+    fn row_of(&self, payload: &[u8]) -> anyhow::Result<String> {
+        Ok(String::from_utf8(payload.to_vec())?)
+    }
+
+    /// Publishes what the newest complete checkpoint committed (with
+    /// checkpoints), or everything (`at_end`, without).
+    pub fn publish_committed(&mut self, at_end: bool) -> anyhow::Result<()> {
+        let (epoch, lengths) = match (&self.checkpoints, at_end) {
+            (Some(dir), false) => {
+                let Some(epoch) = crate::checkpoint::last_complete_epoch(dir, self.process) else {
+                    return Ok(());
+                };
+                if self.last_epoch == Some(epoch) {
+                    return Ok(());
+                }
+                let layout = crate::checkpoint::store::Layout { dir: dir.clone() };
+                let file: crate::checkpoint::store::ProcessFile =
+                    crate::checkpoint::store::read_file(&layout.process_file(epoch, self.process))?;
+                (epoch, file.sinks)
+            }
+            _ => {
+                let mut lengths = BTreeMap::new();
+                for (_, name) in &self.files {
+                    lengths.insert(name.clone(), std::fs::metadata(self.out.join(name))?.len());
+                }
+                (u64::MAX, lengths)
+            }
+        };
+        let files = self.files.clone();
+        for (query, name) in &files {
+            let Some(&end) = lengths.get(name) else {
+                continue;
+            };
+            self.publish_range(query, name, end)?;
+        }
+        self.producer
+            .flush(Duration::from_secs(60))
+            .context("kafka sink: rows not acknowledged")?;
+        let progress = (
+            self.process,
+            Progress {
+                epoch,
+                published: self.published.clone(),
+            },
+        );
+        let payload = serde_json::to_vec(&progress)?;
+        let key = self.process.to_string();
+        let topic = self.progress_topic();
+        self.send(BaseRecord::to(&topic).key(&key).payload(&payload))?;
+        self.producer
+            .flush(Duration::from_secs(60))
+            .context("kafka sink: progress not acknowledged")?;
+        self.last_epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// Publishes the rows of `name` from what was published up to `end`.
+    fn publish_range(&mut self, query: &str, name: &str, end: u64) -> anyhow::Result<()> {
+        let path = self.out.join(name);
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("kafka sink: {}", path.display()))?;
+        let mut header = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut file), &mut header)?;
+        let header_len = header.len() as u64;
+        let columns: Vec<String> = header.trim_end().split(',').map(str::to_string).collect();
+        let start = self
+            .published
+            .get(name)
+            .copied()
+            .unwrap_or(header_len)
+            .max(header_len);
+        if end <= start {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = vec![0; (end - start) as usize];
+        file.read_exact(&mut bytes)?;
+        let topic = self.topic_of(query);
+        let mut offset = start;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            let row_offset = offset;
+            offset += line.len() as u64;
+            let row = std::str::from_utf8(line)?.trim_end();
+            if row.is_empty() {
+                continue;
+            }
+            let payload = match self.config.format {
+                Format::Csv => row.to_string(),
+                Format::Json => to_json(&columns, row)?,
+            };
+            if let Some(copies) = self.already.get_mut(&(name.to_string(), payload.clone())) {
+                if *copies > 0 {
+                    *copies -= 1;
+                    continue;
+                }
+            }
+            let key = first_field(row);
+            let process = self.process.to_string();
+            let at = row_offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "eddy-query",
+                    value: Some(query),
+                })
+                .insert(Header {
+                    key: "eddy-process",
+                    value: Some(&process),
+                })
+                .insert(Header {
+                    key: "eddy-offset",
+                    value: Some(&at),
+                });
+            self.send(
+                BaseRecord::to(&topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(headers),
+            )?;
+            self.messages += 1;
+        }
+        self.published.insert(name.to_string(), end);
+        Ok(())
+    }
+
+    fn send<K, P>(&self, mut record: BaseRecord<'_, K, P>) -> anyhow::Result<()>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, back)) => bail!("kafka sink: cannot publish to {}: {e}", back.topic),
+            }
+        }
+    }
+}
+
+/// The topic of a query's rows.
+fn topic_of(config: &KafkaSinkConfig, query: &str) -> String {
+    if config.topic_per_query {
+        format!("{}.{query}", config.topic)
+    } else {
+        config.topic.clone()
+    }
+}
+
+/// The topic of the progress records.
+fn progress_topic(config: &KafkaSinkConfig) -> String {
+    format!("{}.eddy-progress", config.topic)
+}
+
+/// The first CSV field of a row (the message key).
+fn first_field(row: &str) -> String {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(row.as_bytes())
+        .records()
+        .next()
+        .and_then(|r| r.ok())
+        .and_then(|r| r.get(0).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A CSV row as a JSON object of its columns (numbers as numbers).
+fn to_json(columns: &[String], row: &str) -> anyhow::Result<String> {
+    let record = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(row.as_bytes())
+        .records()
+        .next()
+        .context("empty row")??;
+    let mut object = serde_json::Map::new();
+    for (name, value) in columns.iter().zip(record.iter()) {
+        let v = match value.parse::<f64>() {
+            Ok(n) if n.is_finite() => serde_json::json!(n),
+            _ if value.is_empty() => serde_json::Value::Null,
+            _ => serde_json::Value::String(value.to_string()),
+        };
+        object.insert(name.clone(), v);
+    }
+    Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// A message read back: (headers, key, payload).
+type ReadMessage = (BTreeMap<String, String>, Vec<u8>, Vec<u8>);
+
+/// Every message of `topic` from the start: (headers, key, payload). A
+/// missing topic has none.
+fn read_all(
+    consumer: &BaseConsumer<KafkaLog>,
+    topic: &str,
+) -> anyhow::Result<Vec<ReadMessage>> {
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT) else {
+        return Ok(Vec::new());
+    };
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut list = TopicPartitionList::new();
+    for p in &partitions {
+        list.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let mut open: BTreeSet<i32> = partitions.into_iter().collect();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !open.is_empty() {
+        if std::time::Instant::now() > deadline {
+            bail!("kafka sink: reading back {topic} took over 60 s");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => bail!("kafka sink: reading back {topic}: {e}"),
+            Some(Ok(m)) => {
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for i in 0..h.count() {
+                        let header = h.get(i);
+                        if let Some(v) = header.value {
+                            headers.insert(
+                                header.key.to_string(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            );
+                        }
+                    }
+                }
+                out.push((
+                    headers,
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a publisher beside the workers: every 200 ms it publishes what the
+/// newest checkpoint committed; at the end, everything.
+pub fn spawn(
+    mut publisher: ResultPublisher,
+    finished: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<u64>> {
+    std::thread::spawn(move || {
+        while !finished.load(Relaxed) {
+            if publisher.checkpoints.is_some() {
+                publisher.publish_committed(false)?;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        publisher.publish_committed(true)?;
+        Ok(publisher.messages)
+    })
+}
