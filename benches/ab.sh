@@ -16,31 +16,7 @@ old=${1:?usage: bash benches/ab.sh OLD_EDDY [REPS] [NAME] [OLD_KNOWS_I5]}
 reps=${2:-3}
 csv=results/${3:-ab_query_registry}.csv
 old_knows_i5=${4:-no}
-$eddy generate trades -n 2000000 --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
-$eddy generate interactions -n 1000000 --seed 3 --out "$work/i.csv" >/dev/null
-cat > "$work/full.toml" <<TOML
-[sources.trades]
-kind = "csv"
-path = "$work/t.csv"
-[sources.interactions]
-kind = "csv"
-path = "$work/i.csv"
-TOML
-cat > "$work/m1m2.toml" <<TOML
-[sources.trades]
-kind = "csv"
-path = "$work/t.csv"
-[queries.vol_60s]
-enabled = false
-[queries.corr_60s]
-enabled = false
-[queries.ewma]
-enabled = false
-[queries.anomalies]
-enabled = false
-[queries.forecasts]
-enabled = false
-TOML
+replay_files 2000000 1000000
 # The new binary: the same pipelines, with I5 off.
 for p in full m1m2; do
   { cat "$work/$p.toml"; printf '[queries.item_users_60s]\nenabled = false\n'; } > "$work/$p-b.toml"

@@ -15,22 +15,7 @@ reps=${2:-3}
 csv=results/limit.csv
 cargo build --release --quiet --example plain_m1m2
 plain=./target/release/examples/plain_m1m2
-$eddy generate trades -n "$trades" --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
-cat > "$work/m1m2.toml" <<TOML
-[sources.trades]
-kind = "csv"
-path = "$work/t.csv"
-[queries.vol_60s]
-enabled = false
-[queries.corr_60s]
-enabled = false
-[queries.ewma]
-enabled = false
-[queries.anomalies]
-enabled = false
-[queries.forecasts]
-enabled = false
-TOML
+replay_files "$trades" 0
 old=$(grep -v '^method' "$csv" 2>/dev/null | grep '^generator' || true)
 if [ -z "$old" ] && head -1 "$csv" 2>/dev/null | grep -q '^trades,limit_s'; then
   old=$(tail -n +2 "$csv" | awk -F, -v m="$machine" '{print "generator," $1 ",,"  $2 "," $4 "," $6 "," m}')

@@ -11,31 +11,7 @@
 source "$(dirname "$0")/common.sh"
 reps=${1:-3}
 csv=results/scaling.csv
-$eddy generate trades -n 2000000 --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
-$eddy generate interactions -n 1000000 --seed 3 --out "$work/i.csv" >/dev/null
-cat > "$work/full.toml" <<TOML
-[sources.trades]
-kind = "csv"
-path = "$work/t.csv"
-[sources.interactions]
-kind = "csv"
-path = "$work/i.csv"
-TOML
-cat > "$work/m1m2.toml" <<TOML
-[sources.trades]
-kind = "csv"
-path = "$work/t.csv"
-[queries.vol_60s]
-enabled = false
-[queries.corr_60s]
-enabled = false
-[queries.ewma]
-enabled = false
-[queries.anomalies]
-enabled = false
-[queries.forecasts]
-enabled = false
-TOML
+replay_files 2000000 1000000
 echo "pipeline,processes,workers_per_process,total_workers,oversubscribed,rep,records,wall_s,records_per_s,machine" > "$csv"
 for rep in $(seq 1 "$reps"); do
   for pipeline in full m1m2; do
