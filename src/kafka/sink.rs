@@ -445,10 +445,7 @@ type ReadMessage = (BTreeMap<String, String>, Vec<u8>, Vec<u8>);
 
 /// Every message of `topic` from the start: (headers, key, payload). A
 /// missing topic has none.
-fn read_all(
-    consumer: &BaseConsumer<KafkaLog>,
-    topic: &str,
-) -> anyhow::Result<Vec<ReadMessage>> {
+fn read_all(consumer: &BaseConsumer<KafkaLog>, topic: &str) -> anyhow::Result<Vec<ReadMessage>> {
     let Ok(metadata) = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT) else {
         return Ok(Vec::new());
     };
