@@ -183,6 +183,19 @@ pub fn owner_of(key: u64, peers: usize) -> usize {
     (route_hash(key) % peers as u64) as usize
 }
 
+/// The stream a recorded file holds, told by its header line (line 1 of
+/// `path`): `trades` or `interactions`; anything else is one clear error.
+pub fn stream_of_header(path: &std::path::Path, header: &str) -> anyhow::Result<&'static str> {
+    match header.trim() {
+        h if h == Trade::CSV_HEADER => Ok(Trade::STREAM),
+        h if h == Interaction::CSV_HEADER => Ok(Interaction::STREAM),
+        other => anyhow::bail!(
+            "{}: line 1 must be the header of trades.csv or interactions.csv, found `{other}`",
+            path.display()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,17 +42,7 @@ pub fn send(file: &Path, how: &Send) -> anyhow::Result<Sent> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut lines = text.lines();
-    let header = lines.next().unwrap_or("").trim();
-    let stream = match header {
-        h if h == <crate::record::Trade as crate::record::Event>::CSV_HEADER => "trades",
-        h if h == <crate::record::Interaction as crate::record::Event>::CSV_HEADER => {
-            "interactions"
-        }
-        other => bail!(
-            "{}: line 1 must be the header of trades.csv or interactions.csv, found `{other}`",
-            file.display()
-        ),
-    };
+    let stream = crate::record::stream_of_header(file, lines.next().unwrap_or(""))?;
     let lines: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
     let started = Instant::now();
     let mut sent = Sent {

@@ -7,7 +7,7 @@
 //! takes them.
 
 use super::{client_config, BROKER_TIMEOUT};
-use crate::record::{Event, Interaction, Trade};
+use crate::record::{Event, Trade};
 use crate::sources::{Batch, Poll, Source};
 use crate::time::Watermark;
 use anyhow::{bail, Context};
@@ -65,7 +65,7 @@ struct Publisher {
 
 impl Publisher {
     fn open(how: &Produce, stream: &'static str) -> anyhow::Result<Self> {
-        ensure_topic(how)?;
+        ensure_topic(&how.brokers, &how.topic, how.partitions, &how.options)?;
         let producer: ThreadedProducer<DefaultProducerContext> = client_config(
             &how.brokers,
             &[("linger.ms", "5"), ("enable.idempotence", "true")],
@@ -125,38 +125,43 @@ impl Publisher {
     }
 }
 
-/// Creates the topic with `how.partitions` partitions unless it exists.
-pub(crate) fn ensure_topic(how: &Produce) -> anyhow::Result<()> {
-    let probe: BaseConsumer = client_config(&how.brokers, &[], &how.options)
+/// Creates `topic` with `partitions` partitions unless it exists.
+pub(crate) fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    options: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let probe: BaseConsumer = client_config(brokers, &[], options)
         .create()
-        .with_context(|| format!("kafka: cannot create a client for {}", how.brokers))?;
+        .with_context(|| format!("kafka: cannot create a client for {}", brokers))?;
     let metadata = probe
         .fetch_metadata(None, BROKER_TIMEOUT)
-        .with_context(|| format!("kafka: cannot reach brokers {}", how.brokers))?;
-    if let Some(t) = metadata.topics().iter().find(|t| t.name() == how.topic) {
+        .with_context(|| format!("kafka: cannot reach brokers {}", brokers))?;
+    if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
         if t.error().is_none() && !t.partitions().is_empty() {
-            if t.partitions().len() as i32 != how.partitions {
+            if t.partitions().len() as i32 != partitions {
                 tracing::warn!(
                     "topic {} exists with {} partitions (not {}); publishing to it as it is",
-                    how.topic,
+                    topic,
                     t.partitions().len(),
-                    how.partitions
+                    partitions
                 );
             }
             return Ok(());
         }
     }
-    let admin: AdminClient<DefaultClientContext> = client_config(&how.brokers, &[], &how.options)
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, &[], options)
         .create()
         .context("kafka: cannot create an admin client")?;
-    let topic = NewTopic::new(&how.topic, how.partitions, TopicReplication::Fixed(1));
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(BROKER_TIMEOUT));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let results = runtime
-        .block_on(admin.create_topics([&topic], &options))
-        .with_context(|| format!("kafka: cannot create topic {}", how.topic))?;
+        .block_on(admin.create_topics([&new_topic], &options))
+        .with_context(|| format!("kafka: cannot create topic {}", topic))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -172,15 +177,7 @@ pub fn produce_file(path: &Path, how: &Produce) -> anyhow::Result<Produced> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut lines = text.lines();
-    let header = lines.next().unwrap_or("").trim();
-    let stream = match header {
-        h if h == Trade::CSV_HEADER => Trade::STREAM,
-        h if h == Interaction::CSV_HEADER => Interaction::STREAM,
-        other => bail!(
-            "{}: line 1 must be the header of trades.csv or interactions.csv, found `{other}`",
-            path.display()
-        ),
-    };
+    let stream = crate::record::stream_of_header(path, lines.next().unwrap_or(""))?;
     let mut publisher = Publisher::open(how, stream)?;
     for line in lines.map(str::trim_end).filter(|l| !l.is_empty()) {
         publisher.publish(line)?;

@@ -117,13 +117,7 @@ impl ResultPublisher {
             .map(|t| (t.clone(), config.partitions))
             .chain([(progress_topic(config), 1)])
         {
-            super::produce::ensure_topic(&super::produce::Produce {
-                brokers: config.brokers.clone(),
-                topic,
-                partitions,
-                rate: None,
-                options: config.options.clone(),
-            })?;
+            super::produce::ensure_topic(&config.brokers, &topic, partitions, &config.options)?;
         }
         let producer: ThreadedProducer<DefaultProducerContext> = client_config(
             &config.brokers,
@@ -219,7 +213,7 @@ impl ResultPublisher {
                 let file = crate::queries::file_name(q);
                 let offset: u64 = offset.parse().unwrap_or(u64::MAX);
                 if *p == me && offset >= self.published.get(&file).copied().unwrap_or(0) {
-                    let row = self.row_of(&payload)?;
+                    let row = String::from_utf8(payload)?;
                     *self.already.entry((file, row)).or_insert(0) += 1;
                 }
             }
@@ -244,11 +238,6 @@ impl ResultPublisher {
         let file: crate::checkpoint::store::ProcessFile =
             crate::checkpoint::store::read_file(&layout.process_file(epoch, self.process))?;
         Ok(file.sinks)
-    }
-
-    /// The CSV row a message carries (JSON messages are compared as sent).
-    fn row_of(&self, payload: &[u8]) -> anyhow::Result<String> {
-        Ok(String::from_utf8(payload.to_vec())?)
     }
 
     /// Publishes what the newest complete checkpoint committed (with
