@@ -4,7 +4,9 @@
 pub mod backpressure;
 pub mod checkpoint;
 pub mod cluster;
+pub mod committed;
 pub mod dashboard;
+pub mod database;
 pub mod engine;
 pub mod evaluate;
 pub mod extend;

@@ -45,6 +45,25 @@ enum Command {
     Plot(PlotArgs),
     /// Score a run's anomalies and forecasts against the generators' ground truth.
     Evaluate(EvaluateArgs),
+    /// Run an SQL query on a database sink's tables and print the rows as CSV.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The SQL, e.g. "SELECT * FROM bars_1s WHERE symbol = 'SYM001' LIMIT 10".
+    sql: String,
+    /// The SQLite file a run wrote (--sqlite).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "postgres",
+        conflicts_with = "postgres"
+    )]
+    sqlite: Option<PathBuf>,
+    /// The PostgreSQL a run wrote (--postgres).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 #[derive(Args)]
@@ -169,6 +188,17 @@ struct EngineArgs {
     /// No live status line.
     #[arg(short, long)]
     quiet: bool,
+    /// Also write every query's rows to this SQLite file (tables per query,
+    /// exactly once with checkpoints; see `eddy query`).
+    #[arg(long, value_name = "FILE")]
+    sqlite: Option<PathBuf>,
+    /// Also write every query's rows to PostgreSQL, e.g.
+    /// postgresql://user:password@127.0.0.1:5432/db (no TLS).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// With --postgres: the schema of the tables.
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    postgres_schema: Option<String>,
     /// Count the records and progress messages the workers send each other
     /// (metrics.json `traffic`; costs a little).
     #[arg(long)]
@@ -241,6 +271,27 @@ impl EngineArgs {
         }
         if let Some(symbols) = &self.symbols_for_correlation {
             p.queries.set("corr_60s", "symbols", symbols.clone());
+        }
+        if let Some(path) = &self.sqlite {
+            p.sinks.sqlite = Some(eddy::database::SqliteSinkConfig {
+                path: path.clone(),
+                ..p.sinks
+                    .sqlite
+                    .clone()
+                    .unwrap_or(eddy::database::SqliteSinkConfig::at(path))
+            });
+        }
+        if let Some(url) = &self.postgres {
+            let mut c = p
+                .sinks
+                .postgres
+                .clone()
+                .unwrap_or(eddy::database::PostgresSinkConfig::at(url));
+            c.url = url.clone();
+            if let Some(schema) = &self.postgres_schema {
+                c.schema = schema.clone();
+            }
+            p.sinks.postgres = Some(c);
         }
     }
 }
@@ -482,6 +533,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Send(args)) => send(args),
         Some(Command::Produce(args)) => produce(args),
+        Some(Command::Query(args)) => {
+            let out = std::io::stdout().lock();
+            match (&args.sqlite, &args.postgres) {
+                (Some(path), _) => eddy::database::query::sqlite(path, &args.sql, out),
+                (None, Some(url)) => eddy::database::query::postgres(url, &args.sql, out),
+                (None, None) => unreachable!("clap requires one"),
+            }
+        }
         Some(Command::Evaluate(args)) => {
             let out = args.out.unwrap_or_else(|| args.input.clone());
             let e = eddy::evaluate::evaluate(&eddy::evaluate::EvaluateOptions {

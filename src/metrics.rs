@@ -74,6 +74,17 @@ pub struct WorkerSnapshot {
     pub watermark_ms: u64,
     pub frontier_ms: u64,
     pub state: WorkerState,
+    /// Kafka sources: the lag summed over the partitions this worker reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_lag: Option<i64>,
+}
+
+/// A sink that copies results elsewhere (a database): rows written and
+/// retries after its server went away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkCounts {
+    pub rows: u64,
+    pub retries: u64,
 }
 
 /// Cumulative figures of this process at one moment, read without stopping
@@ -98,6 +109,8 @@ pub struct Snapshot {
     pub finished: bool,
     /// Kafka sources' lag per `topic/partition`, messages.
     pub kafka_lag: std::collections::BTreeMap<String, i64>,
+    /// Database sinks by kind (`sqlite`, `postgres`).
+    pub sinks: std::collections::BTreeMap<String, SinkCounts>,
 }
 
 impl Snapshot {
@@ -140,7 +153,9 @@ pub struct Metrics {
     pub measure_traffic: AtomicBool,
     /// Kafka sources: each partition's lag (log end offset − next offset to
     /// read), as last seen by the worker reading it; keyed `topic/partition`.
-    kafka_lag: Mutex<std::collections::BTreeMap<String, i64>>,
+    /// (local worker reading it, lag).
+    kafka_lag: Mutex<std::collections::BTreeMap<String, (usize, i64)>>,
+    sinks: Mutex<std::collections::BTreeMap<String, SinkCounts>>,
 }
 
 /// What the checkpoints of this run cost, summed over the process's workers.
@@ -182,6 +197,7 @@ impl Metrics {
             traffic: Default::default(),
             measure_traffic: AtomicBool::new(false),
             kafka_lag: Mutex::new(Default::default()),
+            sinks: Mutex::new(Default::default()),
         })
     }
 
@@ -316,15 +332,44 @@ impl Metrics {
 
     /// The cumulative figures as they are now.
     /// Notes the consumer lag of Kafka partitions (`topic/partition` → messages).
-    pub fn set_kafka_lag(&self, lags: &[(String, i64)]) {
+    /// `worker` is the local index of the worker reading the partitions.
+    pub fn set_kafka_lag(&self, worker: usize, lags: &[(String, i64)]) {
         let mut map = self.kafka_lag.lock().expect("metrics lock");
         for (key, lag) in lags {
-            map.insert(key.clone(), *lag);
+            map.insert(key.clone(), (worker, *lag));
         }
     }
 
     fn kafka_lag(&self) -> std::collections::BTreeMap<String, i64> {
-        self.kafka_lag.lock().expect("metrics lock").clone()
+        let map = self.kafka_lag.lock().expect("metrics lock");
+        map.iter().map(|(k, (_, lag))| (k.clone(), *lag)).collect()
+    }
+
+    /// The lag summed over the partitions worker `worker` reads (none if it reads none).
+    fn worker_kafka_lag(&self, worker: usize) -> Option<i64> {
+        let map = self.kafka_lag.lock().expect("metrics lock");
+        let mut lags = map
+            .values()
+            .filter(|(w, _)| *w == worker)
+            .map(|(_, lag)| *lag)
+            .peekable();
+        lags.peek().is_some().then(|| lags.sum())
+    }
+
+    /// Notes rows a database sink committed.
+    pub fn add_sink_rows(&self, sink: &str, rows: u64) {
+        let mut map = self.sinks.lock().expect("metrics lock");
+        map.entry(sink.to_string()).or_default().rows += rows;
+    }
+
+    /// Notes a retry of a database sink whose server went away.
+    pub fn add_sink_retry(&self, sink: &str) {
+        let mut map = self.sinks.lock().expect("metrics lock");
+        map.entry(sink.to_string()).or_default().retries += 1;
+    }
+
+    fn sinks(&self) -> std::collections::BTreeMap<String, SinkCounts> {
+        self.sinks.lock().expect("metrics lock").clone()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -359,16 +404,19 @@ impl Metrics {
             workers: self
                 .workers
                 .iter()
-                .map(|w| WorkerSnapshot {
+                .enumerate()
+                .map(|(i, w)| WorkerSnapshot {
                     ingested: w.ingested.load(Relaxed),
                     watermark_ms: w.watermark_ms.load(Relaxed),
                     frontier_ms: w.frontier_ms.load(Relaxed),
                     state: w.state(),
+                    kafka_lag: self.worker_kafka_lag(i),
                 })
                 .collect(),
             cpu_s: cpu_user_s + cpu_system_s,
             rss_bytes: current_rss_bytes(),
             kafka_lag: self.kafka_lag(),
+            sinks: self.sinks(),
             finished: self.finished.load(Relaxed),
         }
     }
@@ -520,6 +568,7 @@ impl Metrics {
                 .load(Relaxed)
                 .then(|| self.traffic.summary()),
             kafka_consumer_lag: self.kafka_lag(),
+            sinks: self.sinks(),
         }
     }
 }
@@ -675,6 +724,9 @@ pub struct Summary {
     /// Kafka sources: each partition's consumer lag at the end, `topic/partition` → messages.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub kafka_consumer_lag: std::collections::BTreeMap<String, i64>,
+    /// Database sinks: rows committed and retries, by kind (summed over processes).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sinks: std::collections::BTreeMap<String, SinkCounts>,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -813,6 +865,15 @@ impl Summary {
                 .iter()
                 .flat_map(|p| p.kafka_consumer_lag.clone())
                 .collect(),
+            sinks: parts.iter().flat_map(|p| &p.sinks).fold(
+                Default::default(),
+                |mut all: std::collections::BTreeMap<String, SinkCounts>, (k, c)| {
+                    let sum = all.entry(k.clone()).or_default();
+                    sum.rows += c.rows;
+                    sum.retries += c.retries;
+                    all
+                },
+            ),
         })
     }
 

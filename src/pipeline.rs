@@ -35,6 +35,10 @@ pub struct Pipeline {
 pub struct SinksConfig {
     /// Every query's committed rows published to Kafka (see `kafka/sink.rs`).
     pub kafka: Option<crate::kafka::sink::KafkaSinkConfig>,
+    /// Every query's committed rows in an SQLite file (see `database/`).
+    pub sqlite: Option<crate::database::SqliteSinkConfig>,
+    /// Every query's committed rows in PostgreSQL (see `database/`).
+    pub postgres: Option<crate::database::PostgresSinkConfig>,
 }
 
 /// How the engine runs (`[engine]`).

@@ -6,7 +6,7 @@
 //! the integer order is the string order and every worker or process derives the
 //! same id with no shared table. Hot loops hash and compare plain integers.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A ticker symbol interned as a base-37 integer (see the module doc).
@@ -65,9 +65,22 @@ impl fmt::Display for Symbol {
     }
 }
 
-/// Serialises as its text, so result files carry `SYM004`, not the integer.
-pub fn serialize_symbol<S: Serializer>(symbol: &Symbol, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&symbol.text())
+/// A row's symbol field as its text, both ways (`#[serde(with = "symbol_text")]`):
+/// result files carry `SYM004`, not the integer, and the row type's serde
+/// derive describes the column as text (the SQL sinks read it from there).
+pub mod symbol_text {
+    use super::Symbol;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(symbol: &Symbol, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&symbol.text())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Symbol, D::Error> {
+        let text = String::deserialize(d)?;
+        Symbol::parse(text.as_bytes())
+            .ok_or_else(|| D::Error::custom(format!("not a symbol: {text:?}")))
+    }
 }
 
 /// One trade of the market stream (`ts_ms,symbol,price,size`).

@@ -107,7 +107,8 @@ enum Control {
 }
 
 /// A fault-injection point of the kill tests: `EDDY_CRASH_AT=STAGE@N[/pP]`
-/// kills this process (SIGKILL) at `STAGE` of its `N`th checkpoint, on
+/// kills this process (SIGKILL) at `STAGE` of its `N`th checkpoint (or
+/// database sink transaction), on
 /// process `P` only when given, on a first attempt only (`EDDY_ATTEMPT` unset or 1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrashPoint {
@@ -124,6 +125,10 @@ pub enum Stage {
     BeforeManifest,
     /// The manifest written, nothing released yet.
     AfterManifest,
+    /// A database sink's `N`th transaction written, not committed.
+    SinkBeforeCommit,
+    /// A database sink's `N`th transaction committed, nothing else done.
+    SinkAfterCommit,
 }
 
 impl CrashPoint {
@@ -145,6 +150,8 @@ impl CrashPoint {
             "mid-write" => Stage::MidWrite,
             "before-manifest" => Stage::BeforeManifest,
             "after-manifest" => Stage::AfterManifest,
+            "sink-before-commit" => Stage::SinkBeforeCommit,
+            "sink-after-commit" => Stage::SinkAfterCommit,
             _ => return None,
         };
         Some(CrashPoint {
@@ -154,7 +161,7 @@ impl CrashPoint {
     }
 }
 
-fn crash_here() -> ! {
+pub fn crash_here() -> ! {
     tracing::warn!("fault injection: killing this process (SIGKILL)");
     // SAFETY: kill(2) on our own pid; no memory is touched.
     unsafe {

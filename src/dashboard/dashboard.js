@@ -277,8 +277,15 @@ function renderHealth(u) {
     const state = document.createElement("span");
     state.className = "state-" + w.state; state.textContent = w.state;
     return [String(i), state, fmtInt(w.ingested), w.watermark_ms ? fmtClock(w.watermark_ms) : "–",
-      w.watermark_ms ? fmtInt(Math.max(0, w.watermark_ms - w.frontier_ms)) + " ms" : "–"];
+      w.watermark_ms ? fmtInt(Math.max(0, w.watermark_ms - w.frontier_ms)) + " ms" : "–",
+      w.kafka_lag === undefined ? "–" : fmtInt(w.kafka_lag)];
   }));
+  // Database sinks: rows committed, and retries while the database was away.
+  const sinks = Object.entries(t.sinks || {});
+  const line = document.getElementById("sinks");
+  line.hidden = sinks.length === 0;
+  line.textContent = sinks.map(([name, c]) =>
+    `${name} sink: ${fmtInt(c.rows)} rows committed, ${fmtInt(c.retries)} retries`).join(" · ");
   document.getElementById("workers").dataset.workers = String(watermarks.length);
 }
 

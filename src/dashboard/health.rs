@@ -50,6 +50,8 @@ pub struct Totals {
     pub windows_closed: u64,
     pub latency_p99_ms: f64,
     pub workers: Vec<WorkerSnapshot>,
+    /// Database sinks: rows committed and retries, by kind.
+    pub sinks: std::collections::BTreeMap<String, crate::metrics::SinkCounts>,
     pub finished: bool,
 }
 
@@ -121,6 +123,7 @@ impl HealthLog {
             windows_closed: now.latency_us.len(),
             latency_p99_ms: percentile_ms(&now.latency_us, 0.99).unwrap_or(0.0),
             workers: now.workers.clone(),
+            sinks: now.sinks.clone(),
             finished: now.finished,
         };
         self.previous = Some(now);
@@ -190,11 +193,13 @@ mod tests {
                 watermark_ms: 5_000,
                 frontier_ms: 4_000,
                 state: WorkerState::Running,
+                kafka_lag: None,
             }],
             cpu_s: t / 2.0,
             rss_bytes: 1 << 20,
             finished: false,
             kafka_lag: Default::default(),
+            sinks: Default::default(),
         }
     }
 

@@ -11,6 +11,8 @@
 //!   trail the inputs' watermark), `eddy_generator_lag_seconds`,
 //!   `eddy_records_in_flight`, `eddy_resident_memory_bytes`, and per `worker`
 //!   `eddy_worker_watermark_seconds`; the counter `eddy_worker_records_ingested`;
+//! - `eddy_sink_rows_total{sink}`, `eddy_sink_retries_total{sink}`: database
+//!   sinks' committed rows and retries after their database went away.
 //! - `eddy_kafka_consumer_lag{topic,partition}`: messages a Kafka source's
 //!   partition has that its worker has not read yet;
 //! - `eddy_cpu_seconds` (counter) and `eddy_finished` (0 or 1).
@@ -269,6 +271,26 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
                     *lag as f64,
                 )
             }),
+        )?;
+    }
+    if !s.sinks.is_empty() {
+        let per_sink = |f: fn(&crate::metrics::SinkCounts) -> u64| {
+            s.sinks
+                .iter()
+                .map(|(sink, c)| (vec![("sink", sink.clone())], f(c)))
+                .collect::<Vec<_>>()
+        };
+        counters(
+            e,
+            "eddy_sink_rows",
+            "Database sinks: result rows committed.",
+            per_sink(|c| c.rows),
+        )?;
+        counters(
+            e,
+            "eddy_sink_retries",
+            "Database sinks: transactions retried after the database went away or was busy.",
+            per_sink(|c| c.retries),
         )?;
     }
     gauge(

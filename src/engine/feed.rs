@@ -333,7 +333,7 @@ impl<E: Event> Feed<E> {
             }
         }
         if !b.partition_lag.is_empty() {
-            ctx.metrics.set_kafka_lag(&b.partition_lag);
+            ctx.metrics.set_kafka_lag(ctx.local_index, &b.partition_lag);
         }
         if let Some(lag) = b.lag_ms {
             ctx.metrics.record_lag(lag);

@@ -69,7 +69,15 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     }
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let ingest = start_ingest(&pipeline, processes, &outputs, resume, &job.stop)?;
-    let kafka_sink = start_kafka_sink(&pipeline, &outputs, &queries, process, resume)?;
+    let copiers = start_result_copiers(
+        &pipeline,
+        &outputs,
+        &queries,
+        (process, workers),
+        resume,
+        &metrics,
+        &job.stop,
+    )?;
     let board = pipeline
         .engine
         .dashboard
@@ -124,12 +132,12 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    if let Some((publisher, done)) = kafka_sink {
-        done.store(true, Relaxed);
-        let messages = publisher
+    copiers.1.store(true, Relaxed);
+    for (what, copier) in copiers.0 {
+        let rows = copier
             .join()
-            .map_err(|_| anyhow::anyhow!("the kafka sink failed"))??;
-        tracing::info!("kafka sink: {messages} rows published");
+            .map_err(|_| anyhow::anyhow!("the {what} sink failed"))??;
+        tracing::info!("{what} sink: {rows} rows written");
     }
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
@@ -185,40 +193,88 @@ fn allocators(cluster: Option<&ClusterPlace>, workers: usize) -> anyhow::Result<
     }
 }
 
-type KafkaSink = (
-    std::thread::JoinHandle<anyhow::Result<u64>>,
+/// The threads that copy committed result rows elsewhere (Kafka, databases):
+/// (what, thread returning the rows copied), and the flag that ends them.
+type ResultCopiers = (
+    Vec<(&'static str, std::thread::JoinHandle<anyhow::Result<u64>>)>,
     Arc<std::sync::atomic::AtomicBool>,
 );
 
-/// Starts publishing the committed result rows to Kafka (`[sinks.kafka]`).
-fn start_kafka_sink(
+/// Starts the sinks that copy committed result rows: `[sinks.kafka]`,
+/// `[sinks.sqlite]`, `[sinks.postgres]`; each says its mode.
+fn start_result_copiers(
     pipeline: &Pipeline,
     outputs: &Outputs,
     queries: &[Arc<dyn Query>],
-    process: usize,
+    place: (usize, usize),
     resume: bool,
-) -> anyhow::Result<Option<KafkaSink>> {
-    let Some(config) = &pipeline.sinks.kafka else {
-        return Ok(None);
-    };
-    let Some(dir) = &outputs.dir else {
-        bail!("[sinks.kafka] publishes the result files: it needs an output folder (--out)");
-    };
-    let ids: Vec<String> = queries.iter().map(|q| q.id().to_string()).collect();
-    let publisher = crate::kafka::sink::ResultPublisher::new(
-        config,
-        dir,
-        pipeline.engine.checkpoint.dir.as_deref(),
-        process,
-        &ids,
-        resume,
-    )?;
-    tracing::info!("{}", publisher.mode());
+    metrics: &Arc<Metrics>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<ResultCopiers> {
+    let (process, workers) = place;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    Ok(Some((
-        crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
-        done,
-    )))
+    let sinks = &pipeline.sinks;
+    let mut threads = Vec::new();
+    if sinks.kafka.is_none() && sinks.sqlite.is_none() && sinks.postgres.is_none() {
+        return Ok((threads, done));
+    }
+    let Some(dir) = &outputs.dir else {
+        bail!("[sinks.*] copy the result files: they need an output folder (--out)");
+    };
+    let checkpoints = pipeline.engine.checkpoint.dir.as_deref();
+    if let Some(config) = &sinks.kafka {
+        let ids: Vec<String> = queries.iter().map(|q| q.id().to_string()).collect();
+        let publisher = crate::kafka::sink::ResultPublisher::new(
+            config,
+            dir,
+            checkpoints,
+            process,
+            &ids,
+            resume,
+        )?;
+        tracing::info!("{}", publisher.mode());
+        threads.push((
+            "kafka",
+            crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
+        ));
+    }
+    let mut stores: Vec<(Box<dyn crate::database::Store>, Option<&[String]>, f64)> = Vec::new();
+    if let Some(c) = &sinks.sqlite {
+        let store = crate::database::sqlite::SqliteStore::open(&c.path)?;
+        stores.push((Box::new(store), c.queries.as_deref(), c.retry_for_s));
+    }
+    if let Some(c) = &sinks.postgres {
+        let store = crate::database::postgres::PostgresStore::connect(&c.url, &c.schema)?;
+        stores.push((Box::new(store), c.queries.as_deref(), c.retry_for_s));
+    }
+    let name = if pipeline.name.is_empty() {
+        "eddy"
+    } else {
+        &pipeline.name
+    };
+    for (store, only, retry_for_s) in stores {
+        let kind = store.kind();
+        let place = crate::database::SinkPlace {
+            out: dir,
+            checkpoints,
+            pipeline: name,
+            process,
+            workers: process * workers..(process + 1) * workers,
+            resume,
+        };
+        let sink = crate::database::DatabaseSink::new(
+            store,
+            queries,
+            only,
+            place,
+            retry_for_s,
+            Arc::clone(metrics),
+        )?;
+        tracing::info!("{}", sink.mode());
+        let stop = Arc::clone(stop);
+        threads.push((kind, crate::database::spawn(sink, Arc::clone(&done), stop)));
+    }
+    Ok((threads, done))
 }
 
 /// Starts the TCP listener of `kind = "tcp"` streams (`--listen`), if any.

@@ -71,7 +71,7 @@ impl QueryConfig for ActivityConfig {
         &[Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Activity>()
+        RowFile::of::<Activity>().identified_by(&["window_start_ms"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = activity(

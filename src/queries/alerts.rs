@@ -55,7 +55,7 @@ impl QueryConfig for AlertsConfig {
         &[Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Alert>()
+        RowFile::of::<Alert>().identified_by(&["item_id", "window_start_ms"])
     }
     /// The rows come from I1's windows (whatever `item_counts_60s.enabled`
     /// says); the firing half reads the interactions keyed by item.

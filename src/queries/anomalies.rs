@@ -65,7 +65,7 @@ impl QueryConfig for AnomaliesConfig {
         &[Input::Trades, Input::ItemPanes, Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Anomaly>()
+        RowFile::of::<Anomaly>().identified_by(&["stream", "key", "kind", "ts_ms"])
     }
     /// The three detectors' rows, in one file.
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {

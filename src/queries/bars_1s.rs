@@ -7,7 +7,7 @@
 
 use super::{Build, Input, QueryConfig, RowFile};
 use crate::framework::pane_window::{WindowAggregate, WindowSpec};
-use crate::record::{serialize_symbol, Symbol, Trade};
+use crate::record::{symbol_text, Symbol, Trade};
 use serde::{Deserialize, Serialize};
 
 /// Pipeline `[queries.bars_1s]`.
@@ -45,7 +45,7 @@ impl QueryConfig for BarsConfig {
         &[Input::Trades]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Bar>()
+        RowFile::of::<Bar>().identified_by(&["symbol", "window_start_ms"])
     }
     /// The bars are shared with the queries that read them ([`Build::bars`]).
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
@@ -59,7 +59,7 @@ impl QueryConfig for BarsConfig {
 /// A row of `bars_1s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Bar {
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol: Symbol,
     pub window_start_ms: u64,
     pub open: f64,

@@ -22,7 +22,7 @@ use crate::framework::moments::CoMoments;
 use crate::framework::ordered::{ordered, OrderedLogic};
 use crate::framework::HeldCapability;
 use crate::probes::{LatencyProbe, QueryCounters};
-use crate::record::{serialize_symbol, Symbol};
+use crate::record::{symbol_text, Symbol};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,7 +96,7 @@ impl QueryConfig for CorrelationConfig {
         &[Input::Bars]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Correlation>()
+        RowFile::of::<Correlation>().identified_by(&["symbol_a", "symbol_b", "window_start_ms"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let bars = b.bars()?;
@@ -184,9 +184,9 @@ impl OrderedLogic for BarReturns {
 /// A row of `corr_60s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Correlation {
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol_a: Symbol,
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol_b: Symbol,
     pub window_start_ms: u64,
     pub n: u64,

@@ -8,12 +8,12 @@
 //! `r = ln(price / previous price)`, `var = a * r^2 + (1 - a) * var` (the first
 //! return sets `var = r^2`; a zero-mean estimate, as RiskMetrics); `ewm_vol =
 //! sqrt(var)`, empty on a symbol's first trade.
-//! Output: `symbol,ts_ms,price,ewma,ewm_vol`.
+//! Output: `symbol,ts_ms,price,ewma,ewm_vol,seq`.
 
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::ordered::{ordered, OrderedLogic};
 use timely::dataflow::operators::core::Inspect;
-use crate::record::{serialize_symbol, Symbol, Trade};
+use crate::record::{symbol_text, Symbol, Trade};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,7 @@ impl QueryConfig for EwmaConfig {
         &[Input::Trades]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<EwmaRow>()
+        RowFile::of::<EwmaRow>().identified_by(&["symbol", "seq"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let ewma = ordered(
@@ -86,12 +86,15 @@ impl QueryConfig for EwmaConfig {
 /// A row of `ewma.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EwmaRow {
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol: Symbol,
     pub ts_ms: u64,
     pub price: f64,
     pub ewma: f64,
     pub ewm_vol: Option<f64>,
+    /// The trade's arrival sequence number (`Trade::seq`): with the symbol,
+    /// the row's identity (two trades of a symbol may share a millisecond).
+    pub seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -154,6 +157,7 @@ impl OrderedLogic for Ewma {
             price: t.price,
             ewma,
             ewm_vol: var.map(f64::sqrt),
+            seq: t.seq,
         });
     }
 

@@ -79,7 +79,7 @@ impl QueryConfig for ForecastsConfig {
         &[Input::Bars, Input::ItemPanes]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Forecast>()
+        RowFile::of::<Forecast>().identified_by(&["stream", "key", "target", "window_start_ms"])
     }
     /// Both forecasters' rows, in one file.
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {

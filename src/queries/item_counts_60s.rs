@@ -44,7 +44,7 @@ impl QueryConfig for ItemCountsConfig {
         &[Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<ItemCount>()
+        RowFile::of::<ItemCount>().identified_by(&["item_id", "window_start_ms"])
     }
     /// The windows are shared with the alerts ([`Build::item_counts`]).
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {

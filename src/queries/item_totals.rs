@@ -47,7 +47,7 @@ impl QueryConfig for ItemTotalsConfig {
         &[Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<ItemTotal>()
+        RowFile::of::<ItemTotal>().identified_by(&["item_id"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = item_totals(

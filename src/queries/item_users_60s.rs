@@ -50,7 +50,7 @@ impl QueryConfig for ItemUsersConfig {
         &[Input::Interactions]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<ItemUsers>()
+        RowFile::of::<ItemUsers>().identified_by(&["item_id", "window_start_ms"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = window(

@@ -27,7 +27,7 @@ use crate::framework::pane_window::{window, WindowSpec};
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::{route_hash, Interaction, Trade};
 use crate::sinks::row_sink::{hand_to_all, RowSink};
-use crate::sinks::{columns, ResultFiles, Row};
+use crate::sinks::{columns, typed_columns, Column, ResultFiles, Row};
 use crate::time::Tick;
 use bars_1s::{Bar, Bars, BarsConfig};
 use item_counts_60s::{ItemCount, KindCountsBy};
@@ -111,10 +111,13 @@ pub fn file_name(id: &str) -> String {
     format!("{id}.csv")
 }
 
-/// The row type of a query's result file: opens the file with its header.
+/// The row type of a query's result file: opens the file with its header;
+/// its typed columns and identity are the database sinks' tables.
 #[derive(Clone, Copy)]
 pub struct RowFile {
     columns: fn() -> &'static [&'static str],
+    typed_columns: fn() -> Result<Vec<Column>, String>,
+    identity: &'static [&'static str],
     open: fn(&mut ResultFiles, &Path, &str, bool) -> anyhow::Result<()>,
 }
 
@@ -122,13 +125,33 @@ impl RowFile {
     pub fn of<T: Row>() -> Self {
         RowFile {
             columns: columns::<T>,
+            typed_columns: typed_columns::<T>,
+            identity: &[],
             open: |files, dir, name, resume| files.open::<T>(dir, name, resume).map(|_| ()),
         }
+    }
+
+    /// The columns that identify a row among all the query's rows of a run
+    /// (a table's primary key): the key and window start of windowed rows,
+    /// the key and sequence number of per-record rows. None: no key.
+    pub const fn identified_by(mut self, columns: &'static [&'static str]) -> Self {
+        self.identity = columns;
+        self
     }
 
     /// The file's header.
     pub fn columns(&self) -> &'static [&'static str] {
         (self.columns)()
+    }
+
+    /// The columns with their types (see [`typed_columns`]).
+    pub fn typed_columns(&self) -> Result<Vec<Column>, String> {
+        (self.typed_columns)()
+    }
+
+    /// The identity columns (see [`RowFile::identified_by`]).
+    pub fn identity(&self) -> &'static [&'static str] {
+        self.identity
     }
 
     /// Creates (or, resuming, reopens) `dir/name` among `files`.

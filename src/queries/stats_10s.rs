@@ -10,7 +10,7 @@
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::moments::Moments;
 use crate::framework::pane_window::{window, WindowAggregate, WindowSpec};
-use crate::record::{serialize_symbol, Symbol, Trade};
+use crate::record::{symbol_text, Symbol, Trade};
 use serde::{Deserialize, Serialize};
 
 /// Pipeline `[queries.stats_10s]`.
@@ -53,7 +53,7 @@ impl QueryConfig for StatsConfig {
         &[Input::Trades]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<PriceStats>()
+        RowFile::of::<PriceStats>().identified_by(&["symbol", "window_start_ms"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let stats = window(
@@ -74,7 +74,7 @@ impl QueryConfig for StatsConfig {
 /// A row of `stats_10s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PriceStats {
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol: Symbol,
     pub window_start_ms: u64,
     pub count: u64,

@@ -12,7 +12,7 @@
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::moments::Moments;
 use crate::framework::ordered::{ordered, OrderedLogic};
-use crate::record::{serialize_symbol, Symbol, Trade};
+use crate::record::{symbol_text, Symbol, Trade};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +48,7 @@ impl QueryConfig for VolatilityConfig {
         &[Input::Trades]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<Volatility>()
+        RowFile::of::<Volatility>().identified_by(&["symbol", "window_start_ms"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let vol = ordered(
@@ -68,7 +68,7 @@ impl QueryConfig for VolatilityConfig {
 /// A row of `vol_60s.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Volatility {
-    #[serde(serialize_with = "serialize_symbol")]
+    #[serde(with = "symbol_text")]
     pub symbol: Symbol,
     pub window_start_ms: u64,
     pub returns: u64,

@@ -31,6 +31,75 @@ pub fn columns<T: Row>() -> &'static [&'static str] {
     serde_aux::serde_introspection::serde_introspect::<T>()
 }
 
+/// What a column holds, as SQL sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Integer,
+    Real,
+    Text,
+    Boolean,
+}
+
+/// A column of a row type: its name, type and whether it may be empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// The columns of row type `T` with their types, read from its `Deserialize`
+/// derive (the same source as [`columns`]): integers, floats, text (strings,
+/// symbols, enums of unit variants), booleans; `Option` is nullable.
+pub fn typed_columns<T: Row>() -> Result<Vec<Column>, String> {
+    use serde_reflection::{ContainerFormat, Format, Tracer, TracerConfig};
+    // Text fields are traced with a value every text type takes (a symbol too).
+    let config = TracerConfig::default()
+        .default_string_value("A".into())
+        .default_borrowed_str_value("A");
+    let mut tracer = Tracer::new(config);
+    let (format, _) = tracer
+        .trace_simple_type::<T>()
+        .map_err(|e| format!("cannot read the row type's fields: {e}"))?;
+    let registry = tracer.registry_unchecked();
+    fn kind(
+        f: &Format,
+        registry: &serde_reflection::Registry,
+        nullable: bool,
+    ) -> Result<(ColumnType, bool), String> {
+        Ok(match f {
+            Format::Bool => (ColumnType::Boolean, nullable),
+            Format::I8 | Format::I16 | Format::I32 | Format::I64 => (ColumnType::Integer, nullable),
+            Format::U8 | Format::U16 | Format::U32 | Format::U64 => (ColumnType::Integer, nullable),
+            Format::F32 | Format::F64 => (ColumnType::Real, nullable),
+            Format::Str | Format::Char => (ColumnType::Text, nullable),
+            Format::Option(inner) => kind(inner, registry, true)?,
+            Format::TypeName(name) => match registry.get(name) {
+                Some(ContainerFormat::NewTypeStruct(inner)) => kind(inner, registry, nullable)?,
+                Some(ContainerFormat::Enum(_)) => (ColumnType::Text, nullable),
+                _ => return Err(format!("field of type {name} is not a plain value")),
+            },
+            other => return Err(format!("field of format {other:?} is not a plain value")),
+        })
+    }
+    let fields = match &format {
+        Format::TypeName(name) => match registry.get(name) {
+            Some(ContainerFormat::Struct(fields)) => fields,
+            _ => return Err(format!("{name} is not a struct of named fields")),
+        },
+        _ => return Err("a row type must be a struct of named fields".into()),
+    };
+    columns::<T>()
+        .iter()
+        .zip(fields)
+        .map(|(name, field)| {
+            let (ty, nullable) =
+                kind(&field.value, &registry, false).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Column { name, ty, nullable })
+        })
+        .collect()
+}
+
 /// A CSV file of rows of type `T`, written by every worker of the process.
 /// Rows are formatted by the calling worker; only the finished bytes are
 /// written under the lock, so workers do not queue behind each other's formatting.

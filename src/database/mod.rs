@@ -1,0 +1,619 @@
+//! Database sinks: every query's rows in a table of SQLite (`[sinks.sqlite]`,
+//! `--sqlite FILE`) or PostgreSQL (`[sinks.postgres]`, `--postgres URL`),
+//! exactly once per checkpoint epoch.
+//!
+//! A table per query, named by its id: the columns and types of its row type
+//! (the source of its CSV header), a primary key of the row's identity
+//! ([`crate::queries::RowFile::identified_by`]), an index by time. Rows are
+//! copied from the committed part of the result files ([`crate::committed`]):
+//! after each checkpoint, the rows it committed are written in one
+//! transaction together with the process's row of `eddy_progress`
+//! (pipeline, process, worker, epoch, and the bytes of each file written).
+//! Resuming, the sink starts from what that table says was written, so an
+//! epoch is written once: a crash before the commit leaves nothing of it, a
+//! crash after it leaves the progress that skips it. Rows are upserted by
+//! identity, so a new run over the same input replaces its rows instead of
+//! failing on them. Without checkpoints rows are committed in batches as the
+//! files grow (every 100 ms) and the sink is at-least-once.
+//!
+//! A server that goes away (PostgreSQL stopped, a busy SQLite file) is
+//! waited for: the transaction is retried with backoff up to `retry_for_s`,
+//! each retry counted (`eddy_sink_retries_total{sink}`). Other errors (bad
+//! URL, permission, full disk, a table of other columns) end the run with
+//! one line.
+
+pub mod postgres;
+pub mod query;
+pub mod sqlite;
+
+use crate::committed::{Commit, CommittedFiles};
+use crate::metrics::Metrics;
+use crate::queries::Query;
+use crate::sinks::{Column, ColumnType};
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `[sinks.sqlite]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSinkConfig {
+    /// The database file (created when missing).
+    pub path: PathBuf,
+    /// The queries written (default: every query of the run).
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// How long a locked database is waited for before the run fails.
+    #[serde(default = "retry_for_s")]
+    pub retry_for_s: f64,
+}
+
+/// `[sinks.postgres]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// `postgresql://user:password@host:port/db` or `host=... user=...` (no TLS).
+    pub url: String,
+    /// The schema of the tables (created when missing).
+    #[serde(default = "public")]
+    pub schema: String,
+    /// The queries written (default: every query of the run).
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// How long a server that went away is waited for before the run fails.
+    #[serde(default = "retry_for_s")]
+    pub retry_for_s: f64,
+}
+
+impl SqliteSinkConfig {
+    /// Every query to `path`, the default settings.
+    pub fn at(path: &Path) -> Self {
+        SqliteSinkConfig {
+            path: path.to_path_buf(),
+            queries: None,
+            retry_for_s: retry_for_s(),
+        }
+    }
+}
+
+impl PostgresSinkConfig {
+    /// Every query to `url`, schema `public`, the default settings.
+    pub fn at(url: &str) -> Self {
+        PostgresSinkConfig {
+            url: url.to_string(),
+            schema: public(),
+            queries: None,
+            retry_for_s: retry_for_s(),
+        }
+    }
+}
+
+fn retry_for_s() -> f64 {
+    300.0
+}
+
+fn public() -> String {
+    "public".into()
+}
+
+/// A query's table.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// The query id: the table's name.
+    pub name: String,
+    /// Its result file.
+    pub file: String,
+    pub columns: Vec<Column>,
+    /// The primary key (empty: none).
+    pub identity: Vec<String>,
+    /// The column indexed by time (`window_start_ms` or `ts_ms`), if any.
+    pub time: Option<String>,
+}
+
+impl Table {
+    pub fn of(query: &dyn Query) -> anyhow::Result<Table> {
+        let output = query.output();
+        let columns = output
+            .typed_columns()
+            .map_err(|e| anyhow::anyhow!("query {}: {e}", query.id()))?;
+        let time = ["window_start_ms", "ts_ms"]
+            .into_iter()
+            .find(|t| columns.iter().any(|c| c.name == *t))
+            .map(str::to_string);
+        Ok(Table {
+            name: query.id().to_string(),
+            file: crate::queries::file_name(query.id()),
+            columns,
+            identity: output.identity().iter().map(|c| c.to_string()).collect(),
+            time,
+        })
+    }
+
+    /// `"name"` quoted as an SQL identifier.
+    pub fn quoted(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// The column list, quoted.
+    pub fn column_list(&self) -> String {
+        let names: Vec<String> = self.columns.iter().map(|c| Table::quoted(c.name)).collect();
+        names.join(", ")
+    }
+
+    /// `ON CONFLICT (identity) DO UPDATE SET c = excluded.c, ...` (empty
+    /// without identity): a row written again replaces the one before.
+    pub fn upsert_clause(&self) -> String {
+        if self.identity.is_empty() {
+            return String::new();
+        }
+        let key: Vec<String> = self.identity.iter().map(|c| Table::quoted(c)).collect();
+        let set: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| !self.identity.iter().any(|k| k == c.name))
+            .map(|c| format!("{0} = excluded.{0}", Table::quoted(c.name)))
+            .collect();
+        if set.is_empty() {
+            format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
+        } else {
+            format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                set.join(", ")
+            )
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in a dialect's types, and the time index.
+    pub fn create_statements(
+        &self,
+        qualified: &str,
+        sql_type: fn(ColumnType) -> &'static str,
+    ) -> Vec<String> {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let null = if c.nullable { "" } else { " NOT NULL" };
+                format!("{} {}{null}", Table::quoted(c.name), sql_type(c.ty))
+            })
+            .collect();
+        if !self.identity.is_empty() {
+            let key: Vec<String> = self.identity.iter().map(|c| Table::quoted(c)).collect();
+            parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        let mut statements = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {qualified} ({})",
+            parts.join(", ")
+        )];
+        if let Some(time) = &self.time {
+            statements.push(format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {qualified} ({})",
+                Table::quoted(&format!("{}_by_time", self.name)),
+                Table::quoted(time)
+            ));
+        }
+        statements
+    }
+
+    /// Checks that an existing table has the row type's columns (names in
+    /// order), so a table of an older row type is one clear error.
+    pub fn check_existing(&self, found: &[String]) -> anyhow::Result<()> {
+        let want: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+        if !found.is_empty() && found != want.as_slice() {
+            bail!(
+                "table {} exists with columns ({}) but the query's rows have ({}): drop it or write to another database",
+                self.name,
+                found.join(", "),
+                want.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a sink writes in one transaction: the rows of each table between
+/// the bytes written before and `to`, and the progress row.
+pub struct Batch<'a> {
+    pub pipeline: &'a str,
+    pub process: usize,
+    /// The global indexes of this process's workers (a progress row each).
+    pub workers: std::ops::Range<usize>,
+    pub epoch: Option<u64>,
+    /// Bytes of each file written once the transaction commits.
+    pub to: BTreeMap<String, u64>,
+    /// (table, CSV lines) of the rows to write.
+    pub rows: Vec<(&'a Table, Vec<u8>)>,
+    /// Fault injection (`EDDY_CRASH_AT=sink-before-commit@N`): the store
+    /// kills the process once the rows are written, before the commit.
+    pub crash_before_commit: bool,
+}
+
+impl Batch<'_> {
+    /// Called by a store between writing the rows and committing.
+    pub fn before_commit(&self) {
+        if self.crash_before_commit {
+            crate::checkpoint::crash_here();
+        }
+    }
+}
+
+impl Batch<'_> {
+    pub fn row_count(&self) -> usize {
+        self.rows
+            .iter()
+            .map(|(_, bytes)| bytes.iter().filter(|b| **b == b'\n').count())
+            .sum()
+    }
+
+    /// `published` of the progress row: the bytes written per file, as JSON.
+    pub fn published_json(&self) -> String {
+        serde_json::to_string(&self.to).expect("a map of numbers")
+    }
+}
+
+/// Why a database operation failed: worth waiting for (the server went
+/// away, the file is locked) or not (everything else).
+#[derive(Debug)]
+pub enum DbError {
+    Retry(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Retry(e) | DbError::Fatal(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// One database: SQLite or PostgreSQL.
+pub trait Store: Send {
+    /// `sqlite` or `postgres`: the `sink` label of its metrics.
+    fn kind(&self) -> &'static str;
+    /// Where it writes, for messages.
+    fn target(&self) -> String;
+    /// Creates the tables, their indexes and `eddy_progress` where missing.
+    fn prepare(&mut self, tables: &[Table]) -> Result<(), DbError>;
+    /// The bytes of each file the process's last committed transaction wrote.
+    fn progress(
+        &mut self,
+        pipeline: &str,
+        process: usize,
+    ) -> Result<Option<BTreeMap<String, u64>>, DbError>;
+    /// Forgets the process's progress (a run that does not resume starts over).
+    fn reset(&mut self, pipeline: &str, process: usize) -> Result<(), DbError>;
+    /// Writes a batch in one transaction.
+    fn write(&mut self, batch: &Batch) -> Result<(), DbError>;
+    /// Connects again after a `Retry` error.
+    fn reconnect(&mut self) -> Result<(), DbError>;
+}
+
+/// `CREATE TABLE IF NOT EXISTS eddy_progress` in a dialect.
+pub fn progress_table(qualified: &str, bigint: &str, text: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {qualified} (pipeline {text} NOT NULL, process {bigint} NOT NULL, \
+         worker {bigint} NOT NULL, epoch {bigint}, published {text} NOT NULL, \
+         committed_at {text} NOT NULL, PRIMARY KEY (pipeline, process, worker))"
+    )
+}
+
+/// The moment of a commit, for `eddy_progress.committed_at` (RFC 3339, UTC).
+pub fn now_text() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Copies committed result rows of one process into a [`Store`].
+pub struct DatabaseSink {
+    store: Box<dyn Store>,
+    files: CommittedFiles,
+    tables: Vec<Table>,
+    pipeline: String,
+    process: usize,
+    workers: std::ops::Range<usize>,
+    /// Bytes of each file the database holds.
+    written: BTreeMap<String, u64>,
+    retry_for: Duration,
+    metrics: Arc<Metrics>,
+    pub rows: u64,
+    transactions: u64,
+    crash: Option<crate::checkpoint::CrashPoint>,
+}
+
+/// Where a sink's rows come from and go to.
+pub struct SinkPlace<'a> {
+    pub out: &'a Path,
+    pub checkpoints: Option<&'a Path>,
+    pub pipeline: &'a str,
+    pub process: usize,
+    pub workers: std::ops::Range<usize>,
+    pub resume: bool,
+}
+
+impl DatabaseSink {
+    /// Prepares the tables and finds where to start (see the module doc).
+    pub fn new(
+        mut store: Box<dyn Store>,
+        queries: &[Arc<dyn Query>],
+        only: Option<&[String]>,
+        place: SinkPlace,
+        retry_for_s: f64,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<DatabaseSink> {
+        if let Some(only) = only {
+            if let Some(q) = only
+                .iter()
+                .find(|q| !queries.iter().any(|r| r.id() == q.as_str()))
+            {
+                bail!(
+                    "{} sink: query {q:?} is not one of this run's queries",
+                    store.kind()
+                );
+            }
+        }
+        let chosen: Vec<&Arc<dyn Query>> = queries
+            .iter()
+            .filter(|q| only.is_none_or(|o| o.iter().any(|n| n == q.id())))
+            .collect();
+        let tables = chosen
+            .iter()
+            .map(|q| Table::of(q.as_ref()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ids: Vec<String> = chosen.iter().map(|q| q.id().to_string()).collect();
+        let files = CommittedFiles::new(place.out, place.checkpoints, place.process, &ids, None);
+        let kind = store.kind();
+        let fatal = |e: DbError| anyhow::anyhow!("{kind} sink: {e}");
+        store.prepare(&tables).map_err(fatal)?;
+        let mut written = BTreeMap::new();
+        if place.resume {
+            let done = store
+                .progress(place.pipeline, place.process)
+                .map_err(fatal)?
+                .unwrap_or_default();
+            let committed = files.resumed_lengths()?;
+            for (file, len) in done {
+                written.insert(
+                    file.clone(),
+                    len.min(committed.get(&file).copied().unwrap_or(0)),
+                );
+            }
+        } else {
+            store.reset(place.pipeline, place.process).map_err(fatal)?;
+        }
+        Ok(DatabaseSink {
+            store,
+            files,
+            tables,
+            pipeline: place.pipeline.to_string(),
+            process: place.process,
+            workers: place.workers,
+            written,
+            retry_for: Duration::from_secs_f64(retry_for_s.max(0.0)),
+            metrics,
+            rows: 0,
+            transactions: 0,
+            crash: crate::checkpoint::CrashPoint::from_env(place.process),
+        })
+    }
+
+    /// Which mode the run uses, for the start of the run.
+    pub fn mode(&self) -> String {
+        let (kind, target) = (self.store.kind(), self.store.target());
+        if self.files.checkpointed() {
+            format!("{kind} sink to {target}: exactly once, each checkpoint's rows in one transaction with eddy_progress")
+        } else {
+            format!("{kind} sink to {target}: at least once, rows committed every 100 ms as the files grow (no checkpoints)")
+        }
+    }
+
+    /// Writes what the newest commit adds, if anything.
+    pub fn step(&mut self, at_end: bool) -> anyhow::Result<()> {
+        let Some(commit) = self.files.next(at_end)? else {
+            return Ok(());
+        };
+        self.write_commit(&commit)
+    }
+
+    fn write_commit(&mut self, commit: &Commit) -> anyhow::Result<()> {
+        let mut rows = Vec::new();
+        let mut to = self.written.clone();
+        for table in &self.tables {
+            let Some(&end) = commit.lengths.get(&table.file) else {
+                continue;
+            };
+            let from = self.written.get(&table.file).copied().unwrap_or(0);
+            let block = self.files.read(&table.file, from, end)?;
+            to.insert(table.file.clone(), block.end);
+            if !block.bytes.is_empty() {
+                rows.push((table, block.bytes));
+            }
+        }
+        if to == self.written {
+            return Ok(());
+        }
+        self.transactions += 1;
+        let crash_at = |stage| {
+            self.crash
+                .as_ref()
+                .is_some_and(|c| c.stage == stage && c.nth == self.transactions)
+        };
+        let batch = Batch {
+            pipeline: &self.pipeline,
+            process: self.process,
+            workers: self.workers.clone(),
+            epoch: commit.epoch,
+            to,
+            rows,
+            crash_before_commit: crash_at(crate::checkpoint::Stage::SinkBeforeCommit),
+        };
+        let count = batch.row_count() as u64;
+        write_with_retry(self.store.as_mut(), &batch, self.retry_for, &self.metrics)?;
+        if crash_at(crate::checkpoint::Stage::SinkAfterCommit) {
+            crate::checkpoint::crash_here();
+        }
+        self.written = batch.to;
+        self.rows += count;
+        self.metrics.add_sink_rows(self.store.kind(), count);
+        Ok(())
+    }
+}
+
+/// Writes `batch`, waiting out a server that went away: reconnects with
+/// backoff and, if the lost transaction did commit (its answer was what got
+/// lost), does not write it again.
+fn write_with_retry(
+    store: &mut dyn Store,
+    batch: &Batch,
+    retry_for: Duration,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    let mut result = store.write(batch);
+    loop {
+        match result {
+            Ok(()) => return Ok(()),
+            Err(DbError::Fatal(e)) => bail!("{} sink: {e:#}", store.kind()),
+            Err(DbError::Retry(e)) => {
+                if started.elapsed() > retry_for {
+                    bail!(
+                        "{} sink: {} unavailable for {:.0} s, giving up: {e:#}",
+                        store.kind(),
+                        store.target(),
+                        retry_for.as_secs_f64()
+                    );
+                }
+                metrics.add_sink_retry(store.kind());
+                tracing::warn!("{} sink: {e:#}; retrying in {:?}", store.kind(), wait);
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+                result = match store.reconnect() {
+                    Err(e) => Err(e),
+                    Ok(()) => match store.progress(batch.pipeline, batch.process) {
+                        Ok(Some(done)) if done == batch.to => Ok(()),
+                        Ok(_) => store.write(batch),
+                        Err(e) => Err(e),
+                    },
+                };
+            }
+        }
+    }
+}
+
+/// Runs a sink beside the workers: every 100 ms it writes what was committed
+/// since; at the end, everything. Returns the rows written. A sink that
+/// fails says so at once and stops the run (`stop`), which then fails.
+pub fn spawn(
+    mut sink: DatabaseSink,
+    finished: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<u64>> {
+    std::thread::spawn(move || {
+        while !finished.load(Relaxed) {
+            if let Err(e) = sink.step(false) {
+                tracing::error!("{e:#}");
+                stop.store(true, Relaxed);
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sink.step(true)?;
+        Ok(sink.rows)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_dates_of_day_counts() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn every_builtin_query_has_a_table_with_its_identity_among_its_columns() {
+        let tables = crate::queries::QueryTables::default();
+        for q in crate::queries::enabled(&tables, &[]).unwrap() {
+            let table = Table::of(q.as_ref()).unwrap();
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
+            assert_eq!(names, q.output().columns(), "{}", q.id());
+            assert!(!table.identity.is_empty(), "{} has no identity", q.id());
+            for key in &table.identity {
+                let column = table.columns.iter().find(|c| c.name == key);
+                assert!(column.is_some_and(|c| !c.nullable), "{}: {key}", q.id());
+            }
+            assert!(
+                table.time.is_some() || q.id() == "item_totals",
+                "{}",
+                q.id()
+            );
+        }
+    }
+
+    #[test]
+    fn column_types_come_from_the_row_type() {
+        let bars = Table::of(
+            crate::queries::enabled(&Default::default(), &[])
+                .unwrap()
+                .iter()
+                .find(|q| q.id() == "ewma")
+                .unwrap()
+                .as_ref(),
+        )
+        .unwrap();
+        let types: Vec<(&str, ColumnType, bool)> = bars
+            .columns
+            .iter()
+            .map(|c| (c.name, c.ty, c.nullable))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("symbol", ColumnType::Text, false),
+                ("ts_ms", ColumnType::Integer, false),
+                ("price", ColumnType::Real, false),
+                ("ewma", ColumnType::Real, false),
+                ("ewm_vol", ColumnType::Real, true),
+                ("seq", ColumnType::Integer, false),
+            ]
+        );
+        assert_eq!(
+            bars.upsert_clause(),
+            " ON CONFLICT (\"symbol\", \"seq\") DO UPDATE SET \"ts_ms\" = excluded.\"ts_ms\", \
+             \"price\" = excluded.\"price\", \"ewma\" = excluded.\"ewma\", \"ewm_vol\" = excluded.\"ewm_vol\""
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The PostgreSQL store of the database sink: one connection (no TLS: a
+//! local server, or one reached through a tunnel), tables in `schema`.
+//! Each transaction streams the rows' CSV bytes as they are in the result
+//! files with `COPY ... FROM STDIN (FORMAT csv)` into a temporary staging
+//! table, then upserts them into the query's table (`COPY` itself cannot
+//! upsert), then writes the process's `eddy_progress` rows.
+//!
+//! A lost connection, a server shutting down or starting up, a deadlock or
+//! a serialization failure are worth waiting for; every other error (bad
+//! URL, authentication, permission, full disk) is not.
+
+use super::{progress_table, Batch, DbError, Store, Table};
+use crate::sinks::ColumnType;
+use anyhow::anyhow;
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct PostgresStore {
+    config: Config,
+    /// `user@host:port/db`, without the password.
+    target: String,
+    schema: String,
+    client: Client,
+    tables: Vec<Table>,
+}
+
+fn classify(e: postgres::Error) -> DbError {
+    let transient = match e.code() {
+        None => true, // no answer from the server: the connection is gone
+        Some(code) => {
+            let class = &code.code()[..2];
+            class == "08"
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                ]
+                .contains(code)
+        }
+    };
+    let e = anyhow::Error::from(e);
+    if transient {
+        DbError::Retry(e)
+    } else {
+        DbError::Fatal(e)
+    }
+}
+
+fn with_context(e: DbError, what: String) -> DbError {
+    match e {
+        DbError::Retry(e) => DbError::Retry(e.context(what)),
+        DbError::Fatal(e) => DbError::Fatal(e.context(what)),
+    }
+}
+
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Integer => "BIGINT",
+        ColumnType::Real => "DOUBLE PRECISION",
+        ColumnType::Text => "TEXT",
+        ColumnType::Boolean => "BOOLEAN",
+    }
+}
+
+impl PostgresStore {
+    /// Connects (within 10 s); any failure here is the run's one-line error.
+    pub fn connect(url: &str, schema: &str) -> anyhow::Result<PostgresStore> {
+        let mut config =
+            Config::from_str(url).map_err(|e| anyhow!("postgres sink: bad URL {url:?}: {e}"))?;
+        config.connect_timeout(Duration::from_secs(10));
+        let target = describe(&config);
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| anyhow!("postgres sink: cannot connect to {target}: {e}"))?;
+        Ok(PostgresStore {
+            config,
+            target,
+            schema: schema.to_string(),
+            client,
+            tables: Vec::new(),
+        })
+    }
+
+    fn qualified(&self, name: &str) -> String {
+        format!("{}.{}", Table::quoted(&self.schema), Table::quoted(name))
+    }
+
+    fn stage(name: &str) -> String {
+        Table::quoted(&format!("eddy_stage_{name}"))
+    }
+
+    /// The session's staging tables (temporary: gone with the connection).
+    fn create_stages(&mut self) -> Result<(), DbError> {
+        for table in &self.tables {
+            let sql = format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS",
+                PostgresStore::stage(&table.name),
+                self.qualified(&table.name)
+            );
+            self.client.batch_execute(&sql).map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
+/// `user@host:port/db` of a connection config.
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    fn prepare(&mut self, tables: &[Table]) -> Result<(), DbError> {
+        // Created only when missing: a user may write to a schema it may not create.
+        let exists = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .map_err(classify)?
+            .is_some();
+        if !exists {
+            let schema = Table::quoted(&self.schema);
+            self.client
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .map_err(|e| with_context(classify(e), format!("cannot create schema {schema}")))?;
+        }
+        for table in tables {
+            let found: Vec<String> = self
+                .client
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                    &[&self.schema, &table.name],
+                )
+                .map_err(classify)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            table.check_existing(&found).map_err(DbError::Fatal)?;
+            for statement in table.create_statements(&self.qualified(&table.name), sql_type) {
+                self.client.batch_execute(&statement).map_err(|e| {
+                    with_context(classify(e), format!("cannot create table {}", table.name))
+                })?;
+            }
+        }
+        let progress = progress_table(&self.qualified("eddy_progress"), "BIGINT", "TEXT");
+        self.client.batch_execute(&progress).map_err(classify)?;
+        self.tables = tables.to_vec();
+        self.create_stages()
+    }
+
+    fn progress(
+        &mut self,
+        pipeline: &str,
+        process: usize,
+    ) -> Result<Option<BTreeMap<String, u64>>, DbError> {
+        let sql = format!(
+            "SELECT published FROM {} WHERE pipeline = $1 AND process = $2 LIMIT 1",
+            self.qualified("eddy_progress")
+        );
+        let row = self
+            .client
+            .query_opt(&sql, &[&pipeline, &(process as i64)])
+            .map_err(classify)?;
+        row.map(|r| serde_json::from_str(r.get::<_, &str>(0)))
+            .transpose()
+            .map_err(|e| DbError::Fatal(anyhow!("eddy_progress.published: {e}")))
+    }
+
+    fn reset(&mut self, pipeline: &str, process: usize) -> Result<(), DbError> {
+        let sql = format!(
+            "DELETE FROM {} WHERE pipeline = $1 AND process = $2",
+            self.qualified("eddy_progress")
+        );
+        self.client
+            .execute(&sql, &[&pipeline, &(process as i64)])
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), DbError> {
+        let statements: Vec<(String, String, &[u8])> = batch
+            .rows
+            .iter()
+            .map(|(table, bytes)| {
+                let stage = PostgresStore::stage(&table.name);
+                let copy = format!(
+                    "COPY {stage} ({}) FROM STDIN (FORMAT csv)",
+                    table.column_list()
+                );
+                let upsert = format!(
+                    "INSERT INTO {} ({1}) SELECT {1} FROM {stage}{2}",
+                    self.qualified(&table.name),
+                    table.column_list(),
+                    table.upsert_clause()
+                );
+                (copy, upsert, bytes.as_slice())
+            })
+            .collect();
+        let progress_sql = format!(
+            "INSERT INTO {} (pipeline, process, worker, epoch, published, committed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
+             epoch = excluded.epoch, published = excluded.published, committed_at = excluded.committed_at",
+            self.qualified("eddy_progress")
+        );
+        let mut transaction = self.client.transaction().map_err(classify)?;
+        for (copy, upsert, bytes) in statements {
+            let mut writer = transaction.copy_in(&copy).map_err(classify)?;
+            writer
+                .write_all(bytes)
+                .map_err(|e| DbError::Retry(e.into()))?;
+            writer.finish().map_err(classify)?;
+            transaction.batch_execute(&upsert).map_err(classify)?;
+        }
+        let published = batch.published_json();
+        let now = super::now_text();
+        let epoch = batch.epoch.map(|e| e as i64);
+        for worker in batch.workers.clone() {
+            transaction
+                .execute(
+                    &progress_sql,
+                    &[
+                        &batch.pipeline,
+                        &(batch.process as i64),
+                        &(worker as i64),
+                        &epoch,
+                        &published,
+                        &now,
+                    ],
+                )
+                .map_err(classify)?;
+        }
+        batch.before_commit();
+        transaction.commit().map_err(classify)
+    }
+
+    fn reconnect(&mut self) -> Result<(), DbError> {
+        self.client = self.config.connect(NoTls).map_err(classify)?;
+        self.create_stages()
+    }
+}

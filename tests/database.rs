@@ -1,0 +1,504 @@
+//! Database sinks against real databases, read back with the databases' own
+//! clients (`sqlite3`, `psql`), not eddy's:
+//! - every query's table equals its CSV file, on 1 and 2 workers, for
+//!   SQLite and PostgreSQL (and the shared sample, when it is there);
+//! - a run killed inside a checkpoint, after one, inside a sink transaction
+//!   and after one, then resumed, leaves tables equal to an uninterrupted
+//!   run's, and holds only final rows before the resume;
+//! - PostgreSQL stopped and started mid-run: the sink waits, counts its
+//!   retries, and the tables equal the run's files;
+//! - a bad URL, a missing permission and a full disk fail the run with one line.
+
+mod common;
+#[path = "common/databases.rs"]
+mod databases;
+#[path = "common/faults.rs"]
+mod faults;
+
+use common::*;
+use databases::*;
+use faults::*;
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Every query's table.
+const TABLES: [&str; 12] = [
+    "activity_60s",
+    "alerts",
+    "anomalies",
+    "bars_1s",
+    "corr_60s",
+    "ewma",
+    "forecasts",
+    "item_counts_60s",
+    "item_totals",
+    "item_users_60s",
+    "stats_10s",
+    "vol_60s",
+];
+
+/// A value as text both sides agree on: numbers by their parsed f64
+/// (shortest exact form), NULL as empty.
+fn normalise(text: &str) -> String {
+    match text.parse::<f64>() {
+        Ok(v) => format!("{v}"),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Sorted normalised rows of each result file, and its header.
+type Tables = BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>;
+
+fn csv_tables(dir: &Path) -> Tables {
+    TABLES
+        .iter()
+        .map(|t| {
+            let mut reader = csv::Reader::from_path(dir.join(format!("{t}.csv"))).unwrap();
+            let header: Vec<String> = reader
+                .headers()
+                .unwrap()
+                .iter()
+                .map(str::to_string)
+                .collect();
+            let mut rows: Vec<Vec<String>> = reader
+                .records()
+                .map(|r| r.unwrap().iter().map(normalise).collect())
+                .collect();
+            rows.sort();
+            (t.to_string(), (header, rows))
+        })
+        .collect()
+}
+
+/// The same from an SQLite file, read with `sqlite3 -json`.
+fn sqlite_tables(db: &Path, like: &Tables) -> Tables {
+    like.iter()
+        .map(|(t, (header, _))| {
+            let mut rows: Vec<Vec<String>> = sqlite3_json(db, &format!("SELECT * FROM \"{t}\""))
+                .iter()
+                .map(|row| {
+                    header
+                        .iter()
+                        .map(|c| match &row[c] {
+                            serde_json::Value::Null => String::new(),
+                            serde_json::Value::String(s) => normalise(s),
+                            v => normalise(&v.to_string()),
+                        })
+                        .collect()
+                })
+                .collect();
+            rows.sort();
+            (t.clone(), (header.clone(), rows))
+        })
+        .collect()
+}
+
+/// The same from PostgreSQL's `schema`, read with `psql --csv` (a table
+/// not created yet has no rows).
+fn postgres_tables(pg: &Postgres, schema: &str, like: &Tables) -> Tables {
+    like.iter()
+        .map(|(t, (header, _))| {
+            let columns: Vec<String> = header.iter().map(|c| format!("\"{c}\"")).collect();
+            let sql = format!("SELECT {} FROM {schema}.\"{t}\"", columns.join(", "));
+            let o = pg.psql(&sql);
+            let mut rows: Vec<Vec<String>> = if o.status.success() {
+                csv::Reader::from_reader(o.stdout.as_slice())
+                    .records()
+                    .map(|r| r.unwrap().iter().map(normalise).collect())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            rows.sort();
+            (t.clone(), (header.clone(), rows))
+        })
+        .collect()
+}
+
+fn assert_same_tables(expected: &Tables, got: &Tables, what: &str) {
+    for (t, (_, rows)) in expected {
+        let got_rows = &got[t].1;
+        if rows != got_rows {
+            let missing: Vec<_> = rows.iter().filter(|r| !got_rows.contains(r)).collect();
+            let extra: Vec<_> = got_rows.iter().filter(|r| !rows.contains(r)).collect();
+            panic!(
+                "{what}: table {t}: {} rows expected, {} got, {} missing (first {:?}), {} not expected (first {:?})",
+                rows.len(),
+                got_rows.len(),
+                missing.len(),
+                missing.first(),
+                extra.len(),
+                extra.first()
+            );
+        }
+    }
+}
+
+/// Each row of `got` is a row of `expected`, at most as often.
+fn assert_subset(expected: &Tables, got: &Tables, what: &str) {
+    for (t, (_, rows)) in got {
+        let mut left = expected[t].1.clone();
+        for row in rows {
+            let at = left.binary_search(row).unwrap_or_else(|_| {
+                panic!("{what}: {t} holds {row:?}, not a final row (or twice)")
+            });
+            left.remove(at);
+        }
+    }
+}
+
+#[test]
+fn sqlite_and_postgres_tables_equal_the_csv_files_on_1_and_2_workers() {
+    let data = data();
+    let pg = Postgres::start();
+    for workers in [1, 2] {
+        let what = format!("{workers} worker(s)");
+        let out = data.root.join(format!("out-{workers}"));
+        let db = data.root.join(format!("r-{workers}.db"));
+        let schema = format!("w{workers}");
+        let o = data
+            .replay(&out, workers, &["--sqlite", db.to_str().unwrap()])
+            .args(["--postgres", &pg.url(), "--postgres-schema", &schema])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        assert!(stderr(&o).contains("sqlite sink to"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("at least once"), "{}", stderr(&o));
+        let files = csv_tables(&out);
+        assert!(
+            files["ewma"].1.len() > 1000 && files["alerts"].1.len() > 1,
+            "{what}"
+        );
+        assert_same_tables(
+            &files,
+            &sqlite_tables(&db, &files),
+            &format!("sqlite, {what}"),
+        );
+        let in_schema = postgres_tables(&pg, &schema, &files);
+        assert_same_tables(&files, &in_schema, &format!("postgres, {what}"));
+        let m = metrics(&out);
+        let rows: usize = files.values().map(|(_, r)| r.len()).sum();
+        assert_eq!(m["sinks"]["sqlite"]["rows"], rows as u64, "{what}");
+        assert_eq!(m["sinks"]["postgres"]["rows"], rows as u64, "{what}");
+        // One progress row per worker, each with every file's bytes.
+        let progress = sqlite3_json(
+            &db,
+            "SELECT worker, epoch, published FROM eddy_progress ORDER BY worker",
+        );
+        assert_eq!(progress.len(), workers, "{what}: {progress:?}");
+        let published: BTreeMap<String, u64> =
+            serde_json::from_str(progress[0]["published"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            published["ewma.csv"],
+            std::fs::metadata(out.join("ewma.csv")).unwrap().len(),
+            "{what}"
+        );
+    }
+    // Replaying again into the same database replaces the rows: no doubles.
+    let out = data.root.join("again");
+    let db = data.root.join("r-1.db");
+    ok(data
+        .replay(&out, 2, &["--sqlite", db.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let files = csv_tables(&out);
+    assert_same_tables(
+        &files,
+        &sqlite_tables(&db, &files),
+        "a second run into the same file",
+    );
+}
+
+#[test]
+fn the_shared_sample_in_sqlite_equals_its_csv_files() {
+    let Some(sample) = shared_sample() else {
+        eprintln!(
+            "../shared is not beside the project: the generated data of the other tests stands"
+        );
+        return;
+    };
+    let dir = temp_dir();
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out-{workers}"));
+        let db = dir.path().join(format!("s-{workers}.db"));
+        let o = eddy(&[
+            "replay",
+            "--trades",
+            sample.join("trades.csv").to_str().unwrap(),
+            "--interactions",
+            sample.join("interactions.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--workers",
+            workers,
+            "--quiet",
+            "--sqlite",
+            db.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let files = csv_tables(&out);
+        assert_same_tables(&files, &sqlite_tables(&db, &files), workers);
+        // eddy query answers from the same table.
+        let o = eddy(&[
+            "query",
+            "--sqlite",
+            db.to_str().unwrap(),
+            "SELECT count(*) AS n FROM bars_1s",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(
+            String::from_utf8(o.stdout).unwrap(),
+            format!("n\n{}\n", files["bars_1s"].1.len())
+        );
+    }
+}
+
+/// Kills a checkpointed run at `point`, checks the database holds only final
+/// rows, resumes it and checks the tables equal `expected`.
+fn kill_and_resume(
+    data: &Data,
+    sink: &[&str],
+    point: &str,
+    workers: usize,
+    read: &dyn Fn() -> Tables,
+    expected: &Tables,
+) {
+    let what = format!("{} killed at {point} on {workers} worker(s)", sink[0]);
+    let out = data.root.join(format!("out{}-{point}", sink[0]));
+    let ck = data.root.join(format!("ck{}-{point}", sink[0]));
+    let first = data
+        .checkpointed(&out, &ck, workers, sink)
+        .env("EDDY_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.signal(),
+        Some(9),
+        "{what}: not killed: {}",
+        stderr(&first)
+    );
+    assert!(
+        stderr(&first).contains("exactly once"),
+        "{what}: {}",
+        stderr(&first)
+    );
+    let before = read();
+    assert_subset(expected, &before, &what);
+    if point.starts_with("sink-after-commit") {
+        let rows: usize = before.values().map(|(_, r)| r.len()).sum();
+        assert!(rows > 0, "{what}: the committed transaction left no rows");
+    }
+    let mut flags = sink.to_vec();
+    flags.push("--resume");
+    let resumed = data
+        .checkpointed(&out, &ck, workers, &flags)
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{what}: {}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("resuming from the checkpoint of epoch"),
+        "{what}: {}",
+        stderr(&resumed)
+    );
+    assert_same_tables(expected, &read(), &what);
+}
+
+const KILL_POINTS: [(&str, usize); 4] = [
+    ("mid-write@2", 2),
+    ("after-manifest@4", 1),
+    ("sink-before-commit@3", 2),
+    ("sink-after-commit@2", 2),
+];
+
+#[test]
+fn sqlite_tables_after_kills_and_resumes_equal_an_uninterrupted_run() {
+    let data = data();
+    let expected = csv_tables(&data.reference());
+    for (point, workers) in KILL_POINTS {
+        let db = data.root.join(format!("{point}.db"));
+        let read = || sqlite_tables(&db, &expected);
+        kill_and_resume(
+            &data,
+            &["--sqlite", db.to_str().unwrap()],
+            point,
+            workers,
+            &read,
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn postgres_tables_after_kills_and_resumes_equal_an_uninterrupted_run() {
+    let data = data();
+    let expected = csv_tables(&data.reference());
+    let pg = Postgres::start();
+    for (n, (point, workers)) in KILL_POINTS.into_iter().enumerate() {
+        let schema = format!("k{n}");
+        let read = || postgres_tables(&pg, &schema, &expected);
+        let url = pg.url();
+        kill_and_resume(
+            &data,
+            &["--postgres", &url, "--postgres-schema", &schema],
+            point,
+            workers,
+            &read,
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn postgres_stopped_and_started_mid_run_loses_and_doubles_nothing() {
+    let pg = Postgres::start();
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let ck = dir.path().join("ck");
+    // A live run (generators in real time, 10x): long enough to stop the
+    // server under it.
+    let run = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "run",
+            "--quiet",
+            "--no-dashboard",
+            "--duration",
+            "6",
+            "--speed",
+            "10",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--checkpoint-dir")
+        .arg(&ck)
+        .args(["--checkpoint-interval-ms", "2000", "--postgres", &pg.url()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = pg.psql("SELECT count(*) FROM eddy_progress");
+        if o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("\n0\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no transaction committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    pg.start_again();
+    let o = run.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
+    let m = metrics(&out);
+    assert!(
+        m["sinks"]["postgres"]["retries"].as_u64().unwrap() >= 1,
+        "{}",
+        m["sinks"]
+    );
+    let files = csv_tables(&out);
+    assert!(files["bars_1s"].1.len() > 100);
+    assert_same_tables(
+        &files,
+        &postgres_tables(&pg, "public", &files),
+        "after the restart",
+    );
+}
+
+/// Runs the sample-sized replay with `sink` flags; the run must fail with
+/// one line containing `expected`.
+fn assert_fails_with(data: &Data, sink: &[&str], expected: &str) {
+    let out = data.root.join("bad-out");
+    let started = Instant::now();
+    let o = data.replay(&out, 1, sink).output().unwrap();
+    assert!(!o.status.success(), "{expected}: the run succeeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{expected}: {:?}",
+        started.elapsed()
+    );
+    let text = stderr(&o);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("eddy: error:") && last.contains(expected),
+        "{expected}: {text}"
+    );
+}
+
+#[test]
+fn bad_urls_missing_permissions_and_full_disks_fail_with_one_line() {
+    let data = data();
+    let pg = Postgres::start();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_fails_with(
+        &data,
+        &[
+            "--postgres",
+            &format!("postgresql://eddy@127.0.0.1:{free}/postgres"),
+        ],
+        "cannot connect to eddy@127.0.0.1",
+    );
+    assert_fails_with(
+        &data,
+        &["--postgres", "postgresql://eddy@127.0.0.1:notaport/x"],
+        "bad URL",
+    );
+    // A role that may connect but not create tables.
+    assert!(pg.psql("CREATE ROLE reader LOGIN").status.success());
+    let reader = format!("postgresql://reader@127.0.0.1:{}/postgres", pg.port);
+    assert_fails_with(
+        &data,
+        &["--postgres", &reader],
+        "permission denied for schema public",
+    );
+    let missing = data.root.join("no/such/dir/r.db");
+    assert_fails_with(
+        &data,
+        &["--sqlite", missing.to_str().unwrap()],
+        "cannot open",
+    );
+    // A full disk: the database on a 192 KiB file system.
+    let small = data.root.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=192k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success())
+        || Command::new("sudo")
+            .args(["-n", "mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs"])
+            .arg(&small)
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "the full-disk check mounts a small tmpfs (as root or with sudo -n)"
+    );
+    let db = small.join("r.db");
+    let o = data
+        .replay(
+            &data.root.join("full-out"),
+            1,
+            &["--sqlite", db.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    let _ = Command::new("umount").arg(&small).status();
+    let _ = Command::new("sudo")
+        .args(["-n", "umount"])
+        .arg(&small)
+        .status();
+    assert!(!o.status.success());
+    let last = stderr(&o).lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("eddy: error: sqlite sink:") && last.contains("full"),
+        "{}",
+        stderr(&o)
+    );
+}
