@@ -444,91 +444,108 @@ impl DatabaseSink {
         self.write_commit(&commit)
     }
 
+    /// Writes the rows between what the database holds and `commit` in one
+    /// transaction. A database that went away is waited for with backoff;
+    /// once back, what it holds is read again (a lost answer may hide a
+    /// commit) and the transaction rebuilt from there.
     fn write_commit(&mut self, commit: &Commit) -> anyhow::Result<()> {
-        let mut rows = Vec::new();
-        let mut to = self.written.clone();
-        for table in &self.tables {
-            let Some(&end) = commit.lengths.get(&table.file) else {
-                continue;
+        let kind = self.store.kind();
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let Some((to, rows)) = build_batch(&self.files, &self.tables, &self.written, commit)?
+            else {
+                return Ok(());
             };
-            let from = self.written.get(&table.file).copied().unwrap_or(0);
-            let block = self.files.read(&table.file, from, end)?;
-            to.insert(table.file.clone(), block.end);
-            if !block.bytes.is_empty() {
-                rows.push((table, block.bytes));
+            self.transactions += 1;
+            let crash_before_commit = self.crash_at(crate::checkpoint::Stage::SinkBeforeCommit);
+            let crash_after_commit = self.crash_at(crate::checkpoint::Stage::SinkAfterCommit);
+            let batch = Batch {
+                pipeline: &self.pipeline,
+                process: self.process,
+                workers: self.workers.clone(),
+                epoch: commit.epoch,
+                to,
+                rows,
+                crash_before_commit,
+            };
+            let error = match self.store.write(&batch) {
+                Ok(()) => {
+                    if crash_after_commit {
+                        crate::checkpoint::crash_here();
+                    }
+                    let count = batch.row_count() as u64;
+                    self.written = batch.to;
+                    self.rows += count;
+                    self.metrics.add_sink_rows(kind, count);
+                    return Ok(());
+                }
+                Err(DbError::Fatal(e)) => bail!("{kind} sink: {e:#}"),
+                Err(DbError::Retry(e)) => e,
+            };
+            let mut error = error;
+            // Wait for the database, then read what it holds.
+            loop {
+                if started.elapsed() > self.retry_for {
+                    bail!(
+                        "{kind} sink: {} unavailable for {:.0} s, giving up: {error:#}",
+                        self.store.target(),
+                        self.retry_for.as_secs_f64()
+                    );
+                }
+                self.metrics.add_sink_retry(kind);
+                tracing::warn!("{kind} sink: {error:#}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+                let back = self
+                    .store
+                    .reconnect()
+                    .and_then(|()| self.store.progress(&self.pipeline, self.process));
+                match back {
+                    Ok(held) => {
+                        self.written = held.unwrap_or_default();
+                        break;
+                    }
+                    Err(DbError::Fatal(e)) => bail!("{kind} sink: {e:#}"),
+                    Err(DbError::Retry(e)) => error = e,
+                }
             }
         }
-        if to == self.written {
-            return Ok(());
-        }
-        self.transactions += 1;
-        let crash_at = |stage| {
-            self.crash
-                .as_ref()
-                .is_some_and(|c| c.stage == stage && c.nth == self.transactions)
-        };
-        let batch = Batch {
-            pipeline: &self.pipeline,
-            process: self.process,
-            workers: self.workers.clone(),
-            epoch: commit.epoch,
-            to,
-            rows,
-            crash_before_commit: crash_at(crate::checkpoint::Stage::SinkBeforeCommit),
-        };
-        let count = batch.row_count() as u64;
-        write_with_retry(self.store.as_mut(), &batch, self.retry_for, &self.metrics)?;
-        if crash_at(crate::checkpoint::Stage::SinkAfterCommit) {
-            crate::checkpoint::crash_here();
-        }
-        self.written = batch.to;
-        self.rows += count;
-        self.metrics.add_sink_rows(self.store.kind(), count);
-        Ok(())
+    }
+
+    /// Whether fault injection asks for a crash at `stage` of this transaction.
+    fn crash_at(&self, stage: crate::checkpoint::Stage) -> bool {
+        self.crash
+            .as_ref()
+            .is_some_and(|c| c.stage == stage && c.nth == self.transactions)
     }
 }
 
-/// Writes `batch`, waiting out a server that went away: reconnects with
-/// backoff and, if the lost transaction did commit (its answer was what got
-/// lost), does not write it again.
-fn write_with_retry(
-    store: &mut dyn Store,
-    batch: &Batch,
-    retry_for: Duration,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(100);
-    let mut result = store.write(batch);
-    loop {
-        match result {
-            Ok(()) => return Ok(()),
-            Err(DbError::Fatal(e)) => bail!("{} sink: {e:#}", store.kind()),
-            Err(DbError::Retry(e)) => {
-                if started.elapsed() > retry_for {
-                    bail!(
-                        "{} sink: {} unavailable for {:.0} s, giving up: {e:#}",
-                        store.kind(),
-                        store.target(),
-                        retry_for.as_secs_f64()
-                    );
-                }
-                metrics.add_sink_retry(store.kind());
-                tracing::warn!("{} sink: {e:#}; retrying in {:?}", store.kind(), wait);
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(5));
-                result = match store.reconnect() {
-                    Err(e) => Err(e),
-                    Ok(()) => match store.progress(batch.pipeline, batch.process) {
-                        Ok(Some(done)) if done == batch.to => Ok(()),
-                        Ok(_) => store.write(batch),
-                        Err(e) => Err(e),
-                    },
-                };
-            }
+/// The rows from `written` to `commit`, and the bytes of each file written
+/// after them; none if that adds nothing.
+fn build_batch<'a>(
+    files: &CommittedFiles,
+    tables: &'a [Table],
+    written: &BTreeMap<String, u64>,
+    commit: &Commit,
+) -> anyhow::Result<Option<BatchRows<'a>>> {
+    let mut rows = Vec::new();
+    let mut to = written.clone();
+    for table in tables {
+        let Some(&end) = commit.lengths.get(&table.file) else {
+            continue;
+        };
+        let from = written.get(&table.file).copied().unwrap_or(0);
+        let block = files.read(&table.file, from, end)?;
+        to.insert(table.file.clone(), block.end);
+        if !block.bytes.is_empty() {
+            rows.push((table, block.bytes));
         }
     }
+    Ok((to != *written).then_some((to, rows)))
 }
+
+type BatchRows<'a> = (BTreeMap<String, u64>, Vec<(&'a Table, Vec<u8>)>);
 
 /// Runs a sink beside the workers: every 100 ms it writes what was committed
 /// since; at the end, everything. Returns the rows written. A sink that
@@ -612,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             bars.upsert_clause(),
-            " ON CONFLICT (\"symbol\", \"seq\") DO UPDATE SET \"ts_ms\" = excluded.\"ts_ms\", \
+            " ON CONFLICT (\"seq\", \"symbol\") DO UPDATE SET \"ts_ms\" = excluded.\"ts_ms\", \
              \"price\" = excluded.\"price\", \"ewma\" = excluded.\"ewma\", \"ewm_vol\" = excluded.\"ewm_vol\""
         );
     }

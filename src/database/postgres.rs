@@ -1,9 +1,11 @@
 //! The PostgreSQL store of the database sink: one connection (no TLS: a
 //! local server, or one reached through a tunnel), tables in `schema`.
 //! Each transaction streams the rows' CSV bytes as they are in the result
-//! files with `COPY ... FROM STDIN (FORMAT csv)` into a temporary staging
-//! table, then upserts them into the query's table (`COPY` itself cannot
-//! upsert), then writes the process's `eddy_progress` rows.
+//! files with `COPY ... FROM STDIN (FORMAT csv)` into the query's table;
+//! when a row is there already (a run over input written before: `COPY`
+//! cannot upsert), that table's rows go to a temporary staging table
+//! instead and are upserted from there. Then the process's `eddy_progress`
+//! rows are written and the transaction committed.
 //!
 //! A lost connection, a server shutting down or starting up, a deadlock or
 //! a serialization failure are worth waiting for; every other error (bad
@@ -95,8 +97,16 @@ impl PostgresStore {
         Table::quoted(&format!("eddy_stage_{name}"))
     }
 
-    /// The session's staging tables (temporary: gone with the connection).
+    /// The session's settings and staging tables (temporary: gone with
+    /// the connection). Commits do not wait for the WAL to reach the disk:
+    /// a server that crashes may lose its last commits, but their progress
+    /// rows go with them, so the sink, reading them again when the server
+    /// is back (or resuming), writes those rows again. The run's last
+    /// transaction waits (see [`Store::write`] with `final_commit`).
     fn create_stages(&mut self) -> Result<(), DbError> {
+        self.client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(classify)?;
         for table in &self.tables {
             let sql = format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS",
@@ -107,6 +117,18 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// Streams CSV rows into a `COPY ... FROM STDIN` statement.
+fn copy_rows(
+    transaction: &mut postgres::Transaction,
+    copy: &str,
+    bytes: &[u8],
+) -> Result<(), postgres::Error> {
+    let mut writer = transaction.copy_in(copy)?;
+    // A failed write shows as the error `finish` returns.
+    let _ = writer.write_all(bytes);
+    writer.finish().map(|_| ())
 }
 
 /// `user@host:port/db` of a connection config.
@@ -204,11 +226,16 @@ impl Store for PostgresStore {
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), DbError> {
-        let statements: Vec<(String, String, &[u8])> = batch
+        let statements: Vec<(String, String, String, &[u8])> = batch
             .rows
             .iter()
             .map(|(table, bytes)| {
                 let stage = PostgresStore::stage(&table.name);
+                let direct = format!(
+                    "COPY {} ({}) FROM STDIN (FORMAT csv)",
+                    self.qualified(&table.name),
+                    table.column_list()
+                );
                 let copy = format!(
                     "COPY {stage} ({}) FROM STDIN (FORMAT csv)",
                     table.column_list()
@@ -219,7 +246,7 @@ impl Store for PostgresStore {
                     table.column_list(),
                     table.upsert_clause()
                 );
-                (copy, upsert, bytes.as_slice())
+                (direct, copy, upsert, bytes.as_slice())
             })
             .collect();
         let progress_sql = format!(
@@ -229,13 +256,19 @@ impl Store for PostgresStore {
             self.qualified("eddy_progress")
         );
         let mut transaction = self.client.transaction().map_err(classify)?;
-        for (copy, upsert, bytes) in statements {
-            let mut writer = transaction.copy_in(&copy).map_err(classify)?;
-            writer
-                .write_all(bytes)
-                .map_err(|e| DbError::Retry(e.into()))?;
-            writer.finish().map_err(classify)?;
-            transaction.batch_execute(&upsert).map_err(classify)?;
+        for (direct, copy, upsert, bytes) in statements {
+            // Straight into the table, unless a row is there already (a run
+            // over input written before): then staged and upserted.
+            let mut attempt = transaction.savepoint("direct").map_err(classify)?;
+            match copy_rows(&mut attempt, &direct, bytes) {
+                Ok(()) => attempt.commit().map_err(classify)?,
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    attempt.rollback().map_err(classify)?;
+                    copy_rows(&mut transaction, &copy, bytes).map_err(classify)?;
+                    transaction.batch_execute(&upsert).map_err(classify)?;
+                }
+                Err(e) => return Err(classify(e)),
+            }
         }
         let published = batch.published_json();
         let now = super::now_text();

@@ -46,6 +46,8 @@ fn open(path: &Path) -> Result<Connection, DbError> {
     connection
         .pragma_update(None, "journal_mode", "WAL")
         .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
+        // 64 MiB of pages: the indexes' working set stays in memory.
+        .and_then(|_| connection.pragma_update(None, "cache_size", -65_536))
         .map_err(|e| match classify(e) {
             DbError::Fatal(e) => {
                 DbError::Fatal(e.context(format!("cannot write {}", path.display())))
@@ -118,7 +120,12 @@ impl Store for SqliteStore {
                 })
                 .map_err(classify)?;
             table.check_existing(&found).map_err(DbError::Fatal)?;
-            for statement in table.create_statements(&Table::quoted(&table.name), sql_type) {
+            let mut statements = table.create_statements(&Table::quoted(&table.name), sql_type);
+            if !table.identity.is_empty() {
+                // The rows kept in primary-key order: one b-tree less to update per row.
+                statements[0].push_str(" WITHOUT ROWID");
+            }
+            for statement in statements {
                 self.connection.execute(&statement, []).map_err(classify)?;
             }
         }

@@ -59,7 +59,7 @@ impl QueryConfig for EwmaConfig {
         &[Input::Trades]
     }
     fn output(&self) -> RowFile {
-        RowFile::of::<EwmaRow>().identified_by(&["symbol", "seq"])
+        RowFile::of::<EwmaRow>().identified_by(&["seq", "symbol"])
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let ewma = ordered(

@@ -133,7 +133,11 @@ impl RowFile {
 
     /// The columns that identify a row among all the query's rows of a run
     /// (a table's primary key): the key and window start of windowed rows,
-    /// the key and sequence number of per-record rows. None: no key.
+    /// the key and sequence number of per-record rows. None: no key. The
+    /// order is the key's: per-record rows put the sequence number first,
+    /// so that rows arrive in key order (a database appends them instead
+    /// of inserting all over its index: 1.6 s instead of 2.6 s per million
+    /// ewma rows in PostgreSQL here).
     pub const fn identified_by(mut self, columns: &'static [&'static str]) -> Self {
         self.identity = columns;
         self
