@@ -573,6 +573,17 @@ impl Metrics {
     }
 }
 
+/// The database sinks' counts of every process, added up.
+fn merge_sinks(parts: &[Summary]) -> std::collections::BTreeMap<String, SinkCounts> {
+    let mut all = std::collections::BTreeMap::<String, SinkCounts>::new();
+    for (sink, c) in parts.iter().flat_map(|p| &p.sinks) {
+        let sum = all.entry(sink.clone()).or_default();
+        sum.rows += c.rows;
+        sum.retries += c.retries;
+    }
+    all
+}
+
 type Histograms = (Histogram<u64>, Histogram<u64>, Histogram<u64>);
 
 /// The window latency, generator lag and per-record latency histograms of
@@ -865,15 +876,7 @@ impl Summary {
                 .iter()
                 .flat_map(|p| p.kafka_consumer_lag.clone())
                 .collect(),
-            sinks: parts.iter().flat_map(|p| &p.sinks).fold(
-                Default::default(),
-                |mut all: std::collections::BTreeMap<String, SinkCounts>, (k, c)| {
-                    let sum = all.entry(k.clone()).or_default();
-                    sum.rows += c.rows;
-                    sum.retries += c.retries;
-                    all
-                },
-            ),
+            sinks: merge_sinks(parts),
         })
     }
 

@@ -273,26 +273,7 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
             }),
         )?;
     }
-    if !s.sinks.is_empty() {
-        let per_sink = |f: fn(&crate::metrics::SinkCounts) -> u64| {
-            s.sinks
-                .iter()
-                .map(|(sink, c)| (vec![("sink", sink.clone())], f(c)))
-                .collect::<Vec<_>>()
-        };
-        counters(
-            e,
-            "eddy_sink_rows",
-            "Database sinks: result rows committed.",
-            per_sink(|c| c.rows),
-        )?;
-        counters(
-            e,
-            "eddy_sink_retries",
-            "Database sinks: transactions retried after the database went away or was busy.",
-            per_sink(|c| c.retries),
-        )?;
-    }
+    encode_sinks(e, s)?;
     gauge(
         e,
         "eddy_finished",
@@ -300,4 +281,30 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         None,
         unlabelled(if s.finished { 1.0 } else { 0.0 }),
     )
+}
+
+/// Database sinks' rows and retries, by `sink` (none without database sinks).
+fn encode_sinks(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
+    if s.sinks.is_empty() {
+        return Ok(());
+    }
+    let per_sink = |f: fn(&crate::metrics::SinkCounts) -> u64| {
+        s.sinks
+            .iter()
+            .map(|(sink, c)| (vec![("sink", sink.clone())], f(c)))
+            .collect::<Vec<_>>()
+    };
+    counters(
+        e,
+        "eddy_sink_rows",
+        "Database sinks: result rows committed.",
+        per_sink(|c| c.rows),
+    )?;
+    counters(
+        e,
+        "eddy_sink_retries",
+        "Database sinks: transactions retried after the database went away or was busy.",
+        per_sink(|c| c.retries),
+    )?;
+    Ok(())
 }

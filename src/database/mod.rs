@@ -92,6 +92,28 @@ impl PostgresSinkConfig {
     }
 }
 
+/// A database sink's store, the queries it keeps (all when none) and how
+/// long it waits for its database.
+pub type ConfiguredStore = (Box<dyn Store>, Option<Vec<String>>, f64);
+
+/// Opens the stores of `[sinks.sqlite]` and `[sinks.postgres]`: a file that
+/// cannot be opened or a server that cannot be reached is the run's error.
+pub fn open_stores(
+    sqlite: Option<&SqliteSinkConfig>,
+    postgres: Option<&PostgresSinkConfig>,
+) -> anyhow::Result<Vec<ConfiguredStore>> {
+    let mut stores: Vec<ConfiguredStore> = Vec::new();
+    if let Some(c) = sqlite {
+        let store = sqlite::SqliteStore::open(&c.path)?;
+        stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
+    }
+    if let Some(c) = postgres {
+        let store = postgres::PostgresStore::connect(&c.url, &c.schema)?;
+        stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
+    }
+    Ok(stores)
+}
+
 fn retry_for_s() -> f64 {
     300.0
 }

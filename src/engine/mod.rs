@@ -132,13 +132,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    copiers.1.store(true, Relaxed);
-    for (what, copier) in copiers.0 {
-        let rows = copier
-            .join()
-            .map_err(|_| anyhow::anyhow!("the {what} sink failed"))??;
-        tracing::info!("{what} sink: {rows} rows written");
-    }
+    join_result_copiers(copiers)?;
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
     if let Some(dir) = &outputs.dir {
@@ -200,6 +194,18 @@ type ResultCopiers = (
     Arc<std::sync::atomic::AtomicBool>,
 );
 
+/// Lets the copiers write what is left and waits for them.
+fn join_result_copiers((threads, done): ResultCopiers) -> anyhow::Result<()> {
+    done.store(true, Relaxed);
+    for (what, copier) in threads {
+        let rows = copier
+            .join()
+            .map_err(|_| anyhow::anyhow!("the {what} sink failed"))??;
+        tracing::info!("{what} sink: {rows} rows written");
+    }
+    Ok(())
+}
+
 /// Starts the sinks that copy committed result rows: `[sinks.kafka]`,
 /// `[sinks.sqlite]`, `[sinks.postgres]`; each says its mode.
 fn start_result_copiers(
@@ -238,21 +244,14 @@ fn start_result_copiers(
             crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
         ));
     }
-    let mut stores: Vec<(Box<dyn crate::database::Store>, Option<&[String]>, f64)> = Vec::new();
-    if let Some(c) = &sinks.sqlite {
-        let store = crate::database::sqlite::SqliteStore::open(&c.path)?;
-        stores.push((Box::new(store), c.queries.as_deref(), c.retry_for_s));
-    }
-    if let Some(c) = &sinks.postgres {
-        let store = crate::database::postgres::PostgresStore::connect(&c.url, &c.schema)?;
-        stores.push((Box::new(store), c.queries.as_deref(), c.retry_for_s));
-    }
+    let stores = crate::database::open_stores(sinks.sqlite.as_ref(), sinks.postgres.as_ref())?;
     let name = if pipeline.name.is_empty() {
         "eddy"
     } else {
         &pipeline.name
     };
     for (store, only, retry_for_s) in stores {
+        let only = only.as_deref();
         let kind = store.kind();
         let place = crate::database::SinkPlace {
             out: dir,

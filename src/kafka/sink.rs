@@ -18,10 +18,14 @@
 //! it meets it again. A crash anywhere (before, while or after publishing,
 //! before the progress record) neither loses nor doubles a row.
 //!
-//! Kafka transactions are not used: tansu, the broker the tests run, refuses
-//! them, and the read-back needs none.
+//! With `transactions = true` each checkpoint's rows and its progress record
+//! are one Kafka transaction instead (the two-phase commit of Flink's
+//! KafkaSink, committed once the checkpoint completes): the read-back then
+//! finds nothing past the progress record. Brokers without transactions
+//! (tansu, the broker the tests run) are refused at start with one line.
 
 use super::{client_config, KafkaLog, BROKER_TIMEOUT};
+use crate::committed::CommittedFiles;
 use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -29,8 +33,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +68,12 @@ pub struct KafkaSinkConfig {
     /// librdkafka settings passed through.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Each checkpoint's rows and progress record in one Kafka transaction
+    /// (readers with `isolation.level = read_committed` see them together);
+    /// needs checkpoints and brokers with transactions (tansu has none: the
+    /// run then stops at start with one line).
+    #[serde(default)]
+    pub transactions: bool,
 }
 
 fn one() -> i32 {
@@ -81,16 +90,13 @@ struct Progress {
 /// Publishes committed result rows of one process (see the module doc).
 pub struct ResultPublisher {
     config: KafkaSinkConfig,
-    out: PathBuf,
-    checkpoints: Option<PathBuf>,
+    /// The result files published, and where they are committed to.
+    files: CommittedFiles,
     process: usize,
-    /// (query id, file name) of the files published.
-    files: Vec<(String, String)>,
     producer: ThreadedProducer<DefaultProducerContext>,
     published: BTreeMap<String, u64>,
     /// Rows already in the topic past `published` (resuming): (file, row) → copies.
     already: BTreeMap<(String, String), u64>,
-    last_epoch: Option<u64>,
     pub messages: u64,
 }
 
@@ -103,12 +109,15 @@ impl ResultPublisher {
         queries: &[String],
         resume: bool,
     ) -> anyhow::Result<Self> {
-        let files: Vec<(String, String)> = queries
-            .iter()
-            .filter(|q| config.queries.as_ref().is_none_or(|only| only.contains(q)))
-            .map(|q| (q.clone(), crate::queries::file_name(q)))
-            .collect();
+        let files = CommittedFiles::new(
+            out,
+            checkpoints,
+            process,
+            queries,
+            config.queries.as_deref(),
+        );
         let topics: BTreeSet<String> = files
+            .files
             .iter()
             .map(|(q, _): &(String, String)| topic_of(config, q))
             .collect();
@@ -119,7 +128,11 @@ impl ResultPublisher {
         {
             super::produce::ensure_topic(&config.brokers, &topic, partitions, &config.options)?;
         }
-        let producer: ThreadedProducer<DefaultProducerContext> = client_config(
+        if config.transactions && checkpoints.is_none() {
+            bail!("[sinks.kafka] transactions = true commits a transaction per checkpoint: it needs --checkpoint-dir");
+        }
+        let transactional_id = format!("eddy-sink-{}-{process}", config.topic);
+        let mut client = client_config(
             &config.brokers,
             &[
                 ("linger.ms", "5"),
@@ -128,24 +141,46 @@ impl ResultPublisher {
                 ("message.timeout.ms", "30000"),
             ],
             &config.options,
-        )
-        .create()
-        .with_context(|| {
-            format!(
-                "kafka sink: cannot create a producer for {}",
-                config.brokers
-            )
-        })?;
+        );
+        if config.transactions {
+            client.set("transactional.id", &transactional_id);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            client.create().with_context(|| {
+                format!(
+                    "kafka sink: cannot create a producer for {}",
+                    config.brokers
+                )
+            })?;
+        if config.transactions {
+            // A probe transaction (one empty message to the progress topic,
+            // which readers skip): some brokers take the first steps and
+            // refuse only the commit.
+            let probe = || -> anyhow::Result<()> {
+                producer.init_transactions(BROKER_TIMEOUT)?;
+                producer.begin_transaction()?;
+                let topic = progress_topic(config);
+                producer
+                    .send(BaseRecord::<str, str>::to(&topic).key("eddy-transaction-probe"))
+                    .map_err(|(e, _)| e)?;
+                producer.commit_transaction(BROKER_TIMEOUT)?;
+                Ok(())
+            };
+            probe().map_err(|e| {
+                anyhow::anyhow!(
+                    "kafka sink: the brokers at {} refuse transactions ({e}); \
+                     without `transactions = true` the sink is exactly once by read-back",
+                    config.brokers
+                )
+            })?;
+        }
         let mut publisher = ResultPublisher {
             config: config.clone(),
-            out: out.to_path_buf(),
-            checkpoints: checkpoints.map(Path::to_path_buf),
-            process,
             files,
+            process,
             producer,
             published: BTreeMap::new(),
             already: BTreeMap::new(),
-            last_epoch: None,
             messages: 0,
         };
         if resume {
@@ -156,12 +191,16 @@ impl ResultPublisher {
 
     /// Which mode the run uses, for the start of the run.
     pub fn mode(&self) -> String {
-        match &self.checkpoints {
-            Some(_) => format!(
+        match self.files.checkpointed() {
+            true if self.config.transactions => format!(
+                "kafka sink to {}: exactly once, each checkpoint's rows and progress in one Kafka transaction",
+                self.config.topic
+            ),
+            true => format!(
                 "kafka sink to {}: exactly once, each checkpoint's rows published once it completes (read-back, no transactions)",
                 self.config.topic
             ),
-            None => format!(
+            false => format!(
                 "kafka sink to {}: rows published when the run ends (no checkpoints: a crash publishes nothing)",
                 self.config.topic
             ),
@@ -195,12 +234,17 @@ impl ResultPublisher {
                 }
             }
         }
-        let committed = self.resumed_lengths()?;
+        let committed = self.files.resumed_lengths()?;
         for (file, len) in self.published.iter_mut() {
             *len = (*len).min(committed.get(file).copied().unwrap_or(0));
         }
         let me = self.process.to_string();
-        let topics: BTreeSet<String> = self.files.iter().map(|(q, _)| self.topic_of(q)).collect();
+        let topics: BTreeSet<String> = self
+            .files
+            .files
+            .iter()
+            .map(|(q, _)| self.topic_of(q))
+            .collect();
         for topic in topics {
             for (headers, _, payload) in read_all(&consumer, &topic)? {
                 let (Some(q), Some(p), Some(offset)) = (
@@ -226,45 +270,19 @@ impl ResultPublisher {
         Ok(())
     }
 
-    /// The lengths of the result files in the checkpoint a resumed run starts from.
-    fn resumed_lengths(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        let Some(dir) = &self.checkpoints else {
-            return Ok(BTreeMap::new());
-        };
-        let Some(epoch) = crate::checkpoint::last_complete_epoch(dir, self.process) else {
-            return Ok(BTreeMap::new());
-        };
-        let layout = crate::checkpoint::store::Layout { dir: dir.clone() };
-        let file: crate::checkpoint::store::ProcessFile =
-            crate::checkpoint::store::read_file(&layout.process_file(epoch, self.process))?;
-        Ok(file.sinks)
-    }
-
     /// Publishes what the newest complete checkpoint committed (with
     /// checkpoints), or everything (`at_end`, without).
     pub fn publish_committed(&mut self, at_end: bool) -> anyhow::Result<()> {
-        let (epoch, lengths) = match (&self.checkpoints, at_end) {
-            (Some(dir), false) => {
-                let Some(epoch) = crate::checkpoint::last_complete_epoch(dir, self.process) else {
-                    return Ok(());
-                };
-                if self.last_epoch == Some(epoch) {
-                    return Ok(());
-                }
-                let layout = crate::checkpoint::store::Layout { dir: dir.clone() };
-                let file: crate::checkpoint::store::ProcessFile =
-                    crate::checkpoint::store::read_file(&layout.process_file(epoch, self.process))?;
-                (epoch, file.sinks)
-            }
-            _ => {
-                let mut lengths = BTreeMap::new();
-                for (_, name) in &self.files {
-                    lengths.insert(name.clone(), std::fs::metadata(self.out.join(name))?.len());
-                }
-                (u64::MAX, lengths)
-            }
+        let Some(commit) = self.files.next(at_end)? else {
+            return Ok(());
         };
-        let files = self.files.clone();
+        let (epoch, lengths) = (commit.epoch.unwrap_or(u64::MAX), commit.lengths);
+        if self.config.transactions {
+            self.producer
+                .begin_transaction()
+                .context("kafka sink: cannot begin a transaction")?;
+        }
+        let files = self.files.files.clone();
         for (query, name) in &files {
             let Some(&end) = lengths.get(name) else {
                 continue;
@@ -285,46 +303,26 @@ impl ResultPublisher {
         let key = self.process.to_string();
         let topic = self.progress_topic();
         self.send(BaseRecord::to(&topic).key(&key).payload(&payload))?;
+        if self.config.transactions {
+            self.producer
+                .commit_transaction(Duration::from_secs(60))
+                .context("kafka sink: the transaction did not commit")?;
+        }
         self.producer
             .flush(Duration::from_secs(60))
             .context("kafka sink: progress not acknowledged")?;
-        self.last_epoch = Some(epoch);
         Ok(())
     }
 
     /// Publishes the rows of `name` from what was published up to `end`.
     fn publish_range(&mut self, query: &str, name: &str, end: u64) -> anyhow::Result<()> {
-        let path = self.out.join(name);
-        let mut file = std::fs::File::open(&path)
-            .with_context(|| format!("kafka sink: {}", path.display()))?;
-        let mut header = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut file), &mut header)?;
-        let header_len = header.len() as u64;
-        let columns: Vec<String> = header.trim_end().split(',').map(str::to_string).collect();
-        let start = self
-            .published
-            .get(name)
-            .copied()
-            .unwrap_or(header_len)
-            .max(header_len);
-        if end <= start {
-            return Ok(());
-        }
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = vec![0; (end - start) as usize];
-        file.read_exact(&mut bytes)?;
+        let from = self.published.get(name).copied().unwrap_or(0);
+        let block = self.files.read(name, from, end)?;
         let topic = self.topic_of(query);
-        let mut offset = start;
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            let row_offset = offset;
-            offset += line.len() as u64;
-            let row = std::str::from_utf8(line)?.trim_end();
-            if row.is_empty() {
-                continue;
-            }
+        for (row_offset, row) in block.rows() {
             let payload = match self.config.format {
                 Format::Csv => row.to_string(),
-                Format::Json => to_json(&columns, row)?,
+                Format::Json => to_json(&block.columns, row)?,
             };
             if let Some(copies) = self.already.get_mut(&(name.to_string(), payload.clone())) {
                 if *copies > 0 {
@@ -356,7 +354,7 @@ impl ResultPublisher {
             )?;
             self.messages += 1;
         }
-        self.published.insert(name.to_string(), end);
+        self.published.insert(name.to_string(), block.end);
         Ok(())
     }
 
@@ -497,7 +495,7 @@ pub fn spawn(
 ) -> std::thread::JoinHandle<anyhow::Result<u64>> {
     std::thread::spawn(move || {
         while !finished.load(Relaxed) {
-            if publisher.checkpoints.is_some() {
+            if publisher.files.checkpointed() {
                 publisher.publish_committed(false)?;
             }
             std::thread::sleep(Duration::from_millis(200));
