@@ -272,10 +272,38 @@ impl Batch<'_> {
             .sum()
     }
 
-    /// `published` of the progress row: the bytes written per file, as JSON.
-    pub fn published_json(&self) -> String {
-        serde_json::to_string(&self.to).expect("a map of numbers")
+    /// The `eddy_progress` rows the transaction writes, one per worker:
+    /// (pipeline, process, worker, epoch, published as JSON, commit time).
+    pub fn progress_rows(&self) -> Vec<ProgressRow<'_>> {
+        let published = serde_json::to_string(&self.to).expect("a map of numbers");
+        let now = now_text();
+        self.workers
+            .clone()
+            .map(|worker| {
+                (
+                    self.pipeline,
+                    self.process as i64,
+                    worker as i64,
+                    self.epoch.map(|e| e as i64),
+                    published.clone(),
+                    now.clone(),
+                )
+            })
+            .collect()
     }
+}
+
+/// A row of `eddy_progress`, in [`progress_upsert`]'s parameter order.
+pub type ProgressRow<'a> = (&'a str, i64, i64, Option<i64>, String, String);
+
+/// The statement that writes a [`ProgressRow`] (parameters `$1`..`$6`, which
+/// SQLite and PostgreSQL both take).
+pub fn progress_upsert(qualified: &str) -> String {
+    format!(
+        "INSERT INTO {qualified} (pipeline, process, worker, epoch, published, committed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
+         epoch = excluded.epoch, published = excluded.published, committed_at = excluded.committed_at"
+    )
 }
 
 /// Why a database operation failed: worth waiting for (the server went

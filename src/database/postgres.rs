@@ -249,12 +249,7 @@ impl Store for PostgresStore {
                 (direct, copy, upsert, bytes.as_slice())
             })
             .collect();
-        let progress_sql = format!(
-            "INSERT INTO {} (pipeline, process, worker, epoch, published, committed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
-             epoch = excluded.epoch, published = excluded.published, committed_at = excluded.committed_at",
-            self.qualified("eddy_progress")
-        );
+        let progress_sql = super::progress_upsert(&self.qualified("eddy_progress"));
         let mut transaction = self.client.transaction().map_err(classify)?;
         for (direct, copy, upsert, bytes) in statements {
             // Straight into the table, unless a row is there already (a run
@@ -270,21 +265,11 @@ impl Store for PostgresStore {
                 Err(e) => return Err(classify(e)),
             }
         }
-        let published = batch.published_json();
-        let now = super::now_text();
-        let epoch = batch.epoch.map(|e| e as i64);
-        for worker in batch.workers.clone() {
+        for (pipeline, process, worker, epoch, published, now) in batch.progress_rows() {
             transaction
                 .execute(
                     &progress_sql,
-                    &[
-                        &batch.pipeline,
-                        &(batch.process as i64),
-                        &(worker as i64),
-                        &epoch,
-                        &published,
-                        &now,
-                    ],
+                    &[&pipeline, &process, &worker, &epoch, &published, &now],
                 )
                 .map_err(classify)?;
         }

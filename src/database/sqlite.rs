@@ -197,25 +197,10 @@ impl Store for SqliteStore {
         }
         {
             let mut progress = transaction
-                .prepare_cached(
-                    "INSERT INTO eddy_progress (pipeline, process, worker, epoch, published, committed_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
-                     epoch = excluded.epoch, published = excluded.published, committed_at = excluded.committed_at",
-                )
+                .prepare_cached(&super::progress_upsert("eddy_progress"))
                 .map_err(classify)?;
-            let published = batch.published_json();
-            let now = super::now_text();
-            for worker in batch.workers.clone() {
-                progress
-                    .execute((
-                        batch.pipeline,
-                        batch.process as i64,
-                        worker as i64,
-                        batch.epoch.map(|e| e as i64),
-                        &published,
-                        &now,
-                    ))
-                    .map_err(classify)?;
+            for row in batch.progress_rows() {
+                progress.execute(row).map_err(classify)?;
             }
         }
         batch.before_commit();
