@@ -992,6 +992,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kafka_lag_is_summed_per_worker_over_the_partitions_it_reads() {
+        let m = Metrics::new(3);
+        m.set_kafka_lag(1, &[("t/0".into(), 5), ("t/3".into(), 7)]);
+        m.set_kafka_lag(2, &[("t/1".into(), 2)]);
+        m.set_kafka_lag(1, &[("t/0".into(), 1)]);
+        let lags: Vec<Option<i64>> = m.snapshot().workers.iter().map(|w| w.kafka_lag).collect();
+        assert_eq!(lags, [None, Some(8), Some(2)]);
+        assert_eq!(m.snapshot().kafka_lag["t/3"], 7);
+    }
+
+    #[test]
+    fn sink_counts_add_up_per_sink_and_over_processes() {
+        let m = Metrics::new(1);
+        m.add_sink_rows("sqlite", 10);
+        m.add_sink_rows("sqlite", 5);
+        m.add_sink_retry("postgres");
+        let snapshot = m.snapshot();
+        assert_eq!(
+            snapshot.sinks["sqlite"],
+            SinkCounts {
+                rows: 15,
+                retries: 0
+            }
+        );
+        assert_eq!(
+            snapshot.sinks["postgres"],
+            SinkCounts {
+                rows: 0,
+                retries: 1
+            }
+        );
+        let mut a = m.summary(1, 2);
+        a.sinks = snapshot.sinks.clone();
+        let merged = merge_sinks(&[a.clone(), a]);
+        assert_eq!(merged["sqlite"].rows, 30);
+        assert_eq!(merged["postgres"].retries, 2);
+    }
+
+    #[test]
     fn counters_survive_a_checkpoint_round_trip() {
         let m = Metrics::new(1);
         m.stream("trades").ingested.store(7, Relaxed);
