@@ -6,6 +6,7 @@
 # 100 symbols) published to a 4-partition topic. Rows, whole commands timed:
 #   produce       `eddy produce --file` as fast as possible
 #   eddy_topic    `eddy run` of every trade query from the topic (stop = "end"), 1 and 2 workers
+#   eddy_topic_2_processes  the same through `eddy cluster`, 2 processes of 1 worker
 #   eddy_file     the same queries replaying the file, 1 and 2 workers
 #   client_produce / client_consume   kafka-python publishing the file and
 #                 reading the topic back: what the broker gives an independent client
@@ -38,8 +39,15 @@ for rep in $(seq 1 "$reps"); do
     s=$(seconds $eddy run "$work/f.toml" --workers "$workers" --quiet --out "$work/of")
     row x "$trades" eddy_file "$workers" "$s" "$machine" >> "$csv"
   done
+  s=$(seconds $eddy cluster --processes 2 --workers 1 -- run "$work/k.toml" --quiet --out "$work/oc")
+  row x "$trades" eddy_topic_2_processes 2 "$s" "$machine" >> "$csv"
+  # ewma's last column (seq) is each source's own arrival number: compared without it.
+  rows_of() { if [ "$2" = ewma ]; then sed 's/,[^,]*$//' "$1/$2.csv" | sort; else sort "$1/$2.csv"; fi; }
   for f in bars_1s stats_10s vol_60s corr_60s ewma; do
-    cmp -s <(sort "$work/ok/$f.csv") <(sort "$work/of/$f.csv") || { echo "$f.csv differs between topic and file" >&2; exit 1; }
+    for run in ok oc; do
+      cmp -s <(rows_of "$work/$run" "$f") <(rows_of "$work/of" "$f") \
+        || { echo "$f.csv differs between topic ($run) and file" >&2; exit 1; }
+    done
   done
   s=$(seconds python3 - "127.0.0.1:$port" "c$rep" "$work/t.csv" <<'PY'
 import sys
