@@ -1,7 +1,8 @@
 //! Database sinks against real databases, read back with the databases' own
 //! clients (`sqlite3`, `psql`), not eddy's:
 //! - every query's table equals its CSV file, on 1 and 2 workers, for
-//!   SQLite and PostgreSQL (and the shared sample, when it is there);
+//!   SQLite and PostgreSQL, for generated data and for the shared sample
+//!   (when it is there);
 //! - a run killed inside a checkpoint, after one, inside a sink transaction
 //!   and after one, then resumed, leaves tables equal to an uninterrupted
 //!   run's, and holds only final rows before the resume;
@@ -213,7 +214,7 @@ fn sqlite_and_postgres_tables_equal_the_csv_files_on_1_and_2_workers() {
 }
 
 #[test]
-fn the_shared_sample_in_sqlite_equals_its_csv_files() {
+fn the_shared_sample_in_sqlite_and_postgres_equals_its_csv_files() {
     let Some(sample) = shared_sample() else {
         eprintln!(
             "../shared is not beside the project: the generated data of the other tests stands"
@@ -221,9 +222,11 @@ fn the_shared_sample_in_sqlite_equals_its_csv_files() {
         return;
     };
     let dir = temp_dir();
+    let pg = Postgres::start();
     for workers in ["1", "2"] {
         let out = dir.path().join(format!("out-{workers}"));
         let db = dir.path().join(format!("s-{workers}.db"));
+        let schema = format!("s{workers}");
         let o = eddy(&[
             "replay",
             "--trades",
@@ -237,10 +240,15 @@ fn the_shared_sample_in_sqlite_equals_its_csv_files() {
             "--quiet",
             "--sqlite",
             db.to_str().unwrap(),
+            "--postgres",
+            &pg.url(),
+            "--postgres-schema",
+            &schema,
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let files = csv_tables(&out);
         assert_same_tables(&files, &sqlite_tables(&db, &files), workers);
+        assert_same_tables(&files, &postgres_tables(&pg, &schema, &files), workers);
         // eddy query answers from the same table.
         let o = eddy(&[
             "query",

@@ -190,11 +190,13 @@ impl Table {
         }
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` in a dialect's types, and the time index.
+    /// `CREATE TABLE IF NOT EXISTS` in a dialect's types, and the time index
+    /// (`time_index_method`: e.g. ` USING brin`, or empty for the default).
     pub fn create_statements(
         &self,
         qualified: &str,
         sql_type: fn(ColumnType) -> &'static str,
+        time_index_method: &str,
     ) -> Vec<String> {
         let mut parts: Vec<String> = self
             .columns
@@ -214,7 +216,7 @@ impl Table {
         )];
         if let Some(time) = &self.time {
             statements.push(format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {qualified} ({})",
+                "CREATE INDEX IF NOT EXISTS {} ON {qualified}{time_index_method} ({})",
                 Table::quoted(&format!("{}_by_time", self.name)),
                 Table::quoted(time)
             ));

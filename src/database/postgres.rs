@@ -184,7 +184,11 @@ impl Store for PostgresStore {
                 .map(|r| r.get(0))
                 .collect();
             table.check_existing(&found).map_err(DbError::Fatal)?;
-            for statement in table.create_statements(&self.qualified(&table.name), sql_type) {
+            // BRIN: rows arrive in about time order, so a block range index
+            // answers time ranges for almost nothing per row (a b-tree on
+            // `ts_ms` costs a third more per ewma row).
+            let qualified = self.qualified(&table.name);
+            for statement in table.create_statements(&qualified, sql_type, " USING brin") {
                 self.client.batch_execute(&statement).map_err(|e| {
                     with_context(classify(e), format!("cannot create table {}", table.name))
                 })?;

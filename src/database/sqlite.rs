@@ -120,7 +120,7 @@ impl Store for SqliteStore {
                 })
                 .map_err(classify)?;
             table.check_existing(&found).map_err(DbError::Fatal)?;
-            let mut statements = table.create_statements(&Table::quoted(&table.name), sql_type);
+            let mut statements = table.create_statements(&Table::quoted(&table.name), sql_type, "");
             if !table.identity.is_empty() {
                 // The rows kept in primary-key order: one b-tree less to update per row.
                 statements[0].push_str(" WITHOUT ROWID");
