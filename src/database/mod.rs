@@ -609,12 +609,16 @@ pub fn spawn(
 ) -> std::thread::JoinHandle<anyhow::Result<u64>> {
     std::thread::spawn(move || {
         while !finished.load(Relaxed) {
+            let started = Instant::now();
             if let Err(e) = sink.step(false) {
                 tracing::error!("{e:#}");
                 stop.store(true, Relaxed);
                 return Err(e);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Every 100 ms, or at once when the last transaction took longer
+            // (the database is behind: it should not also wait).
+            let period = Duration::from_millis(100);
+            std::thread::sleep(period.saturating_sub(started.elapsed()));
         }
         sink.step(true)?;
         Ok(sink.rows)
