@@ -4,6 +4,9 @@
 //! closed) and out of the sandbox (CI runs as root).
 #![allow(dead_code)]
 
+#[path = "apt.rs"]
+mod apt;
+
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 use std::path::Path;
@@ -18,25 +21,7 @@ pub fn ensure_chromium() {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return;
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut c = if root {
-            Command::new("apt-get")
-        } else {
-            Command::new("sudo")
-        };
-        if !root {
-            c.args(["-n", "apt-get"]);
-        }
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        c.status().map(|s| s.success()).unwrap_or(false)
-    };
-    let installed =
-        apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "chromium", "chromium-driver"]);
+    let installed = apt::apt_install(&["chromium", "chromium-driver"]);
     assert!(
         installed && Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
         "the browser test needs Debian's chromium and chromium-driver; install them with \

@@ -6,7 +6,11 @@
 //! server runs as the `postgres` user the package creates.
 #![allow(dead_code)]
 
-use super::common::{apt_install, temp_dir};
+#[path = "apt.rs"]
+mod apt;
+
+use super::common::temp_dir;
+use apt::{apt_install, is_root};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -74,13 +78,6 @@ fn postgres_bin() -> PathBuf {
             )
     })
     .clone()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
 }
 
 /// A PostgreSQL server on 127.0.0.1 in a temporary directory.

@@ -579,25 +579,3 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
-
-/// Installs Debian packages with apt-get (as root, or through `sudo -n`);
-/// whether it worked.
-pub fn apt_install(packages: &[&str]) -> bool {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut c = if root {
-            std::process::Command::new("apt-get")
-        } else {
-            let mut c = std::process::Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        c.status().map(|s| s.success()).unwrap_or(false)
-    };
-    apt(&["update", "-qq"]) && apt(&[&["install", "-y", "-qq"][..], packages].concat())
-}
