@@ -275,10 +275,9 @@ impl Batch<'_> {
     }
 
     /// The `eddy_progress` rows the transaction writes, one per worker:
-    /// (pipeline, process, worker, epoch, published as JSON, commit time).
+    /// (pipeline, process, worker, epoch, published as JSON).
     pub fn progress_rows(&self) -> Vec<ProgressRow<'_>> {
         let published = serde_json::to_string(&self.to).expect("a map of numbers");
-        let now = now_text();
         self.workers
             .clone()
             .map(|worker| {
@@ -288,7 +287,6 @@ impl Batch<'_> {
                     worker as i64,
                     self.epoch.map(|e| e as i64),
                     published.clone(),
-                    now.clone(),
                 )
             })
             .collect()
@@ -296,14 +294,15 @@ impl Batch<'_> {
 }
 
 /// A row of `eddy_progress`, in [`progress_upsert`]'s parameter order.
-pub type ProgressRow<'a> = (&'a str, i64, i64, Option<i64>, String, String);
+pub type ProgressRow<'a> = (&'a str, i64, i64, Option<i64>, String);
 
-/// The statement that writes a [`ProgressRow`] (parameters `$1`..`$6`, which
-/// SQLite and PostgreSQL both take).
-pub fn progress_upsert(qualified: &str) -> String {
+/// The statement that writes a [`ProgressRow`] (parameters `$1`..`$5`, which
+/// SQLite and PostgreSQL both take); `now` is the dialect's expression of
+/// the commit time as RFC 3339 text in UTC.
+pub fn progress_upsert(qualified: &str, now: &str) -> String {
     format!(
         "INSERT INTO {qualified} (pipeline, process, worker, epoch, published, committed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
+         VALUES ($1, $2, $3, $4, $5, {now}) ON CONFLICT (pipeline, process, worker) DO UPDATE SET \
          epoch = excluded.epoch, published = excluded.published, committed_at = excluded.committed_at"
     )
 }
@@ -353,36 +352,6 @@ pub fn progress_table(qualified: &str, bigint: &str, text: &str) -> String {
          worker {bigint} NOT NULL, epoch {bigint}, published {text} NOT NULL, \
          committed_at {text} NOT NULL, PRIMARY KEY (pipeline, process, worker))"
     )
-}
-
-/// The moment of a commit, for `eddy_progress.committed_at` (RFC 3339, UTC).
-pub fn now_text() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        now.subsec_millis()
-    )
-}
-
-/// The calendar date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Copies committed result rows of one process into a [`Store`].
@@ -628,13 +597,6 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn calendar_dates_of_day_counts() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn every_builtin_query_has_a_table_with_its_identity_among_its_columns() {

@@ -253,7 +253,10 @@ impl Store for PostgresStore {
                 (direct, copy, upsert, bytes.as_slice())
             })
             .collect();
-        let progress_sql = super::progress_upsert(&self.qualified("eddy_progress"));
+        let progress_sql = super::progress_upsert(
+            &self.qualified("eddy_progress"),
+            r#"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
+        );
         let mut transaction = self.client.transaction().map_err(classify)?;
         for (direct, copy, upsert, bytes) in statements {
             // Straight into the table, unless a row is there already (a run
@@ -269,11 +272,11 @@ impl Store for PostgresStore {
                 Err(e) => return Err(classify(e)),
             }
         }
-        for (pipeline, process, worker, epoch, published, now) in batch.progress_rows() {
+        for (pipeline, process, worker, epoch, published) in batch.progress_rows() {
             transaction
                 .execute(
                     &progress_sql,
-                    &[&pipeline, &process, &worker, &epoch, &published, &now],
+                    &[&pipeline, &process, &worker, &epoch, &published],
                 )
                 .map_err(classify)?;
         }

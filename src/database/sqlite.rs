@@ -197,7 +197,10 @@ impl Store for SqliteStore {
         }
         {
             let mut progress = transaction
-                .prepare_cached(&super::progress_upsert("eddy_progress"))
+                .prepare_cached(&super::progress_upsert(
+                    "eddy_progress",
+                    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                ))
                 .map_err(classify)?;
             for row in batch.progress_rows() {
                 progress.execute(row).map_err(classify)?;
