@@ -198,11 +198,14 @@ fn sqlite_and_postgres_tables_equal_the_csv_files_on_1_and_2_workers() {
             "{what}"
         );
     }
-    // Replaying again into the same database replaces the rows: no doubles.
+    // Replaying again into the same database replaces the rows: no doubles
+    // (PostgreSQL: `COPY` meets the rows already there, so they are staged
+    // and upserted).
     let out = data.root.join("again");
     let db = data.root.join("r-1.db");
     ok(data
         .replay(&out, 2, &["--sqlite", db.to_str().unwrap()])
+        .args(["--postgres", &pg.url(), "--postgres-schema", "w1"])
         .output()
         .unwrap());
     let files = csv_tables(&out);
@@ -210,6 +213,11 @@ fn sqlite_and_postgres_tables_equal_the_csv_files_on_1_and_2_workers() {
         &files,
         &sqlite_tables(&db, &files),
         "a second run into the same file",
+    );
+    assert_same_tables(
+        &files,
+        &postgres_tables(&pg, "w1", &files),
+        "a second run into the same schema",
     );
 }
 

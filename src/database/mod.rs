@@ -22,6 +22,7 @@
 //! URL, permission, full disk, a table of other columns) end the run with
 //! one line.
 
+mod fields;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;

@@ -1,16 +1,18 @@
 //! The PostgreSQL store of the database sink: one connection (no TLS: a
 //! local server, or one reached through a tunnel), tables in `schema`.
-//! Each transaction streams the rows' CSV bytes as they are in the result
-//! files with `COPY ... FROM STDIN (FORMAT csv)` into the query's table;
-//! when a row is there already (a run over input written before: `COPY`
-//! cannot upsert), that table's rows go to a temporary staging table
-//! instead and are upserted from there. Then the process's `eddy_progress`
+//! Each transaction parses the rows of the result files to their types and
+//! streams them with a binary `COPY ... FROM STDIN` into the query's table
+//! (the server stores values instead of parsing text); when a row is there
+//! already (a run over input written before: `COPY` cannot upsert), that
+//! table's rows go to a temporary staging table instead and are upserted
+//! from there. Then the process's `eddy_progress`
 //! rows are written and the transaction committed.
 //!
 //! A lost connection, a server shutting down or starting up, a deadlock or
 //! a serialization failure are worth waiting for; every other error (bad
 //! URL, authentication, permission, full disk) is not.
 
+use super::fields::{for_each_row, Field, Row};
 use super::{progress_table, Batch, DbError, Store, Table};
 use crate::sinks::ColumnType;
 use anyhow::anyhow;
@@ -52,6 +54,11 @@ fn classify(e: postgres::Error) -> DbError {
     } else {
         DbError::Fatal(e)
     }
+}
+
+fn is_unique_violation(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<postgres::Error>()
+        .is_some_and(|e| e.code() == Some(&SqlState::UNIQUE_VIOLATION))
 }
 
 fn with_context(e: DbError, what: String) -> DbError {
@@ -119,16 +126,52 @@ impl PostgresStore {
     }
 }
 
-/// Streams CSV rows into a `COPY ... FROM STDIN` statement.
+/// Appends a row in the binary `COPY` format
+/// (<https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4>):
+/// the field count, then each field's length (-1: NULL) and its value in
+/// network byte order.
+fn put_row(out: &mut Vec<u8>, row: Row) -> Result<(), DbError> {
+    out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+    for field in row.fields() {
+        let mut put = |value: &[u8]| {
+            out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+            out.extend_from_slice(value);
+        };
+        match field? {
+            Field::Null => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Field::Integer(v) => put(&v.to_be_bytes()),
+            Field::Real(v) => put(&v.to_bits().to_be_bytes()),
+            Field::Boolean(v) => put(&[v as u8]),
+            Field::Text(v) => put(v.as_bytes()),
+        }
+    }
+    Ok(())
+}
+
+/// Streams a table's CSV rows, parsed to their types, into a binary
+/// `COPY ... FROM STDIN`: the server then stores values instead of parsing
+/// text (its time per row drops by a quarter, and it is the busier side).
+/// The rows are framed here rather than with `BinaryCopyInWriter`, whose
+/// round through the async client per row cost more than the parsing.
 fn copy_rows(
     transaction: &mut postgres::Transaction,
-    copy: &str,
+    into: &str,
+    table: &Table,
     bytes: &[u8],
-) -> Result<(), postgres::Error> {
-    let mut writer = transaction.copy_in(copy)?;
+) -> Result<(), DbError> {
+    let copy = format!(
+        "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+        table.column_list()
+    );
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&[0; 8]); // flags and header extension length
+    for_each_row(table, bytes, |row| put_row(&mut out, row))?;
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut writer = transaction.copy_in(&copy).map_err(classify)?;
     // A failed write shows as the error `finish` returns.
-    let _ = writer.write_all(bytes);
-    writer.finish().map(|_| ())
+    let _ = writer.write_all(&out);
+    writer.finish().map(drop).map_err(classify)
 }
 
 /// `user@host:port/db` of a connection config.
@@ -230,46 +273,34 @@ impl Store for PostgresStore {
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), DbError> {
-        let statements: Vec<(String, String, String, &[u8])> = batch
-            .rows
-            .iter()
-            .map(|(table, bytes)| {
-                let stage = PostgresStore::stage(&table.name);
-                let direct = format!(
-                    "COPY {} ({}) FROM STDIN (FORMAT csv)",
-                    self.qualified(&table.name),
-                    table.column_list()
-                );
-                let copy = format!(
-                    "COPY {stage} ({}) FROM STDIN (FORMAT csv)",
-                    table.column_list()
-                );
-                let upsert = format!(
-                    "INSERT INTO {} ({1}) SELECT {1} FROM {stage}{2}",
-                    self.qualified(&table.name),
-                    table.column_list(),
-                    table.upsert_clause()
-                );
-                (direct, copy, upsert, bytes.as_slice())
-            })
-            .collect();
         let progress_sql = super::progress_upsert(
             &self.qualified("eddy_progress"),
             r#"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#,
         );
+        let targets: Vec<String> = batch
+            .rows
+            .iter()
+            .map(|(t, _)| self.qualified(&t.name))
+            .collect();
         let mut transaction = self.client.transaction().map_err(classify)?;
-        for (direct, copy, upsert, bytes) in statements {
+        for ((table, bytes), direct) in batch.rows.iter().zip(targets) {
             // Straight into the table, unless a row is there already (a run
             // over input written before): then staged and upserted.
             let mut attempt = transaction.savepoint("direct").map_err(classify)?;
-            match copy_rows(&mut attempt, &direct, bytes) {
+            match copy_rows(&mut attempt, &direct, table, bytes) {
                 Ok(()) => attempt.commit().map_err(classify)?,
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(DbError::Fatal(e)) if is_unique_violation(&e) => {
                     attempt.rollback().map_err(classify)?;
-                    copy_rows(&mut transaction, &copy, bytes).map_err(classify)?;
+                    let stage = PostgresStore::stage(&table.name);
+                    copy_rows(&mut transaction, &stage, table, bytes)?;
+                    let upsert = format!(
+                        "INSERT INTO {direct} ({0}) SELECT {0} FROM {stage}{1}",
+                        table.column_list(),
+                        table.upsert_clause()
+                    );
                     transaction.batch_execute(&upsert).map_err(classify)?;
                 }
-                Err(e) => return Err(classify(e)),
+                Err(e) => return Err(e),
             }
         }
         for (pipeline, process, worker, epoch, published) in batch.progress_rows() {

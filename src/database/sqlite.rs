@@ -5,9 +5,11 @@
 //! parsed from the CSV text (so a float is stored with every bit), empty
 //! fields as NULL.
 
+use super::fields::{for_each_row, Field};
 use super::{progress_table, Batch, DbError, Store, Table};
 use crate::sinks::ColumnType;
 use anyhow::{anyhow, Context};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,34 +69,17 @@ impl SqliteStore {
     }
 }
 
-/// Binds one CSV field to parameter `index` as its column's type.
-fn bind(
-    statement: &mut rusqlite::Statement,
-    index: usize,
-    field: &[u8],
-    column: &crate::sinks::Column,
-) -> anyhow::Result<()> {
-    let text = std::str::from_utf8(field)?;
-    if text.is_empty() && column.nullable {
-        return Ok(statement.raw_bind_parameter(index, rusqlite::types::Null)?);
+/// A typed field as SQLite's value (text borrowed, not copied).
+impl rusqlite::ToSql for Field<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Field::Null => ValueRef::Null,
+            Field::Integer(v) => ValueRef::Integer(v),
+            Field::Real(v) => ValueRef::Real(v),
+            Field::Boolean(v) => ValueRef::Integer(v as i64),
+            Field::Text(v) => ValueRef::Text(v.as_bytes()),
+        }))
     }
-    let bad = || anyhow!("column {}: {text:?} is not a {:?}", column.name, column.ty);
-    match column.ty {
-        ColumnType::Integer => {
-            let v: i64 = text.parse().map_err(|_| bad())?;
-            statement.raw_bind_parameter(index, v)?
-        }
-        ColumnType::Real => {
-            let v: f64 = text.parse().map_err(|_| bad())?;
-            statement.raw_bind_parameter(index, v)?
-        }
-        ColumnType::Boolean => {
-            let v: bool = text.parse().map_err(|_| bad())?;
-            statement.raw_bind_parameter(index, v)?
-        }
-        ColumnType::Text => statement.raw_bind_parameter(index, text)?,
-    }
-    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -179,21 +164,14 @@ impl Store for SqliteStore {
                 table.upsert_clause()
             );
             let mut statement = transaction.prepare_cached(&sql).map_err(classify)?;
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .from_reader(bytes.as_slice());
-            let mut record = csv::ByteRecord::new();
-            while reader
-                .read_byte_record(&mut record)
-                .map_err(|e| DbError::Fatal(e.into()))?
-            {
-                for (i, (field, column)) in record.iter().zip(&table.columns).enumerate() {
-                    bind(&mut statement, i + 1, field, column)
-                        .with_context(|| format!("table {}", table.name))
-                        .map_err(DbError::Fatal)?;
+            for_each_row(table, bytes, |row| {
+                for (i, field) in row.fields().enumerate() {
+                    statement
+                        .raw_bind_parameter(i + 1, field?)
+                        .map_err(classify)?;
                 }
-                statement.raw_execute().map_err(classify)?;
-            }
+                statement.raw_execute().map(drop).map_err(classify)
+            })?;
         }
         {
             let mut progress = transaction
