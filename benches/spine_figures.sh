@@ -30,7 +30,7 @@ for rep in 1 2 3; do
 done
 
 $eddy generate trades --out "$work/trades-2m.csv" --count 2000000 --symbols 100 --rate 100000 --disorder-ms 100 2>/dev/null
-printf '[sources.trades]\nkind = "csv"\npath = "trades-2m.csv"\n[queries.vol_60s]\nenabled = false\n[queries.corr_60s]\nenabled = false\n[queries.ewma]\nenabled = false\n' > "$work/replay.toml"
+printf '[sources.trades]\nkind = "csv"\npath = "trades-2m.csv"\n[queries.vol_60s]\nenabled = false\n[queries.corr_60s]\nenabled = false\n[queries.ewma]\nenabled = false\n[queries.anomalies]\nenabled = false\n[queries.forecasts]\nenabled = false\n' > "$work/replay.toml"
 for rep in 1 2 3; do
   for w in 1 2; do
     $eddy run "$work/replay.toml" --workers "$w" --quiet --out "$work/replay-$w" 2>/dev/null

@@ -136,6 +136,9 @@ struct EngineArgs {
     /// Timely timestamps are event times rounded down to this many ms.
     #[arg(long)]
     tick_ms: Option<u64>,
+    /// Real time: take records into the dataflow at most this often (wall ms; 0: each as it falls due); windows still close on time.
+    #[arg(long)]
+    release_ms: Option<u64>,
     /// Records handed to the dataflow per batch and worker.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -229,6 +232,9 @@ impl EngineArgs {
         }
         if let Some(t) = self.tick_ms {
             e.tick_ms = t;
+        }
+        if let Some(r) = self.release_ms {
+            e.release_ms = r;
         }
         if let Some(b) = self.batch_size {
             e.batch_size = b;

@@ -55,6 +55,11 @@ pub struct EngineConfig {
     pub max_delay_ms: u64,
     /// Timely timestamps are event times rounded down to this tick.
     pub tick_ms: u64,
+    /// Real time: records are taken into the dataflow at most this often
+    /// (ms of wall time), at window ends and between them; 0: each as it
+    /// falls due (the least latency, a wake-up per record at light load).
+    /// See [`EngineConfig::release_step_ms`].
+    pub release_ms: u64,
     /// Records per batch handed to the dataflow (per worker, about).
     pub batch_size: usize,
     /// At most this much event time may be in flight behind the inputs.
@@ -79,6 +84,33 @@ pub struct EngineConfig {
     pub measure_traffic: bool,
 }
 
+impl EngineConfig {
+    /// Real time: the event time (ms) between two releases of records into
+    /// the dataflow, for a source that fills a batch in `batch_span_ms` of
+    /// event time (0: no releases, each record is taken as it falls due).
+    /// Between two, nothing can finish (the frontier moves by ticks; windows
+    /// end on multiples of `window_grid_ms`), so the step is the largest
+    /// multiple of the tick that is at most `release_ms` of wall time, at
+    /// most a batch (a busy source is released every tick) and divides the
+    /// window grid: windows close at a release, and per-record rows wait up
+    /// to one step.
+    pub fn release_step_ms(&self, window_grid_ms: Option<u64>, batch_span_ms: f64) -> u64 {
+        if self.release_ms == 0 {
+            return 0;
+        }
+        let tick = self.tick_ms.max(1);
+        let wanted = (self.release_ms as f64 * self.speed).min(batch_span_ms);
+        let wanted = (wanted as u64).max(tick);
+        let mut step = wanted / tick * tick;
+        if let Some(grid) = window_grid_ms {
+            while step > tick && !grid.is_multiple_of(step) {
+                step -= tick;
+            }
+        }
+        step
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -87,6 +119,7 @@ impl Default for EngineConfig {
             speed: 1.0,
             max_delay_ms: 200,
             tick_ms: 10,
+            release_ms: 50,
             batch_size: 1_024,
             max_inflight_ms: 2_000,
             max_inflight_records: 250_000,
@@ -321,6 +354,27 @@ pub fn load_or_demo(path: Option<&Path>) -> anyhow::Result<Pipeline> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases_are_ticks_that_divide_the_window_grid() {
+        let engine = |release_ms, speed| EngineConfig {
+            release_ms,
+            speed,
+            ..EngineConfig::default()
+        };
+        let light = 1_024.0 / 5_000.0 * 1000.0; // a batch of a 5 000/s source: 205 ms
+        assert_eq!(engine(50, 1.0).release_step_ms(Some(1_000), light), 50);
+        // At speed 10, 50 ms of wall time are 500 ms of events; a batch 205.
+        assert_eq!(engine(50, 10.0).release_step_ms(Some(1_000), light), 200);
+        // A busy source (a batch in 7 ms) is released every tick.
+        assert_eq!(engine(50, 1.0).release_step_ms(Some(1_000), 6.8), 10);
+        assert_eq!(engine(0, 1.0).release_step_ms(Some(1_000), light), 0);
+        // Windows of 1.01 s end off every step but the tick.
+        assert_eq!(engine(50, 1.0).release_step_ms(Some(1_010), light), 10);
+        assert_eq!(engine(50, 1.0).release_step_ms(Some(1_500), light), 50);
+        assert_eq!(engine(50, 1.0).release_step_ms(Some(60), light), 30);
+        assert_eq!(engine(35, 1.0).release_step_ms(None, light), 30);
+    }
 
     #[test]
     fn unknown_keys_are_named_with_their_line() {

@@ -67,6 +67,14 @@ impl Tick {
     }
 }
 
+/// The greatest common divisor (`gcd(a, 0) = a`).
+pub fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

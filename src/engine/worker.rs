@@ -182,8 +182,10 @@ fn open_feeds(
     let pipeline = &shared.pipeline;
     let engine = &pipeline.engine;
     let (index, peers) = (worker.index(), worker.peers());
+    let grid = crate::queries::window_grid_ms(&shared.queries, &pipeline.queries);
     let schedule = |rate: f64| {
         let span_us = ((engine.batch_size as f64 / rate) * 1e6) as u64;
+        let release_step_ms = engine.release_step_ms(grid, span_us as f64 / 1000.0);
         Schedule::new(
             engine.timing,
             engine.speed,
@@ -191,6 +193,7 @@ fn open_feeds(
             start.wall,
             span_us,
         )
+        .released_every(release_step_ms, engine.max_delay_ms)
     };
     let cx = SourceContext {
         engine,

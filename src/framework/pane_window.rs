@@ -59,11 +59,7 @@ impl WindowSpec {
 
     /// The pane size: the greatest common divisor of length and slide.
     pub fn pane_ms(&self) -> u64 {
-        let (mut a, mut b) = (self.length_ms, self.slide_ms);
-        while b != 0 {
-            (a, b) = (b, a % b);
-        }
-        a
+        crate::time::gcd(self.length_ms, self.slide_ms)
     }
 
     /// The start of the earliest window that contains `ts_ms`.

@@ -151,12 +151,19 @@ impl Chart for LatencyCdf {
 #[derive(Deserialize)]
 struct LoadRow {
     pipeline: String,
+    /// `--release-ms` of the run (older files: the default).
+    #[serde(default = "default_release_ms")]
+    release_ms: u64,
     offered_per_s: f64,
     achieved_per_s: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_p999_ms: f64,
     lag_p99_ms: f64,
+}
+
+fn default_release_ms() -> u64 {
+    crate::pipeline::EngineConfig::default().release_ms
 }
 
 /// One figure of a load row.
@@ -176,13 +183,16 @@ impl Chart for LatencyVsLoad {
         DB::ErrorType: 'static,
     {
         let pipelines = distinct(self.rows.iter().map(|r| r.pipeline.as_str()));
-        let area = area.titled("Latency under open-loop load (real time)", CAPTION)?;
+        let area = area.titled(
+            "Latency under open-loop load (real time, default release)",
+            CAPTION,
+        )?;
         let panels = area.split_evenly((1, pipelines.len().max(1)));
         for (panel, pipeline) in panels.iter().zip(&pipelines) {
             let rows: Vec<&LoadRow> = self
                 .rows
                 .iter()
-                .filter(|r| r.pipeline == *pipeline)
+                .filter(|r| r.pipeline == *pipeline && r.release_ms == default_release_ms())
                 .collect();
             let xs = log_span(rows.iter().map(|r| r.offered_per_s));
             let ys = log_span(

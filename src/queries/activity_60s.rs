@@ -61,6 +61,9 @@ impl QueryConfig for ActivityConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(self.size_ms)
+    }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         if self.size_ms == 0 {
             return Err("size_ms must be positive".into());

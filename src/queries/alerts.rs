@@ -48,6 +48,11 @@ impl QueryConfig for AlertsConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
+    /// Its rows are I1's windows.
+    fn window_grid_ms(&self, tables: &QueryTables) -> Option<u64> {
+        let counts: ItemCountsConfig = tables.get().ok()?;
+        Some(counts.spec().pane_ms())
+    }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         Ok(())
     }

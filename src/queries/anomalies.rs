@@ -15,6 +15,7 @@ use super::bot_users::{user_kind_counts, BotConfig, BotUsers};
 use super::item_bursts::{ItemBurstConfig, ItemBursts};
 use super::price_anomalies::{PriceAnomalies, PriceAnomalyConfig};
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
+use crate::time::gcd;
 use crate::framework::ordered::ordered;
 use crate::framework::pane_window::{window, WindowSpec};
 use crate::sources::anomalies::AnomalyKind;
@@ -57,6 +58,10 @@ impl QueryConfig for AnomaliesConfig {
     const ID: &'static str = "anomalies";
     fn enabled(&self) -> bool {
         self.enabled
+    }
+    /// Both pane detectors' panes (price anomalies are per trade).
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(gcd(self.items.burst.pane_ms, self.bots.burst.pane_ms))
     }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         AnomaliesConfig::validate(self).map_err(|e| format!("anomalies.{e}"))

@@ -5,7 +5,7 @@
 //! sum of sizes; trades the count; vwap = sum(price * size) / sum(size).
 //! Output: `symbol,window_start_ms,open,high,low,close,volume,trades,vwap`.
 
-use super::{Build, Input, QueryConfig, RowFile};
+use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::pane_window::{WindowAggregate, WindowSpec};
 use crate::record::{symbol_text, Symbol, Trade};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,9 @@ impl QueryConfig for BarsConfig {
     const ID: &'static str = "bars_1s";
     fn enabled(&self) -> bool {
         self.enabled
+    }
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(self.spec().pane_ms())
     }
     fn validate(&self, _: &super::QueryTables) -> Result<(), String> {
         self.spec().validate()

@@ -84,6 +84,9 @@ impl QueryConfig for CorrelationConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(self.size_ms)
+    }
     fn validate(&self, all: &QueryTables) -> Result<(), String> {
         CorrelationConfig::validate(self)?;
         let bars: BarsConfig = all.get()?;

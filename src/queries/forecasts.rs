@@ -15,6 +15,7 @@ use super::bar_forecast::BarForecast;
 use super::bars_1s::BarsConfig;
 use super::item_forecast::ItemForecast;
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
+use crate::time::gcd;
 use crate::framework::ordered::ordered;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::core::Concatenate;
@@ -59,6 +60,10 @@ impl QueryConfig for ForecastsConfig {
     const ID: &'static str = "forecasts";
     fn enabled(&self) -> bool {
         self.enabled
+    }
+    /// Bar closes (1 s bars) and both forecasters' windows.
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(gcd(gcd(1_000, self.vol_window_ms), self.count_window_ms))
     }
     /// The forecasts read 1-second bars and the anomaly detectors' item panes.
     fn validate(&self, all: &QueryTables) -> Result<(), String> {

@@ -43,6 +43,9 @@ impl QueryConfig for ItemUsersConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(self.size_ms)
+    }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         WindowSpec::tumbling(self.size_ms).validate()
     }

@@ -102,8 +102,25 @@ pub trait Query: Send + Sync + 'static {
     fn reads(&self) -> &[Input];
     /// The rows of its result file.
     fn output(&self) -> RowFile;
+    /// Every window of its rows ends on a multiple of this event time (ms);
+    /// none for rows that are not windows. In real time, records are taken
+    /// into the dataflow at those times at least (see
+    /// [`crate::pipeline::EngineConfig::release_step_ms`]), so windows close
+    /// as soon as they can.
+    fn window_grid_ms(&self, _tables: &QueryTables) -> Option<u64> {
+        None
+    }
     /// Adds the query to one worker's dataflow.
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()>;
+}
+
+/// The grid every window of these queries ends on (the greatest common
+/// divisor of theirs); none when no query has windows.
+pub fn window_grid_ms(queries: &[Arc<dyn Query>], tables: &QueryTables) -> Option<u64> {
+    queries
+        .iter()
+        .filter_map(|q| q.window_grid_ms(tables))
+        .reduce(crate::time::gcd)
 }
 
 /// The result file of query `id`.
@@ -229,6 +246,10 @@ pub trait QueryConfig: DeserializeOwned + Default + Send + Sync + 'static {
     fn reads(&self) -> &[Input];
     /// As [`Query::output`].
     fn output(&self) -> RowFile;
+    /// As [`Query::window_grid_ms`].
+    fn window_grid_ms(&self, _tables: &QueryTables) -> Option<u64> {
+        None
+    }
     /// As [`Query::build`].
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()>;
 }
@@ -242,6 +263,9 @@ impl<C: QueryConfig> Query for C {
     }
     fn output(&self) -> RowFile {
         QueryConfig::output(self)
+    }
+    fn window_grid_ms(&self, tables: &QueryTables) -> Option<u64> {
+        QueryConfig::window_grid_ms(self, tables)
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         QueryConfig::build(self, b)
@@ -540,5 +564,33 @@ impl<'s, 'a> Build<'s, 'a> {
     /// Probes a stream that carries no rows (the run waits for its operator).
     pub fn probe<T: 'static>(&self, stream: Stream<'s, u64, Vec<T>>) {
         stream.probe_with(self.outlets.probe);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every query with windows says where they end (the anomaly detectors'
+    /// panes too, though their rows carry the time of the anomaly); with the
+    /// default settings all of them end on whole seconds.
+    #[test]
+    fn every_windowed_query_declares_its_window_grid() {
+        let tables = QueryTables::default();
+        let queries = enabled(&tables, &[]).unwrap();
+        for q in &queries {
+            let windowed = q.output().columns().contains(&"window_start_ms");
+            let grid = q.window_grid_ms(&tables);
+            assert!(!windowed || grid.is_some(), "{} has no window grid", q.id());
+            if let Some(g) = grid {
+                assert!(g > 0 && g % 1_000 == 0, "{}: {g}", q.id());
+            }
+        }
+        assert_eq!(window_grid_ms(&queries, &tables), Some(1_000));
+        let bars = bars_1s::BarsConfig {
+            size_ms: 1_500,
+            ..Default::default()
+        };
+        assert_eq!(Query::window_grid_ms(&bars, &tables), Some(1_500));
     }
 }

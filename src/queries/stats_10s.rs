@@ -46,6 +46,9 @@ impl QueryConfig for StatsConfig {
     fn enabled(&self) -> bool {
         self.enabled
     }
+    fn window_grid_ms(&self, _: &QueryTables) -> Option<u64> {
+        Some(self.spec().pane_ms())
+    }
     fn validate(&self, _: &QueryTables) -> Result<(), String> {
         self.spec().validate()
     }

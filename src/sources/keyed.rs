@@ -65,7 +65,11 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
         Some(last) if emitted == limit => last.saturating_sub(1),
         _ => until,
     };
-    generator.parts().0.advance_to(reached);
+    let schedule = generator.parts().0;
+    schedule.advance_to(reached);
+    // The watermark for the next batch (and the inputs' time now): every
+    // record still to come arrives after the position.
+    watermark.observe(schedule.position_us() / 1000);
     Ok(Poll::Ready)
 }
 
