@@ -208,24 +208,29 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
             let start = self.start_of(own);
             taken += 1;
             batch.generated += 1;
-            if let Some(ts) = row_ts(&self.row) {
-                watermark.observe(ts);
-            }
+            // The row's time moves the watermark before the row is judged
+            // (a malformed row's too, when its time field reads).
             match E::parse_row(&self.row, start.rows + local_row) {
                 Ok(record) => {
                     let ts = record.ts_ms();
+                    watermark.observe(ts);
                     batch.admit(record, ts, watermark);
                 }
-                Err(error) => batch.malformed.push(Malformed {
-                    line: 1 + self.header_newlines + start.newlines + local_lines,
-                    error,
-                    raw: self
-                        .row
-                        .iter()
-                        .map(|f| String::from_utf8_lossy(f).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                }),
+                Err(error) => {
+                    if let Some(ts) = row_ts(&self.row) {
+                        watermark.observe(ts);
+                    }
+                    batch.malformed.push(Malformed {
+                        line: 1 + self.header_newlines + start.newlines + local_lines,
+                        error,
+                        raw: self
+                            .row
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    })
+                }
             }
         }
         Ok(if self.done { Poll::Done } else { Poll::Ready })

@@ -22,11 +22,18 @@ fn field(row: &ByteRecord, index: usize, expected: usize) -> Result<&[u8], Strin
 /// A non-negative integer field.
 pub fn parse_u64(bytes: &[u8], name: &str) -> Result<u64, String> {
     // Fast path (the hot loop of a replay): up to 19 ASCII digits cannot overflow.
+    // One pass: digits accumulate until a byte that is not one.
     let digits = bytes.trim_ascii();
-    if !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) {
-        return Ok(digits
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+    if !digits.is_empty() && digits.len() <= 19 {
+        let mut n = 0u64;
+        let all_digits = digits.iter().all(|&d| {
+            let v = d.wrapping_sub(b'0');
+            n = n * 10 + u64::from(v);
+            v <= 9
+        });
+        if all_digits {
+            return Ok(n);
+        }
     }
     let s = std::str::from_utf8(bytes).map_err(|_| format!("field `{name}` is not UTF-8"))?;
     s.trim()
