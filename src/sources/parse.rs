@@ -5,18 +5,66 @@ use csv::ByteRecord;
 
 /// Reads one record of a stream from a CSV row.
 pub trait ParseRow: Sized {
-    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Self, String>;
+    fn parse_row<F: Fields + ?Sized>(row: &F, seq: u64) -> Result<Self, String>;
+}
+
+/// The fields of one input row, however it was split.
+pub trait Fields {
+    /// How many fields the row has.
+    fn count(&self) -> usize;
+    /// Field `index` (empty past the last).
+    fn field(&self, index: usize) -> &[u8];
+}
+
+impl Fields for ByteRecord {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn field(&self, index: usize) -> &[u8] {
+        self.get(index).unwrap_or_default()
+    }
+}
+
+/// Fields read in place from a row's bytes, split at commas (the formats
+/// have no quoting): nothing is copied. Both formats have four fields; a
+/// row with more is counted (and refused by the parser), not kept.
+pub struct CommaFields<'a> {
+    fields: [&'a [u8]; 4],
+    count: usize,
+}
+
+impl<'a> CommaFields<'a> {
+    pub fn split(row: &'a [u8]) -> Self {
+        let mut fields: [&[u8]; 4] = [&[]; 4];
+        let mut count = 0;
+        for field in row.split(|b| *b == b',') {
+            if let Some(slot) = fields.get_mut(count) {
+                *slot = field;
+            }
+            count += 1;
+        }
+        CommaFields { fields, count }
+    }
+}
+
+impl Fields for CommaFields<'_> {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn field(&self, index: usize) -> &[u8] {
+        self.fields.get(index).copied().unwrap_or_default()
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn field(row: &ByteRecord, index: usize, expected: usize) -> Result<&[u8], String> {
-    if row.len() != expected {
-        return Err(format!("expected {expected} fields, found {}", row.len()));
+fn field<F: Fields + ?Sized>(row: &F, index: usize, expected: usize) -> Result<&[u8], String> {
+    if row.count() != expected {
+        return Err(format!("expected {expected} fields, found {}", row.count()));
     }
-    Ok(row.get(index).unwrap_or_default())
+    Ok(row.field(index))
 }
 
 /// A non-negative integer field.
@@ -55,12 +103,15 @@ pub fn parse_ts(bytes: &[u8]) -> Result<u64, String> {
 }
 
 /// The `ts_ms` of a row, without looking at the rest (for rows another worker owns).
-pub fn row_ts(row: &ByteRecord) -> Option<u64> {
-    parse_ts(row.get(0)?).ok()
+pub fn row_ts<F: Fields + ?Sized>(row: &F) -> Option<u64> {
+    if row.count() == 0 {
+        return None;
+    }
+    parse_ts(row.field(0)).ok()
 }
 
 impl ParseRow for Trade {
-    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Trade, String> {
+    fn parse_row<F: Fields + ?Sized>(row: &F, seq: u64) -> Result<Trade, String> {
         let ts_ms = parse_ts(field(row, 0, 4)?)?;
         let symbol_text = field(row, 1, 4)?;
         let symbol = Symbol::parse(symbol_text).ok_or_else(|| {
@@ -95,7 +146,7 @@ impl ParseRow for Trade {
 }
 
 impl ParseRow for Interaction {
-    fn parse_row(row: &ByteRecord, seq: u64) -> Result<Interaction, String> {
+    fn parse_row<F: Fields + ?Sized>(row: &F, seq: u64) -> Result<Interaction, String> {
         let ts_ms = parse_ts(field(row, 0, 4)?)?;
         let user = parse_u64(field(row, 1, 4)?, "user_id")?;
         let item = parse_u64(field(row, 2, 4)?, "item_id")?;

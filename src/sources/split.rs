@@ -152,6 +152,10 @@ pub struct BlockReader {
     lines_before: u64,
 }
 
+/// Where a row lies in a [`BlockReader`]'s buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct RowRange(usize, usize);
+
 /// Where a [`BlockReader`] stands: the current line's start (bytes into the
 /// block), the `\n`s before it and the records of it already taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,22 +249,23 @@ impl BlockReader {
         Ok(true)
     }
 
-    /// The next row's fields into `row`, and the `\n`s before its line; none at the end.
-    pub fn next(&mut self, row: &mut csv::ByteRecord) -> std::io::Result<Option<u64>> {
+    /// The next row (its bytes: [`BlockReader::row`]) and the `\n`s before
+    /// its line; none at the end.
+    pub fn next_row(&mut self) -> std::io::Result<Option<(u64, RowRange)>> {
         loop {
             if let Some(&(from, to)) = self.records.get(self.taken) {
                 self.taken += 1;
-                row.clear();
-                // No quoting in the formats: fields are what lies between commas.
-                for field in self.buf[from..to].split(|b| *b == b',') {
-                    row.push_field(field);
-                }
-                return Ok(Some(self.lines_before));
+                return Ok(Some((self.lines_before, RowRange(from, to))));
             }
             if !self.next_line()? {
                 return Ok(None);
             }
         }
+    }
+
+    /// The bytes of a row [`BlockReader::next_row`] returned (valid until the next call).
+    pub fn row(&self, range: RowRange) -> &[u8] {
+        &self.buf[range.0..range.1]
     }
 
     /// Where the next row will be read from.
@@ -359,9 +364,10 @@ mod tests {
                 .count() as u64;
             let mut reader =
                 BlockReader::with_buffer(tmp.path(), block, ReadPosition::START, buffer).unwrap();
-            let mut row = csv::ByteRecord::new();
-            while let Some(lines) = reader.next(&mut row).unwrap() {
-                rows.push((row.iter().map(<[u8]>::to_vec).collect(), before + lines));
+            while let Some((lines, range)) = reader.next_row().unwrap() {
+                // No quoting in the formats: fields are what lies between commas.
+                let fields = reader.row(range).split(|b| *b == b',');
+                rows.push((fields.map(<[u8]>::to_vec).collect(), before + lines));
                 if rows.len() % 3 == 0 {
                     let at = reader.position();
                     reader = BlockReader::with_buffer(tmp.path(), block, at, buffer).unwrap();
