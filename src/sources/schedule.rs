@@ -79,10 +79,10 @@ impl Schedule {
     /// without releases).
     fn release_at_or_after(&self, at_us: u64) -> u64 {
         let (every, offset) = (self.release_every_us, self.release_offset_us);
-        if every == 0 || at_us <= offset {
-            return if every == 0 { at_us } else { offset };
+        if every == 0 {
+            return at_us;
         }
-        (at_us - offset).div_ceil(every) * every + offset
+        at_us.saturating_sub(offset).div_ceil(every) * every + offset
     }
 
     /// The wall time event time `event_us` is due at (real time).
