@@ -136,6 +136,9 @@ struct EngineArgs {
     /// Timely timestamps are event times rounded down to this many ms.
     #[arg(long)]
     tick_ms: Option<u64>,
+    /// As fast as possible over files and generators: the coarsest event time one timestamp may span (default 1000; 0: a tick).
+    #[arg(long)]
+    as_fast_timestamp_ms: Option<u64>,
     /// Real time: take records into the dataflow at most this often (wall ms; 0: each as it falls due); windows still close on time.
     #[arg(long)]
     release_ms: Option<u64>,
@@ -232,6 +235,9 @@ impl EngineArgs {
         }
         if let Some(t) = self.tick_ms {
             e.tick_ms = t;
+        }
+        if let Some(t) = self.as_fast_timestamp_ms {
+            e.as_fast_timestamp_ms = t;
         }
         if let Some(r) = self.release_ms {
             e.release_ms = r;

@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub max_delay_ms: u64,
     /// Timely timestamps are event times rounded down to this tick.
     pub tick_ms: u64,
+    /// Replaying files or generating as fast as possible: the coarsest event
+    /// time one timestamp may span (see [`Pipeline::timestamp_ms`]); 0 or
+    /// the tick keeps timestamps at ticks.
+    pub as_fast_timestamp_ms: u64,
     /// Real time: records are taken into the dataflow at most this often
     /// (ms of wall time), at window ends and between them; 0: each as it
     /// falls due (the least latency, a wake-up per record at light load).
@@ -111,6 +115,46 @@ impl EngineConfig {
     }
 }
 
+impl Pipeline {
+    /// The event time (ms) one timely timestamp spans, for queries whose
+    /// windows end on multiples of `window_grid_ms`. In real time, and for
+    /// sources that arrive live (TCP, Kafka, code), the tick: a per-record
+    /// row waits for the frontier to pass its timestamp. Replaying files or
+    /// generating as fast as possible nothing waits on the clock, so a
+    /// timestamp is the largest multiple of the tick that divides the window
+    /// grid and is at most `as_fast_timestamp_ms` (and half the in-flight
+    /// bound): windows still close exactly at their ends, and workers agree
+    /// on progress, exchange records in larger messages and let
+    /// differential's operators run about once per second of event time
+    /// rather than once per tick.
+    pub fn timestamp_ms(&self, window_grid_ms: Option<u64>) -> u64 {
+        let e = &self.engine;
+        let tick = e.tick_ms.max(1);
+        let bounded = self
+            .sources
+            .trades
+            .as_ref()
+            .is_none_or(|s| matches!(s, TradeSource::Market(_) | TradeSource::Csv(_)))
+            && self.sources.interactions.as_ref().is_none_or(|s| {
+                matches!(
+                    s,
+                    InteractionSource::Generator(_) | InteractionSource::Csv(_)
+                )
+            });
+        if e.timing != Timing::AsFast || !bounded {
+            return tick;
+        }
+        let most = e.as_fast_timestamp_ms.min(e.max_inflight_ms / 2).max(tick);
+        let mut step = most / tick * tick;
+        if let Some(grid) = window_grid_ms {
+            while step > tick && !grid.is_multiple_of(step) {
+                step -= tick;
+            }
+        }
+        step
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -119,6 +163,7 @@ impl Default for EngineConfig {
             speed: 1.0,
             max_delay_ms: 200,
             tick_ms: 10,
+            as_fast_timestamp_ms: 1_000,
             release_ms: 50,
             batch_size: 1_024,
             max_inflight_ms: 2_000,
@@ -374,6 +419,36 @@ mod tests {
         assert_eq!(engine(50, 1.0).release_step_ms(Some(1_500), light), 50);
         assert_eq!(engine(50, 1.0).release_step_ms(Some(60), light), 30);
         assert_eq!(engine(35, 1.0).release_step_ms(None, light), 30);
+    }
+
+    #[test]
+    fn as_fast_replay_timestamps_are_as_coarse_as_the_windows_allow() {
+        let parse = |text: &str| Pipeline::parse(text, "p.toml").unwrap();
+        let replay = "[sources.trades]\nkind = \"csv\"\npath = \"t.csv\"\n";
+        let p = parse(replay);
+        // Windows end on whole seconds: a timestamp spans a second.
+        assert_eq!(p.timestamp_ms(Some(1_000)), 1_000);
+        assert_eq!(p.timestamp_ms(Some(60_000)), 1_000);
+        // The largest multiple of the tick that divides the grid.
+        assert_eq!(p.timestamp_ms(Some(1_500)), 750);
+        assert_eq!(p.timestamp_ms(Some(1_010)), 10);
+        assert_eq!(p.timestamp_ms(None), 1_000);
+        // Timestamps at ticks, as asked.
+        let fine = parse(&format!("[engine]\nas_fast_timestamp_ms = 0\n{replay}"));
+        assert_eq!(fine.timestamp_ms(Some(60_000)), 10);
+        // At most half the event time allowed in flight.
+        let tight = parse(&format!("[engine]\nmax_inflight_ms = 600\n{replay}"));
+        assert_eq!(tight.timestamp_ms(Some(60_000)), 300);
+        // Generators as fast as possible too.
+        let generated = parse("[sources.interactions]\nkind = \"generator\"\n");
+        assert_eq!(generated.timestamp_ms(Some(60_000)), 1_000);
+        // In real time, or with a live source, a timestamp is a tick.
+        let live = parse(&format!("[engine]\ntiming = \"real_time\"\n{replay}"));
+        assert_eq!(live.timestamp_ms(Some(1_000)), 10);
+        let tcp = parse(&format!(
+            "{replay}[sources.interactions]\nkind = \"tcp\"\n[sources.listen]\naddress = \"127.0.0.1:0\"\n"
+        ));
+        assert_eq!(tcp.timestamp_ms(Some(1_000)), 10);
     }
 
     #[test]

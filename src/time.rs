@@ -61,6 +61,11 @@ impl Tick {
         Tick(tick_ms.max(1))
     }
 
+    /// The event time one tick spans.
+    pub fn ms(self) -> u64 {
+        self.0
+    }
+
     #[inline]
     pub fn coarsen(self, ts_ms: u64) -> u64 {
         ts_ms - ts_ms % self.0

@@ -7,7 +7,6 @@ use crate::framework::input_end::input_end;
 use crate::probes::LatencyProbe;
 use crate::queries::{Build, Input, Outlets, SourceStreams};
 use crate::record::{Interaction, Trade};
-use crate::time::Tick;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::unordered_input::UnorderedHandle;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
@@ -58,7 +57,7 @@ pub fn build<'s>(
         &pipeline.queries,
         states,
         latency,
-        Tick::new(pipeline.engine.tick_ms),
+        shared.tick,
         &counters,
         outlets,
     );

@@ -214,6 +214,7 @@ impl<E: Event> Feed<E> {
         handle: UnorderedHandle<u64, CapacityContainerBuilder<Vec<E>>>,
         cap: ActivateCapability<u64>,
         engine: &EngineConfig,
+        tick: Tick,
         limit: u64,
     ) -> Self {
         Feed {
@@ -222,7 +223,7 @@ impl<E: Event> Feed<E> {
             cap: Some(cap),
             watermark: Watermark::new(engine.max_delay_ms),
             batch: Batch::default(),
-            tick: Tick::new(engine.tick_ms),
+            tick,
             limit,
             held: Vec::new(),
             source_done: false,

@@ -28,6 +28,7 @@ use crate::metrics::{spawn_reporter, Metrics, Summary};
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::queries::Query;
 use crate::sinks::row_sink::{RowSink, RowSinks};
+use crate::time::Tick;
 use anyhow::{bail, Context};
 use checkpoints::CheckpointPlan;
 use outputs::Outputs;
@@ -99,6 +100,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             .chain(job.extensions.sinks.iter().cloned())
             .collect(),
     );
+    let grid = crate::queries::window_grid_ms(&queries, &pipeline.queries);
+    let tick = Tick::new(pipeline.timestamp_ms(grid));
     let shared = WorkerShared {
         pipeline: Arc::clone(&pipeline),
         queries,
@@ -110,6 +113,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         extensions: Arc::new(job.extensions),
         checkpoints,
         ingest: ingest.clone(),
+        tick,
     };
     let (allocators, network) = allocators(job.cluster.as_ref(), workers)?;
     let guards = timely::execute::execute_from(

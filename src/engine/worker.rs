@@ -21,6 +21,7 @@ use crate::queries::Query;
 use crate::record::{Interaction, Trade};
 use crate::sinks::row_sink::RowSinks;
 use crate::sources::schedule::{Schedule, Timing};
+use crate::time::Tick;
 use anyhow::Context;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct WorkerShared {
     pub checkpoints: Option<Arc<CheckpointPlan>>,
     /// The TCP listener's input logs (`--listen`).
     pub ingest: Option<Arc<Ingest>>,
+    /// The event time one timely timestamp spans ([`Pipeline::timestamp_ms`]).
+    pub tick: Tick,
 }
 
 /// Runs one worker to the end of its inputs.
@@ -113,14 +116,13 @@ fn restore_or_start(
     let Some(plan) = &shared.checkpoints else {
         return Ok((None, BTreeMap::new(), start));
     };
-    let engine = &shared.pipeline.engine;
     let mut ck = Checkpointer::new(
         worker,
         &plan.config,
         plan.fingerprint.clone(),
         plan.process,
         plan.process_workers.clone(),
-        engine.tick_ms,
+        shared.tick.ms(),
     )?;
     if !plan.resume {
         ck.start_fresh();
@@ -214,7 +216,14 @@ fn open_feeds(
         Some(s) => {
             let plan = s.plan(engine, ext.trade_source.as_ref(), index, peers);
             let source = open_source::<Trade>(plan, &cx)?;
-            Some(Feed::new(source, trade_handle, trade_cap, engine, limit))
+            Some(Feed::new(
+                source,
+                trade_handle,
+                trade_cap,
+                engine,
+                shared.tick,
+                limit,
+            ))
         }
     };
     let interactions = match &pipeline.sources.interactions {
@@ -222,7 +231,14 @@ fn open_feeds(
         Some(s) => {
             let plan = s.plan(engine, ext.interaction_source.as_ref(), index, peers);
             let source = open_source::<Interaction>(plan, &cx)?;
-            Some(Feed::new(source, ix_handle, ix_cap, engine, limit))
+            Some(Feed::new(
+                source,
+                ix_handle,
+                ix_cap,
+                engine,
+                shared.tick,
+                limit,
+            ))
         }
     };
     Ok(Feeds {
