@@ -1,8 +1,10 @@
 //! The framework the queries are built from: event-time windows over panes,
 //! order-exact per-key buffering, the end of an input, mergeable moments,
-//! exponentially weighted means, burst tests and capability helpers. It
-//! names no query; queries (`src/queries/`) are built on it.
+//! exponentially weighted means, burst tests, arrangements in place and
+//! capability helpers. It names no query; queries (`src/queries/`) are built
+//! on it.
 
+pub mod arrange_in_place;
 pub mod burst;
 pub mod ew;
 pub mod input_end;

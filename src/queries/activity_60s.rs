@@ -3,34 +3,37 @@
 //! the most and the fewest interactions (items with none are not counted; ties
 //! go to the smallest item_id).
 //!
-//! Maintained incrementally with differential dataflow over the collection of
-//! (window, user, item) records: `distinct` users per window then `count_total`;
-//! `count_total` of interactions per window; `count_total` per (window, item)
-//! then a `reduce` per window to its max and min item. Each record is inserted
-//! at its window's last millisecond and retracted at its window's end, so a
-//! closed window's state leaves the arrangements. One time per window is the
-//! granularity the query needs (its result is read only once the window
-//! closes): the arrangements compact to one batch per window and `reduce`
-//! replays a window's history once, not once per tick. The per-window counts
-//! are two-phase: each worker consolidates its updates of a window
-//! (`consolidate_stream`, within a batch) before they go to the window's
-//! worker, which then merges a handful of partial counts instead of every
-//! record. A final operator takes each window's accumulated result, once the
-//! frontier passes the window's end.
+//! Maintained incrementally with differential dataflow, in two branches that
+//! read the interactions as other queries already route them: by user for
+//! the (window, user) collection (`distinct_total` where each user lives,
+//! then `count_total` per window of the workers' partial counts; the
+//! interactions per window are counted from it too), by item for the
+//! (window, item) collection (`count_total` where each item lives, then a
+//! `reduce` per window to its max and min item). Both arrange in place
+//! (`framework/arrange_in_place.rs`): no update is sent to a hash of its key
+//! a second time. Each record is inserted at its window's last millisecond
+//! and retracted at its window's end, so a closed window's state leaves the
+//! arrangements. One time per window is the granularity the query needs (its
+//! result is read only once the window closes): the arrangements compact to
+//! one batch per window and `reduce` replays a window's history once, not
+//! once per tick. The per-window counts are two-phase: each worker
+//! consolidates its updates of a window (`consolidate_stream`, within a
+//! batch) before they go to the window's worker, which then merges a handful
+//! of partial counts instead of every record. A final operator takes each
+//! window's accumulated result, once the frontier passes the window's end.
 //! Output: `window_start_ms,users,interactions,avg_per_user,max_item,max_count,min_item,min_count`.
 
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
+use crate::framework::arrange_in_place::arrange_in_place;
 use crate::framework::{count_consumed, HeldCapability};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
-use differential_dataflow::operators::CountTotal;
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::{AsCollection, VecCollection};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::Inspect;
@@ -78,7 +81,8 @@ impl QueryConfig for ActivityConfig {
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = activity(
-            b.interactions(),
+            b.interactions_by_user(),
+            b.interactions_by_item(),
             self,
             b.query_counters(),
             b.latency.clone(),
@@ -115,53 +119,53 @@ enum Part {
     Extremes(u64, u64, u64, u64),
 }
 
-/// I2 over the interaction stream (see the module doc).
+/// I2 over the interaction stream, routed by user and by item (see the module doc).
 pub fn activity<'scope>(
-    interactions: Stream<'scope, u64, Vec<Interaction>>,
+    by_user: Stream<'scope, u64, Vec<Interaction>>,
+    by_item: Stream<'scope, u64, Vec<Interaction>>,
     config: &ActivityConfig,
     counters: Arc<QueryCounters>,
     latency: LatencyProbe,
     states: &StateRegistry,
 ) -> anyhow::Result<Stream<'scope, u64, Vec<Activity>>> {
     let size = config.size_ms;
-    let scope = interactions.scope();
-    let mut interactions = count_consumed(interactions, Arc::clone(&counters));
-    // Resuming, the records of the open windows re-enter the computation (the
-    // arrangements are rebuilt from them); they are kept while checkpoints are on.
-    let mut restored = Vec::new();
-    if states.enabled() || states.resuming() {
-        let open = states.cell("activity_60s/open_windows", OpenRecords::new)?;
-        for (&window, records) in open.borrow().iter() {
-            for (&(user, item), &n) in records {
-                restored.push(((window, user, item), window + size - 1, n as isize));
-            }
-        }
-        if states.enabled() {
-            interactions = keep_open_windows(interactions, open, size);
-        }
-    }
+    let scope = by_user.scope();
+    // Each interaction reaches both branches; it is consumed once.
+    let by_user = count_consumed(by_user, Arc::clone(&counters));
+    let (by_user, open_users) = open_windows(by_user, states, "open_users", size, |r| r.user)?;
+    let (by_item, open_items) = open_windows(by_item, states, "open_items", size, |r| r.item)?;
     // Each record enters at its window's last millisecond: the result is read
     // only once the window closes, so one time per window is all the query
     // needs, and `reduce` runs once per window. The retractions at the
     // window's end are added after each branch's local consolidation.
-    let records: VecCollection<'scope, u64, (u64, u64, u64), isize> = interactions
-        .map(move |r: Interaction| {
-            let window = r.ts_ms - r.ts_ms % size;
-            ((window, r.user, r.item), window + size - 1, 1)
-        })
-        .concat(restored.to_stream(scope))
+    let at_window_end = move |r: &Interaction, key: u64| {
+        let window = r.ts_ms - r.ts_ms % size;
+        ((window, key), window + size - 1, 1)
+    };
+    let users: VecCollection<'scope, u64, (u64, u64), isize> = by_user
+        .map(move |r: Interaction| at_window_end(&r, r.user))
+        .concat(open_users.to_stream(scope))
+        .as_collection();
+    let items: VecCollection<'scope, u64, (u64, u64), isize> = by_item
+        .map(move |r: Interaction| at_window_end(&r, r.item))
+        .concat(open_items.to_stream(scope))
         .as_collection();
 
-    let users = until_window_end(records.clone().map(|(w, user, _)| (w, user)))
-        .distinct()
+    // A user's records are all on its worker: distinct (window, user) in
+    // place, then each worker's count of distinct users per window is a
+    // partial the window's worker adds up.
+    let distinct_users = arrange_in_place(until_window_end(users.clone()), "activity_60s/users")
+        .distinct_total()
         .map(|(w, _)| w)
         .consolidate_stream()
         .count_total()
         .map(|(w, n)| (w, Part::Users(n as u64)));
-    let total = until_window_end(records.clone().map(|(w, _, _)| w))
+    let total = until_window_end(users.map(|(w, _)| w))
         .count_total()
         .map(|(w, n)| (w, Part::Interactions(n as u64)));
-    let extremes = until_window_end(records.map(|(w, _, item)| (w, item)))
+    // An item's records are all on its worker: counts per (window, item) in
+    // place; the window's worker picks the extremes among them.
+    let extremes = arrange_in_place(until_window_end(items), "activity_60s/items")
         .count_total()
         .map(|((w, item), n)| (w, (n as u64, item)))
         .reduce(
@@ -178,7 +182,7 @@ pub fn activity<'scope>(
         .map(|(w, (a, b, c, d))| (w, Part::Extremes(a, b, c, d)));
 
     Ok(close_windows(
-        users.concat(total).concat(extremes),
+        distinct_users.concat(total).concat(extremes),
         size,
         counters,
         latency,
@@ -202,27 +206,45 @@ where
         .as_collection()
 }
 
-/// (user, item) -> records, per window still open: the input the differential
-/// arrangements hold, which is what a checkpoint saves of them.
-type OpenRecords = BTreeMap<u64, FxHashMap<(u64, u64), u64>>;
+/// Records per (window, user) or (window, item), per window still open: the
+/// input a branch's arrangements hold, which is what a checkpoint saves of
+/// them (on the worker the key belongs to, where it is restored).
+type OpenRecords = BTreeMap<u64, FxHashMap<u64, u64>>;
 
-/// Passes the interactions on, keeping those of the windows still open in `open`.
-fn keep_open_windows<'scope>(
-    interactions: Stream<'scope, u64, Vec<Interaction>>,
-    open: Rc<RefCell<OpenRecords>>,
+/// The state `activity_60s/NAME` of a branch keyed by `key`: passes the
+/// records on, keeping those of the windows still open while checkpoints
+/// are on, and returns the updates a resumed run restores.
+#[allow(clippy::type_complexity)]
+fn open_windows<'scope>(
+    records: Stream<'scope, u64, Vec<Interaction>>,
+    states: &StateRegistry,
+    name: &str,
     size: u64,
-) -> Stream<'scope, u64, Vec<Interaction>> {
-    interactions.inspect_core(move |event| {
+    key: fn(&Interaction) -> u64,
+) -> anyhow::Result<(Stream<'scope, u64, Vec<Interaction>>, Vec<((u64, u64), u64, isize)>)> {
+    if !(states.enabled() || states.resuming()) {
+        return Ok((records, Vec::new()));
+    }
+    let open = states.cell(&format!("activity_60s/{name}"), OpenRecords::new)?;
+    let restored = open
+        .borrow()
+        .iter()
+        .flat_map(|(&window, counts)| {
+            counts
+                .iter()
+                .map(move |(&k, &n)| ((window, k), window + size - 1, n as isize))
+        })
+        .collect();
+    if !states.enabled() {
+        return Ok((records, restored));
+    }
+    let kept = records.inspect_core(move |event| {
         let mut open = open.borrow_mut();
         match event {
             Ok((_, batch)) => {
                 for r in batch.iter() {
                     let window = r.ts_ms - r.ts_ms % size;
-                    *open
-                        .entry(window)
-                        .or_default()
-                        .entry((r.user, r.item))
-                        .or_insert(0) += 1;
+                    *open.entry(window).or_default().entry(key(r)).or_insert(0) += 1;
                 }
             }
             // A window is forgotten once closed: no record can reach it any more.
@@ -231,7 +253,8 @@ fn keep_open_windows<'scope>(
                 None => open.clear(),
             },
         }
-    })
+    });
+    Ok((kept, restored))
 }
 
 /// Gathers each window's parts and emits its row once the frontier passes its end.

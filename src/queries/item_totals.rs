@@ -1,6 +1,7 @@
 //! I4 `item_totals`: running interaction totals per item and kind since the
 //! start, maintained incrementally by differential dataflow (`count_total` over
-//! the collection of (item, kind)). The file holds the state after the last
+//! the collection of (item, kind), arranged on the item's worker: the
+//! interactions arrive routed by item). The file holds the state after the last
 //! record: the final operator keeps the current count of every (item, kind)
 //! and emits the rows when the input ends. Its one capability follows its
 //! input frontier, so it holds nothing back (checkpoints wait for it).
@@ -8,6 +9,7 @@
 
 use super::item_counts_60s::KindCounts;
 use super::{Build, Input, QueryConfig, RowFile};
+use crate::framework::arrange_in_place::arrange_in_place;
 use crate::framework::count_consumed;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
@@ -51,7 +53,7 @@ impl QueryConfig for ItemTotalsConfig {
     }
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = item_totals(
-            b.interactions(),
+            b.interactions_by_item(),
             b.tick,
             b.query_counters(),
             b.states,
@@ -94,11 +96,13 @@ pub fn item_totals<'scope>(
             .map(|((item, kind, count), _)| ((item, kind), 0, count))
             .collect();
     let scope = interactions.scope();
-    let counts = count_consumed(interactions, Arc::clone(&counters))
+    // The interactions come routed by item: each (item, kind) is counted
+    // where it is, not sent to a hash of the pair first.
+    let updates = count_consumed(interactions, Arc::clone(&counters))
         .map(move |r: Interaction| ((r.item, r.kind), tick.coarsen(r.ts_ms), 1isize))
         .concat(baseline.to_stream(scope))
-        .as_collection()
-        .count_total();
+        .as_collection();
+    let counts = arrange_in_place(updates, "item_totals/counts").count_total();
     // All kinds of an item meet on one worker, which writes the item's row.
     let by_item = Exchange::new(
         |(((item, _), _), _, _): &(((u64, InteractionKind), isize), u64, isize)| route_hash(*item),
