@@ -19,7 +19,7 @@ use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::pane_window::{window, WindowAggregate, WindowSpec};
 use crate::record::{Interaction, InteractionKind};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use rustc_hash::FxHashSet;
 
 /// Pipeline `[queries.item_users_60s]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -80,11 +80,13 @@ pub struct ItemUsers {
     pub buyers: u64,
 }
 
-/// The users and buyers of one item in one pane.
+/// The users and buyers of one item in one pane. Hash sets: only their
+/// sizes are read, and a `BTreeSet` insert was a tenth of the interaction
+/// queries' time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserSets {
-    users: BTreeSet<u64>,
-    buyers: BTreeSet<u64>,
+    users: FxHashSet<u64>,
+    buyers: FxHashSet<u64>,
 }
 
 /// The I5 aggregate.
@@ -202,7 +204,7 @@ mod tests {
             prop_assert_eq!(ran.late, 0);
             let mut got = ran.rows;
             got.sort();
-            let mut sets: std::collections::BTreeMap<(u64, u64), (BTreeSet<u64>, BTreeSet<u64>)> = Default::default();
+            let mut sets: std::collections::BTreeMap<(u64, u64), (std::collections::BTreeSet<u64>, std::collections::BTreeSet<u64>)> = Default::default();
             for &(ts, _, user, item, kind) in &records {
                 let e = sets.entry((item, ts - ts % 60_000)).or_default();
                 e.0.insert(user);
