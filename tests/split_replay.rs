@@ -111,8 +111,8 @@ fn split_replay_equals_serial_for_any_layout() {
     mangle(&interactions);
     let (t, i) = (trades.to_str().unwrap(), interactions.to_str().unwrap());
     let delay = MAX_DELAY_MS.to_string();
-    let run = |out: &Path, workers: &str| {
-        let o = eddy(&[
+    let run_with = |out: &Path, workers: &str, extra: &[&str]| {
+        let mut args = vec![
             "replay",
             "--trades",
             t,
@@ -125,9 +125,12 @@ fn split_replay_equals_serial_for_any_layout() {
             "--max-delay-ms",
             &delay,
             "--quiet",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let o = eddy(&args);
         assert!(o.status.success(), "{workers} worker(s): {}", stderr(&o));
     };
+    let run = |out: &Path, workers: &str| run_with(out, workers, &[]);
     let serial = dir.path().join("w1");
     run(&serial, "1");
     // The serial run is the serial definition: late.csv against the scan above.
@@ -150,6 +153,11 @@ fn split_replay_equals_serial_for_any_layout() {
         run(&out, workers);
         assert_same_results(&serial, &out, &format!("{workers} workers"));
     }
+    // Timestamps at ticks (as replays ran before the coarse as-fast ones):
+    // the same answers.
+    let ticks = dir.path().join("w2-ticks");
+    run_with(&ticks, "2", &["--as-fast-timestamp-ms", "0"]);
+    assert_same_results(&serial, &ticks, "2 workers, timestamps at ticks");
     let cluster = dir.path().join("p2");
     let o = eddy(&[
         "cluster",
