@@ -102,10 +102,15 @@ impl EngineConfig {
         if self.release_ms == 0 {
             return 0;
         }
-        let tick = self.tick_ms.max(1);
         let wanted = (self.release_ms as f64 * self.speed).min(batch_span_ms);
-        let wanted = (wanted as u64).max(tick);
-        let mut step = wanted / tick * tick;
+        self.tick_step(wanted as u64, window_grid_ms)
+    }
+
+    /// The largest multiple of the tick that is at most `most` (at least the
+    /// tick) and divides `window_grid_ms`, if there is one.
+    fn tick_step(&self, most: u64, window_grid_ms: Option<u64>) -> u64 {
+        let tick = self.tick_ms.max(1);
+        let mut step = most.max(tick) / tick * tick;
         if let Some(grid) = window_grid_ms {
             while step > tick && !grid.is_multiple_of(step) {
                 step -= tick;
@@ -129,7 +134,6 @@ impl Pipeline {
     /// rather than once per tick.
     pub fn timestamp_ms(&self, window_grid_ms: Option<u64>) -> u64 {
         let e = &self.engine;
-        let tick = e.tick_ms.max(1);
         let bounded = self
             .sources
             .trades
@@ -142,16 +146,12 @@ impl Pipeline {
                 )
             });
         if e.timing != Timing::AsFast || !bounded {
-            return tick;
+            return e.tick_ms.max(1);
         }
-        let most = e.as_fast_timestamp_ms.min(e.max_inflight_ms / 2).max(tick);
-        let mut step = most / tick * tick;
-        if let Some(grid) = window_grid_ms {
-            while step > tick && !grid.is_multiple_of(step) {
-                step -= tick;
-            }
-        }
-        step
+        e.tick_step(
+            e.as_fast_timestamp_ms.min(e.max_inflight_ms / 2),
+            window_grid_ms,
+        )
     }
 }
 

@@ -100,8 +100,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
             .chain(job.extensions.sinks.iter().cloned())
             .collect(),
     );
-    let grid = crate::queries::window_grid_ms(&queries, &pipeline.queries);
-    let tick = Tick::new(pipeline.timestamp_ms(grid));
+    let window_grid_ms = crate::queries::window_grid_ms(&queries, &pipeline.queries);
     let shared = WorkerShared {
         pipeline: Arc::clone(&pipeline),
         queries,
@@ -113,7 +112,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         extensions: Arc::new(job.extensions),
         checkpoints,
         ingest: ingest.clone(),
-        tick,
+        window_grid_ms,
+        tick: Tick::new(pipeline.timestamp_ms(window_grid_ms)),
     };
     let (allocators, network) = allocators(job.cluster.as_ref(), workers)?;
     let guards = timely::execute::execute_from(

@@ -47,6 +47,8 @@ pub struct WorkerShared {
     pub checkpoints: Option<Arc<CheckpointPlan>>,
     /// The TCP listener's input logs (`--listen`).
     pub ingest: Option<Arc<Ingest>>,
+    /// The grid every enabled query's windows end on ([`crate::queries::window_grid_ms`]).
+    pub window_grid_ms: Option<u64>,
     /// The event time one timely timestamp spans ([`Pipeline::timestamp_ms`]).
     pub tick: Tick,
 }
@@ -184,10 +186,10 @@ fn open_feeds(
     let pipeline = &shared.pipeline;
     let engine = &pipeline.engine;
     let (index, peers) = (worker.index(), worker.peers());
-    let grid = crate::queries::window_grid_ms(&shared.queries, &pipeline.queries);
     let schedule = |rate: f64| {
         let span_us = ((engine.batch_size as f64 / rate) * 1e6) as u64;
-        let release_step_ms = engine.release_step_ms(grid, span_us as f64 / 1000.0);
+        let release_step_ms =
+            engine.release_step_ms(shared.window_grid_ms, span_us as f64 / 1000.0);
         Schedule::new(
             engine.timing,
             engine.speed,
