@@ -3,9 +3,10 @@
 //! One writer per file and process, shared by the workers (rows arrive at a
 //! few per window and key, so a lock per batch costs nothing measurable).
 //! A file's header is its row type's field names ([`columns`]), so the header
-//! and the rows cannot disagree; floats are written in their shortest exact
-//! form, so pandas reads back the very same numbers.
+//! and the rows cannot disagree; rows are formatted by [`csv_row`], floats in
+//! their shortest exact form, so pandas reads back the very same numbers.
 
+pub mod csv_row;
 pub mod row_sink;
 
 use crate::record::Event;
@@ -151,13 +152,11 @@ impl<T: Serialize> CsvSink<T> {
     where
         T: 'a,
     {
-        let mut formatted = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::with_capacity(4096));
+        let mut bytes = Vec::with_capacity(4096);
         for row in rows {
-            formatted.serialize(row)?;
+            csv_row::append_row(row, &mut bytes)
+                .with_context(|| format!("cannot write a row of {}", self.name))?;
         }
-        let bytes = formatted.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
         self.file.lock().expect("sink lock").write_all(&bytes)?;
         Ok(())
     }
