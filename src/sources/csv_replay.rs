@@ -90,7 +90,7 @@ impl<E: Event + ParseRow> CsvReplay<E> {
             vec![BlockStats::default()]
         } else {
             own.iter()
-                .map(|&k| split::scan(&mut file, blocks[k]).map_err(read))
+                .map(|&k| split::scan(path, blocks[k]).map_err(read))
                 .collect::<anyhow::Result<_>>()?
         };
         let own_bytes = own.iter().map(|&k| blocks[k].end - blocks[k].start).sum();

@@ -21,6 +21,7 @@ use super::parse::parse_ts;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 
 /// One block of a file: a byte range of whole lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,13 +177,13 @@ impl ReadPosition {
 
 impl BlockReader {
     /// Reads `block` of the file at `path` from `at`.
-    pub fn open(path: &std::path::Path, block: Block, at: ReadPosition) -> std::io::Result<Self> {
+    pub fn open(path: &Path, block: Block, at: ReadPosition) -> std::io::Result<Self> {
         Self::with_buffer(path, block, at, 1 << 16)
     }
 
     /// As [`BlockReader::open`], with a buffer of `capacity` bytes at first.
     fn with_buffer(
-        path: &std::path::Path,
+        path: &Path,
         block: Block,
         at: ReadPosition,
         capacity: usize,
@@ -283,32 +284,22 @@ impl BlockReader {
     }
 }
 
-/// Scans `block` of `file` for its [`BlockStats`] (line ends and first fields only).
-pub fn scan(file: &mut File, block: Block) -> std::io::Result<BlockStats> {
-    file.seek(SeekFrom::Start(block.start))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file.take(block.end - block.start));
+/// Scans `block` of the file at `path` for its [`BlockStats`]: its rows are
+/// found as [`BlockReader`] finds them (in place, no copy per line) and only
+/// their first field is parsed.
+pub fn scan(path: &Path, block: Block) -> std::io::Result<BlockStats> {
+    let mut reader = BlockReader::with_buffer(path, block, ReadPosition::START, 1 << 20)?;
     let mut stats = BlockStats::default();
-    let mut line = Vec::with_capacity(256);
-    let mut ranges = Vec::with_capacity(2);
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            stats.newlines += 1;
-        }
-        ranges.clear();
-        record_ranges(&line, 0, &mut ranges);
-        for &(from, to) in &ranges {
-            let record = &line[from..to];
-            stats.rows += 1;
-            let first = record.split(|b| *b == b',').next().unwrap_or_default();
-            if let Ok(ts) = parse_ts(first) {
-                stats.max_ts = stats.max_ts.max(Some(ts));
-            }
+    while let Some((_, range)) = reader.next_row()? {
+        stats.rows += 1;
+        let row = reader.row(range);
+        let first = &row[..memchr::memchr(b',', row).unwrap_or(row.len())];
+        if let Ok(ts) = parse_ts(first) {
+            stats.max_ts = stats.max_ts.max(Some(ts));
         }
     }
+    // Past the last line, the reader has counted every `\n` of the block.
+    stats.newlines = reader.position().lines_before;
     Ok(stats)
 }
 
@@ -437,7 +428,7 @@ mod tests {
             size in 1u64..64,
         ) {
             let text: Vec<u8> = parts.concat();
-            let (_tmp, mut file) = file_of(&text);
+            let (tmp, mut file) = file_of(&text);
             let len = text.len() as u64;
             let blocks = blocks(&mut file, 0, len, size).unwrap();
             let mut at = 0;
@@ -449,7 +440,7 @@ mod tests {
             prop_assert_eq!(at, len);
             let total = blocks
                 .iter()
-                .map(|b| scan(&mut file, *b).unwrap())
+                .map(|b| scan(tmp.path(), *b).unwrap())
                 .fold(BlockStats::default(), BlockStats::then);
             let (rows, max, line) = by_csv_reader(&text);
             prop_assert_eq!((total.rows, total.max_ts), (rows, max));
