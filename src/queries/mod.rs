@@ -536,7 +536,11 @@ impl<'s, 'a> Build<'s, 'a> {
     /// Writes `rows` to the query's file `ID.csv`, hands them to the row
     /// sinks (the dashboard among them) and probes them.
     pub fn emit<T: Row>(&self, rows: Stream<'s, u64, Vec<T>>) {
-        let file = self.outlets.files.get::<T>(&file_name(&self.query));
+        let file = self
+            .outlets
+            .files
+            .get::<T>(&file_name(&self.query))
+            .map(|sink| sink.part_writer());
         let sinks: Vec<Arc<dyn RowSink>> = self.outlets.sinks.to_vec();
         let query = self.query.clone();
         rows.inspect_core(move |event| {

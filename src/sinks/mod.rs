@@ -1,7 +1,10 @@
 //! Sinks: result rows, late records and malformed rows written as CSV files.
 //!
-//! One writer per file and process, shared by the workers (rows arrive at a
-//! few per window and key, so a lock per batch costs nothing measurable).
+//! One file per process, shared by its workers. Each worker formats its rows
+//! into a buffer of its own ([`PartWriter`]) and writes it to the file in
+//! blocks of [`PART_BYTES`]: per-record outputs (`ewma.csv`, one row per
+//! trade) used to take the file's lock per batch and write under it, and two
+//! workers queued behind each other there.
 //! A file's header is its row type's field names ([`columns`]), so the header
 //! and the rows cannot disagree; rows are formatted by [`csv_row`], floats in
 //! their shortest exact form, so pandas reads back the very same numbers.
@@ -101,13 +104,48 @@ pub fn typed_columns<T: Row>() -> Result<Vec<Column>, String> {
         .collect()
 }
 
+/// How many formatted bytes a [`PartWriter`] holds before writing them.
+pub const PART_BYTES: usize = 128 << 10;
+
 /// A CSV file of rows of type `T`, written by every worker of the process.
 /// Rows are formatted by the calling worker; only the finished bytes are
 /// written under the lock, so workers do not queue behind each other's formatting.
 pub struct CsvSink<T> {
     name: String,
     file: Mutex<BufWriter<File>>,
+    /// The buffers of this file's [`PartWriter`]s, drained into the file by
+    /// [`Flush`]. Lock order: a part, then the file.
+    parts: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
     _rows: PhantomData<fn(T)>,
+}
+
+/// One worker's writer of a [`CsvSink`]: rows are formatted into a buffer of
+/// its own and written to the file once it holds [`PART_BYTES`] (or when the
+/// file is flushed or committed), so the file's lock is taken once per block,
+/// not once per batch. A worker's rows keep their order in the file.
+pub struct PartWriter<T> {
+    sink: Arc<CsvSink<T>>,
+    part: Arc<Mutex<Vec<u8>>>,
+}
+
+impl<T: Serialize> PartWriter<T> {
+    pub fn write_all<'a>(&self, rows: impl IntoIterator<Item = &'a T>) -> anyhow::Result<()>
+    where
+        T: 'a,
+    {
+        let mut part = self.part.lock().expect("part lock");
+        for row in rows {
+            csv_row::append_row(row, &mut part)
+                .with_context(|| format!("cannot write a row of {}", self.sink.name))?;
+        }
+        if part.len() >= PART_BYTES {
+            // The part stays locked until its bytes are in the file, so a
+            // checkpoint's commit never misses them.
+            self.sink.file.lock().expect("sink lock").write_all(&part)?;
+            part.clear();
+        }
+        Ok(())
+    }
 }
 
 impl<T: Serialize> CsvSink<T> {
@@ -130,6 +168,7 @@ impl<T: Serialize> CsvSink<T> {
             return Ok(Arc::new(CsvSink {
                 name: name.to_string(),
                 file: Mutex::new(BufWriter::with_capacity(1 << 16, file)),
+                parts: Mutex::default(),
                 _rows: PhantomData,
             }));
         }
@@ -144,10 +183,25 @@ impl<T: Serialize> CsvSink<T> {
         Ok(Arc::new(CsvSink {
             name: name.to_string(),
             file: Mutex::new(file),
+            parts: Mutex::default(),
             _rows: PhantomData,
         }))
     }
 
+    /// A writer with a buffer of its own, for one worker.
+    pub fn part_writer(self: &Arc<Self>) -> PartWriter<T> {
+        let part = Arc::new(Mutex::new(Vec::with_capacity(PART_BYTES + (8 << 10))));
+        self.parts
+            .lock()
+            .expect("parts lock")
+            .push(Arc::clone(&part));
+        PartWriter {
+            sink: Arc::clone(self),
+            part,
+        }
+    }
+
+    /// Writes `rows` to the file at once (rare rows: late and malformed ones).
     pub fn write_all<'a>(&self, rows: impl IntoIterator<Item = &'a T>) -> anyhow::Result<()>
     where
         T: 'a,
@@ -165,7 +219,7 @@ impl<T: Serialize> CsvSink<T> {
 /// Writes the rows of a dataflow event (from `inspect_core`) to `sink`, if
 /// any; a write error is logged (the run goes on and the summary tells).
 pub fn write_event<T: Serialize>(
-    sink: &Option<Arc<CsvSink<T>>>,
+    sink: &Option<PartWriter<T>>,
     event: Result<(&timely::dataflow::channels::Stamp<u64>, &Vec<T>), &[u64]>,
 ) {
     if let (Some(sink), Ok((_, rows))) = (sink, event) {
@@ -187,8 +241,23 @@ pub trait Flush: Send + Sync {
     fn truncate_to(&self, len: u64) -> anyhow::Result<()>;
 }
 
+impl<T> CsvSink<T> {
+    /// Writes what every part holds to the file (not yet flushed).
+    fn drain_parts(&self) -> anyhow::Result<()> {
+        for part in self.parts.lock().expect("parts lock").iter() {
+            let mut part = part.lock().expect("part lock");
+            if !part.is_empty() {
+                self.file.lock().expect("sink lock").write_all(&part)?;
+                part.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<T> Flush for CsvSink<T> {
     fn flush(&self) -> anyhow::Result<()> {
+        self.drain_parts()?;
         self.file.lock().expect("sink lock").flush()?;
         Ok(())
     }
@@ -198,6 +267,7 @@ impl<T> Flush for CsvSink<T> {
     }
 
     fn committed_len(&self) -> anyhow::Result<u64> {
+        self.drain_parts()?;
         let mut file = self.file.lock().expect("sink lock");
         file.flush()?;
         Ok(file.get_mut().stream_position()?)
@@ -362,5 +432,37 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("pairs.csv")).unwrap();
         assert_eq!(text, "key,value_ms\n1,0.5\n");
         assert_eq!(files.committed().unwrap()["pairs.csv"], text.len() as u64);
+    }
+
+    #[test]
+    fn parts_reach_the_file_in_blocks_and_all_of_them_at_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ResultFiles::default();
+        let sink = files.open::<Pair>(dir.path(), "pairs.csv", false).unwrap();
+        let (a, b) = (sink.part_writer(), sink.part_writer());
+        let path = dir.path().join("pairs.csv");
+        let on_disk = || std::fs::read_to_string(&path).unwrap();
+        files.flush().unwrap();
+        a.write_all(&[Pair { key: 1, value: 0.5 }]).unwrap();
+        b.write_all(&[Pair { key: 2, value: 1.5 }]).unwrap();
+        assert_eq!(
+            on_disk(),
+            "key,value_ms\n",
+            "small parts wait in their buffers"
+        );
+        let committed = files.committed().unwrap()["pairs.csv"];
+        assert_eq!(on_disk(), "key,value_ms\n1,0.5\n2,1.5\n");
+        assert_eq!(committed, on_disk().len() as u64);
+        // A part that fills writes itself, in its own order.
+        let many: Vec<Pair> = (0..20_000).map(|key| Pair { key, value: 0.25 }).collect();
+        a.write_all(&many).unwrap();
+        let text = on_disk();
+        assert!(text.len() > committed as usize + PART_BYTES);
+        let keys: Vec<u64> = text
+            .lines()
+            .skip(3)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(keys, (0..20_000).collect::<Vec<u64>>());
     }
 }
