@@ -84,14 +84,6 @@ impl Latencies {
             .expect("latency lock")
             .saturating_record(us);
     }
-
-    /// Per-record output latencies (rows that answer one input record each).
-    pub fn record_rows(&self, latencies_us: impl IntoIterator<Item = u64>) {
-        let mut h = self.record_us.lock().expect("latency lock");
-        for us in latencies_us {
-            h.saturating_record(us.clamp(1, 3_600_000_000));
-        }
-    }
 }
 
 /// When this worker's input frontier passed which event time (as-fast runs and replays).
@@ -134,16 +126,57 @@ pub enum Due {
     InputAdvance(Rc<RefCell<AdvanceLog>>),
 }
 
+/// How often a worker adds its per-record latencies to the shared histogram.
+const MERGE_RECORDS_EVERY: Duration = Duration::from_millis(100);
+
+/// Per-record latencies gathered on one worker, added to the shared histogram
+/// at most every [`MERGE_RECORDS_EVERY`] and when the worker's probes go:
+/// per-record rows come a thousand to a batch, and taking the shared lock for
+/// every batch (the latencies computed under it) made workers queue there.
+struct LocalRecordLatencies {
+    histogram: Histogram<u64>,
+    merged_at: Instant,
+    latencies: Arc<Latencies>,
+}
+
+impl LocalRecordLatencies {
+    fn merge(&mut self) {
+        if !self.histogram.is_empty() {
+            let mut shared = self.latencies.record_us.lock().expect("latency lock");
+            // Same bounds on both sides: adding cannot fail.
+            let _ = shared.add(&self.histogram);
+            self.histogram.reset();
+        }
+        self.merged_at = Instant::now();
+    }
+}
+
+impl Drop for LocalRecordLatencies {
+    fn drop(&mut self) {
+        self.merge();
+    }
+}
+
 /// Records window latencies for one worker.
 #[derive(Clone)]
 pub struct LatencyProbe {
     due: Due,
     latencies: Arc<Latencies>,
+    records: Rc<RefCell<LocalRecordLatencies>>,
 }
 
 impl LatencyProbe {
     pub fn new(due: Due, latencies: Arc<Latencies>) -> Self {
-        LatencyProbe { due, latencies }
+        let records = LocalRecordLatencies {
+            histogram: latency_histogram(),
+            merged_at: Instant::now(),
+            latencies: Arc::clone(&latencies),
+        };
+        LatencyProbe {
+            due,
+            latencies,
+            records: Rc::new(RefCell::new(records)),
+        }
     }
 
     /// A window ending (exclusive) at `end_ms` was emitted now.
@@ -159,11 +192,16 @@ impl LatencyProbe {
     /// Rows answering one input record each, at these `ts_ms`, were emitted now.
     pub fn records_emitted(&self, ts_ms: impl Iterator<Item = u64>) {
         let now = Instant::now();
-        let latencies = ts_ms
-            .filter_map(|ts| self.due_at(ts + 1))
-            .filter(|d| *d <= now)
-            .map(|d| (now - d).as_micros() as u64);
-        self.latencies.record_rows(latencies);
+        let mut records = self.records.borrow_mut();
+        for due in ts_ms.filter_map(|ts| self.due_at(ts + 1)) {
+            if due <= now {
+                let us = ((now - due).as_micros() as u64).clamp(1, 3_600_000_000);
+                records.histogram.saturating_record(us);
+            }
+        }
+        if now.duration_since(records.merged_at) >= MERGE_RECORDS_EVERY {
+            records.merge();
+        }
     }
 
     /// When everything before event time `end_ms` could be final: in real
@@ -182,5 +220,32 @@ impl LatencyProbe {
             }
             Due::InputAdvance(log) => log.borrow().reached(end_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_record_latencies_all_reach_the_shared_histogram() {
+        let latencies = Arc::new(Latencies::default());
+        let log = Rc::new(RefCell::new(AdvanceLog::default()));
+        log.borrow_mut().advanced(1_000);
+        let probe = LatencyProbe::new(Due::InputAdvance(Rc::clone(&log)), Arc::clone(&latencies));
+        let clone = probe.clone();
+        // Rows at 0..=999 were due when the input passed them; 5000 is not due yet.
+        probe.records_emitted([0, 10, 999].into_iter());
+        clone.records_emitted([5_000, 500].into_iter());
+        let shared = || latencies.record_us.lock().unwrap().len();
+        assert_eq!(shared(), 0, "kept on the worker until the next merge");
+        std::thread::sleep(MERGE_RECORDS_EVERY);
+        clone.records_emitted([1].into_iter());
+        assert_eq!(shared(), 5);
+        probe.records_emitted([2].into_iter());
+        drop(probe);
+        assert_eq!(shared(), 5, "one clone is still alive");
+        drop(clone);
+        assert_eq!(shared(), 6);
     }
 }
