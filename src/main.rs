@@ -145,7 +145,7 @@ struct EngineArgs {
     /// Records handed to the dataflow per batch and worker.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Event time (ms) allowed in flight behind the inputs before the sources wait.
+    /// Event time (ms) allowed in flight behind the inputs before the sources wait (default: 2000 in real time, 30000 as fast as possible).
     #[arg(long)]
     max_inflight_ms: Option<u64>,
     /// Records (per worker) allowed in flight behind the inputs before the sources wait.
@@ -246,7 +246,7 @@ impl EngineArgs {
             e.batch_size = b;
         }
         if let Some(m) = self.max_inflight_ms {
-            e.max_inflight_ms = m;
+            e.max_inflight_ms = Some(m);
         }
         if let Some(m) = self.max_inflight_records {
             e.max_inflight_records = m;

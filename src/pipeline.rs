@@ -66,8 +66,9 @@ pub struct EngineConfig {
     pub release_ms: u64,
     /// Records per batch handed to the dataflow (per worker, about).
     pub batch_size: usize,
-    /// At most this much event time may be in flight behind the inputs.
-    pub max_inflight_ms: u64,
+    /// At most this much event time may be in flight behind the inputs
+    /// (none: the default of the timing, [`EngineConfig::inflight_ms`]).
+    pub max_inflight_ms: Option<u64>,
     /// At most this many records (per worker) may be in flight behind the inputs.
     pub max_inflight_records: u64,
     /// Stop after this many seconds of wall time (none: when the sources end).
@@ -88,7 +89,26 @@ pub struct EngineConfig {
     pub measure_traffic: bool,
 }
 
+/// The default event-time in-flight bound in real time: an overloaded
+/// engine shows lag after 2 s rather than queueing.
+const REAL_TIME_INFLIGHT_MS: u64 = 2_000;
+/// The default as fast as possible: with timestamps of a second, 2 s left
+/// the workers one or two timestamps of slack, and each waited for the other
+/// about 2 600 times in a 3 M-event replay on 2 workers (640 to 1 250 with
+/// 30 s; results/scaling.csv). Memory stays bounded by `max_inflight_records`.
+const AS_FAST_INFLIGHT_MS: u64 = 30_000;
+
 impl EngineConfig {
+    /// The event time that may be in flight behind the inputs before the
+    /// sources wait: `max_inflight_ms`, or 2 s in real time and 30 s as fast
+    /// as possible.
+    pub fn inflight_ms(&self) -> u64 {
+        self.max_inflight_ms.unwrap_or(match self.timing {
+            Timing::AsFast => AS_FAST_INFLIGHT_MS,
+            _ => REAL_TIME_INFLIGHT_MS,
+        })
+    }
+
     /// Real time: the event time (ms) between two releases of records into
     /// the dataflow, for a source that fills a batch in `batch_span_ms` of
     /// event time (0: no releases, each record is taken as it falls due).
@@ -149,7 +169,7 @@ impl Pipeline {
             return e.tick_ms.max(1);
         }
         e.tick_step(
-            e.as_fast_timestamp_ms.min(e.max_inflight_ms / 2),
+            e.as_fast_timestamp_ms.min(e.inflight_ms() / 2),
             window_grid_ms,
         )
     }
@@ -166,7 +186,7 @@ impl Default for EngineConfig {
             as_fast_timestamp_ms: 1_000,
             release_ms: 50,
             batch_size: 1_024,
-            max_inflight_ms: 2_000,
+            max_inflight_ms: None,
             max_inflight_records: 250_000,
             duration_s: None,
             status: true,
@@ -439,12 +459,16 @@ mod tests {
         // At most half the event time allowed in flight.
         let tight = parse(&format!("[engine]\nmax_inflight_ms = 600\n{replay}"));
         assert_eq!(tight.timestamp_ms(Some(60_000)), 300);
+        assert_eq!(tight.engine.inflight_ms(), 600);
+        // Unset, the in-flight bound is 30 s as fast as possible, 2 s in real time.
+        assert_eq!(p.engine.inflight_ms(), 30_000);
         // Generators as fast as possible too.
         let generated = parse("[sources.interactions]\nkind = \"generator\"\n");
         assert_eq!(generated.timestamp_ms(Some(60_000)), 1_000);
         // In real time, or with a live source, a timestamp is a tick.
         let live = parse(&format!("[engine]\ntiming = \"real_time\"\n{replay}"));
         assert_eq!(live.timestamp_ms(Some(1_000)), 10);
+        assert_eq!(live.engine.inflight_ms(), 2_000);
         let tcp = parse(&format!(
             "{replay}[sources.interactions]\nkind = \"tcp\"\n[sources.listen]\naddress = \"127.0.0.1:0\"\n"
         ));

@@ -338,7 +338,7 @@ impl Driver<'_, '_> {
     /// backpressure.rs). Records at or after the inputs' own time wait for
     /// the inputs to move, so only older ones are waited for.
     fn wait_for_dataflow(&mut self, input_time: u64, feeds: &mut Feeds, engine: &EngineConfig) {
-        let bound = input_time.saturating_sub(engine.max_inflight_ms);
+        let bound = input_time.saturating_sub(engine.inflight_ms());
         let mut waited = false;
         loop {
             let probe = self.probe;
