@@ -1,13 +1,14 @@
 //! The framework the queries are built from: event-time windows over panes,
 //! order-exact per-key buffering, the end of an input, mergeable moments,
 //! exponentially weighted means, burst tests, arrangements in place and
-//! capability helpers. It names no query; queries (`src/queries/`) are built
+//! capability helpers, an exchange in large messages. It names no query; queries (`src/queries/`) are built
 //! on it.
 
 pub mod arrange_in_place;
 pub mod burst;
 pub mod ew;
 pub mod input_end;
+pub mod large_exchange;
 pub mod moments;
 pub mod ordered;
 pub mod pane_window;

@@ -23,6 +23,7 @@ pub mod testing;
 
 use crate::checkpoint::state::StateRegistry;
 use crate::framework::input_end::InputEnd;
+use crate::framework::large_exchange::exchange_in_large_batches;
 use crate::framework::pane_window::{window, WindowSpec};
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::{route_hash, Interaction, Trade};
@@ -36,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use timely::dataflow::operators::core::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::core::{Inspect, Probe};
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 /// Declares the built-in query modules and lists them in [`BUILTIN`]:
@@ -438,7 +439,9 @@ impl<'s, 'a> Build<'s, 'a> {
         let trades = &self.trades;
         self.shared
             .trades_by_symbol
-            .get_or_insert_with(|| trades.clone().exchange(|t: &Trade| route_hash(t.symbol.0)))
+            .get_or_insert_with(|| {
+                exchange_in_large_batches(trades.clone(), |t: &Trade| route_hash(t.symbol.0))
+            })
             .clone()
     }
 
@@ -453,9 +456,9 @@ impl<'s, 'a> Build<'s, 'a> {
         self.shared
             .by_item
             .get_or_insert_with(|| {
-                interactions
-                    .clone()
-                    .exchange(|r: &Interaction| route_hash(r.item))
+                exchange_in_large_batches(interactions.clone(), |r: &Interaction| {
+                    route_hash(r.item)
+                })
             })
             .clone()
     }
@@ -466,9 +469,9 @@ impl<'s, 'a> Build<'s, 'a> {
         self.shared
             .by_user
             .get_or_insert_with(|| {
-                interactions
-                    .clone()
-                    .exchange(|r: &Interaction| route_hash(r.user))
+                exchange_in_large_batches(interactions.clone(), |r: &Interaction| {
+                    route_hash(r.user)
+                })
             })
             .clone()
     }
