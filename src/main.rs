@@ -142,7 +142,7 @@ struct EngineArgs {
     /// Real time: take records into the dataflow at most this often (wall ms; 0: each as it falls due); windows still close on time.
     #[arg(long)]
     release_ms: Option<u64>,
-    /// Records handed to the dataflow per batch and worker.
+    /// Records handed to the dataflow per batch and worker (default: 1024 in real time, 4096 as fast as possible).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Event time (ms) allowed in flight behind the inputs before the sources wait (default: 2000 in real time, 30000 as fast as possible).
@@ -243,7 +243,7 @@ impl EngineArgs {
             e.release_ms = r;
         }
         if let Some(b) = self.batch_size {
-            e.batch_size = b;
+            e.batch_size = Some(b);
         }
         if let Some(m) = self.max_inflight_ms {
             e.max_inflight_ms = Some(m);

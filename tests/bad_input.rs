@@ -75,7 +75,7 @@ fn replay(
         interaction_rows,
     );
     let mut p = replay_pipeline(Some(&t), Some(&i), &dir.path().join("out"), workers);
-    p.engine.batch_size = 3;
+    p.engine.batch_size = Some(3);
     if checkpoints {
         p.engine.checkpoint.dir = Some(dir.path().join("checkpoints"));
     }

@@ -24,7 +24,7 @@ fn replay(
 ) {
     let mut p = replay_pipeline(Some(trades), Some(interactions), out, workers);
     p.engine.max_delay_ms = max_delay_ms;
-    p.engine.batch_size = 101;
+    p.engine.batch_size = Some(101);
     p.queries.set("alerts", "threshold", threshold as i64);
     p.queries.set("alerts", "log", false);
     let summary = engine::run(Job::new(p)).unwrap();

@@ -33,7 +33,7 @@ fn replay(trades: &Path, out: &Path, workers: usize, max_delay_ms: u64) -> Summa
     let mut p = replay_pipeline(Some(trades), None, out, workers);
     p.engine.max_delay_ms = max_delay_ms;
     // A small batch and a coarse tick exercise many capability moves.
-    p.engine.batch_size = 97;
+    p.engine.batch_size = Some(97);
     p.engine.tick_ms = 7;
     engine::run(Job::new(p)).unwrap()
 }

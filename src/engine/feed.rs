@@ -74,7 +74,7 @@ impl StreamSource<Trade> for TradeSource {
                     Box::new(MarketGenerator::new(
                         m,
                         schedule,
-                        engine.batch_size,
+                        engine.batch_records(),
                         index,
                         peers,
                     ))
@@ -103,7 +103,7 @@ impl StreamSource<Interaction> for InteractionSource {
                     Box::new(InteractionGenerator::new(
                         g,
                         schedule,
-                        engine.batch_size,
+                        engine.batch_records(),
                         index,
                         peers,
                     ))
@@ -135,19 +135,22 @@ pub fn open_source<E: Event + ParseRow>(
     let (engine, index, peers) = (cx.engine, cx.index, cx.peers);
     Ok(match plan {
         SourcePlan::Generator { rate, make } => make((cx.schedule)(rate)),
-        SourcePlan::Csv(path) => {
-            Box::new(CsvReplay::<E>::open(path, engine.batch_size, index, peers)?)
-        }
+        SourcePlan::Csv(path) => Box::new(CsvReplay::<E>::open(
+            path,
+            engine.batch_records(),
+            index,
+            peers,
+        )?),
         SourcePlan::Kafka(k) => Box::new(crate::kafka::source::KafkaSource::<E>::open(
             k,
             engine.max_delay_ms,
-            engine.batch_size,
+            engine.batch_records(),
             index,
             peers,
         )?),
         SourcePlan::Tcp => Box::new(TcpLog::<E>::open(
             listened(cx.ingest, E::STREAM)?,
-            engine.batch_size,
+            engine.batch_records(),
             index % engine.workers,
             index,
             peers,

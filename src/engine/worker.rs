@@ -187,7 +187,7 @@ fn open_feeds(
     let engine = &pipeline.engine;
     let (index, peers) = (worker.index(), worker.peers());
     let schedule = |rate: f64| {
-        let span_us = ((engine.batch_size as f64 / rate) * 1e6) as u64;
+        let span_us = ((engine.batch_records() as f64 / rate) * 1e6) as u64;
         let release_step_ms =
             engine.release_step_ms(shared.window_grid_ms, span_us as f64 / 1000.0);
         Schedule::new(
