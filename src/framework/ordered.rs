@@ -118,7 +118,10 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     if !not_yet.is_empty() {
                         pending.entry(ready_below).or_default().extend(not_yet);
                     }
-                    ready.sort_unstable_by_key(|(ts, seq, _)| (*ts, *seq));
+                    // A stable sort finds the sorted runs the batches already are
+                    // (one per sending worker and batch) and merges them; keys
+                    // are unique, so the order is the same as an unstable sort's.
+                    ready.sort_by_key(|(ts, seq, _)| (*ts, *seq));
                     for (_, _, record) in ready.drain(..) {
                         logic.on_record(&record, &mut rows);
                     }

@@ -245,7 +245,8 @@ pub fn window<'scope, A: WindowAggregate>(
                 for (_, mut batch) in std::mem::replace(&mut pending, later) {
                     ready.append(&mut batch);
                 }
-                ready.sort_unstable_by_key(|r| (agg.ts_ms(r), agg.seq(r)));
+                // Stable: merges the sorted runs the batches already are (see ordered.rs).
+                ready.sort_by_key(|r| (agg.ts_ms(r), agg.seq(r)));
                 for record in ready.drain(..) {
                     store.insert(&agg, &record);
                 }
