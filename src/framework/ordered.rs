@@ -14,6 +14,10 @@
 //! `input_end.rs`), then that the input ended. What closes at the end is thus
 //! what ends at or before the last event, whatever frontiers the operator
 //! happened to see before.
+//!
+//! Released records are sorted stably: on several workers they are a
+//! sequence of sorted runs (one per sending worker and batch), which a stable
+//! sort merges; keys (`ts_ms`, `seq`) are unique, so the order is exact.
 
 use super::input_end::InputEnd;
 use super::HeldCapability;
@@ -118,9 +122,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     if !not_yet.is_empty() {
                         pending.entry(ready_below).or_default().extend(not_yet);
                     }
-                    // A stable sort finds the sorted runs the batches already are
-                    // (one per sending worker and batch) and merges them; keys
-                    // are unique, so the order is the same as an unstable sort's.
+                    // Stable: merges the sorted runs (one per sending worker and batch).
                     ready.sort_by_key(|(ts, seq, _)| (*ts, *seq));
                     for (_, _, record) in ready.drain(..) {
                         logic.on_record(&record, &mut rows);
