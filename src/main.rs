@@ -142,10 +142,10 @@ struct EngineArgs {
     /// Real time: take records into the dataflow at most this often (wall ms; 0: each as it falls due); windows still close on time.
     #[arg(long)]
     release_ms: Option<u64>,
-    /// Records handed to the dataflow per batch and worker (default: 1024 in real time, 4096 as fast as possible).
+    /// Records handed to the dataflow per batch and worker (default: 4096 as fast as possible over files and generators, else 1024).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Event time (ms) allowed in flight behind the inputs before the sources wait (default: 2000 in real time, 30000 as fast as possible).
+    /// Event time (ms) allowed in flight behind the inputs before the sources wait (default: 30000 as fast as possible over files and generators, else 2000).
     #[arg(long)]
     max_inflight_ms: Option<u64>,
     /// Records (per worker) allowed in flight behind the inputs before the sources wait.

@@ -90,41 +90,37 @@ pub struct EngineConfig {
     pub measure_traffic: bool,
 }
 
-/// The default event-time in-flight bound in real time: an overloaded
-/// engine shows lag after 2 s rather than queueing.
+/// The default event-time in-flight bound in real time (and for live
+/// sources): an overloaded engine shows lag after 2 s rather than queueing.
 const REAL_TIME_INFLIGHT_MS: u64 = 2_000;
-/// The default as fast as possible: with timestamps of a second, 2 s left
+/// The default as fast as possible over files and generators: with
+/// timestamps of a second, 2 s left
 /// the workers one or two timestamps of slack, and each waited for the other
 /// about 2 600 times in a 3 M-event replay on 2 workers (640 to 1 250 with
 /// 30 s; results/scaling.csv). Memory stays bounded by `max_inflight_records`.
 const AS_FAST_INFLIGHT_MS: u64 = 30_000;
 
-/// The default batch in real time: a batch's span of event time sets the
-/// release steps ([`EngineConfig::release_step_ms`]), so it stays small.
+/// The default batch in real time (and for live sources): a batch's span of
+/// event time sets the release steps ([`EngineConfig::release_step_ms`]).
 const REAL_TIME_BATCH_RECORDS: usize = 1_024;
-/// The default as fast as possible, where nothing waits on a batch: each is
+/// The default as fast as possible over files and generators, where nothing
+/// waits on a batch: each is
 /// one pass through the dataflow and one message per peer, and 4 096 made a
 /// 2-process replay about a quarter faster than 1 024 (results/scaling.csv).
 const AS_FAST_BATCH_RECORDS: usize = 4_096;
 
 impl EngineConfig {
-    /// Records per batch and worker: `batch_size`, or 1 024 in real time and
-    /// 4 096 as fast as possible.
+    /// Records per batch and worker: `batch_size`, or 1 024 when unset
+    /// ([`Pipeline::with_run_defaults`] sets 4 096 where that is the default).
     pub fn batch_records(&self) -> usize {
-        self.batch_size.unwrap_or(match self.timing {
-            Timing::AsFast => AS_FAST_BATCH_RECORDS,
-            _ => REAL_TIME_BATCH_RECORDS,
-        })
+        self.batch_size.unwrap_or(REAL_TIME_BATCH_RECORDS)
     }
 
     /// The event time that may be in flight behind the inputs before the
-    /// sources wait: `max_inflight_ms`, or 2 s in real time and 30 s as fast
-    /// as possible.
+    /// sources wait: `max_inflight_ms`, or 2 s when unset
+    /// ([`Pipeline::with_run_defaults`] sets 30 s where that is the default).
     pub fn inflight_ms(&self) -> u64 {
-        self.max_inflight_ms.unwrap_or(match self.timing {
-            Timing::AsFast => AS_FAST_INFLIGHT_MS,
-            _ => REAL_TIME_INFLIGHT_MS,
-        })
+        self.max_inflight_ms.unwrap_or(REAL_TIME_INFLIGHT_MS)
     }
 
     /// Real time: the event time (ms) between two releases of records into
@@ -172,24 +168,52 @@ impl Pipeline {
     /// rather than once per tick.
     pub fn timestamp_ms(&self, window_grid_ms: Option<u64>) -> u64 {
         let e = &self.engine;
-        let bounded = self
-            .sources
-            .trades
-            .as_ref()
-            .is_none_or(|s| matches!(s, TradeSource::Market(_) | TradeSource::Csv(_)))
-            && self.sources.interactions.as_ref().is_none_or(|s| {
-                matches!(
-                    s,
-                    InteractionSource::Generator(_) | InteractionSource::Csv(_)
-                )
-            });
-        if e.timing != Timing::AsFast || !bounded {
+        if !self.as_fast_over_files_and_generators() {
             return e.tick_ms.max(1);
         }
         e.tick_step(
             e.as_fast_timestamp_ms.min(e.inflight_ms() / 2),
             window_grid_ms,
         )
+    }
+}
+
+impl Pipeline {
+    /// As fast as possible with only files and generators as sources: no
+    /// record waits on the clock or on a live peer.
+    fn as_fast_over_files_and_generators(&self) -> bool {
+        self.engine.timing == Timing::AsFast
+            && self
+                .sources
+                .trades
+                .as_ref()
+                .is_none_or(|s| matches!(s, TradeSource::Market(_) | TradeSource::Csv(_)))
+            && self.sources.interactions.as_ref().is_none_or(|s| {
+                matches!(
+                    s,
+                    InteractionSource::Generator(_) | InteractionSource::Csv(_)
+                )
+            })
+    }
+
+    /// The pipeline with the engine defaults that depend on it filled in
+    /// (what a run uses): as fast as possible over files and generators, 30 s
+    /// of event time in flight and batches of 4 096 records; otherwise (real
+    /// time, live sources) 2 s and 1 024. Values set explicitly stay.
+    pub fn with_run_defaults(mut self) -> Self {
+        let fast = self.as_fast_over_files_and_generators();
+        let e = &mut self.engine;
+        e.max_inflight_ms.get_or_insert(if fast {
+            AS_FAST_INFLIGHT_MS
+        } else {
+            REAL_TIME_INFLIGHT_MS
+        });
+        e.batch_size.get_or_insert(if fast {
+            AS_FAST_BATCH_RECORDS
+        } else {
+            REAL_TIME_BATCH_RECORDS
+        });
+        self
     }
 }
 
@@ -463,7 +487,7 @@ mod tests {
     fn as_fast_replay_timestamps_are_as_coarse_as_the_windows_allow() {
         let parse = |text: &str| Pipeline::parse(text, "p.toml").unwrap();
         let replay = "[sources.trades]\nkind = \"csv\"\npath = \"t.csv\"\n";
-        let p = parse(replay);
+        let p = parse(replay).with_run_defaults();
         // Windows end on whole seconds: a timestamp spans a second.
         assert_eq!(p.timestamp_ms(Some(1_000)), 1_000);
         assert_eq!(p.timestamp_ms(Some(60_000)), 1_000);
@@ -485,16 +509,23 @@ mod tests {
         let generated = parse("[sources.interactions]\nkind = \"generator\"\n");
         assert_eq!(generated.timestamp_ms(Some(60_000)), 1_000);
         // In real time, or with a live source, a timestamp is a tick.
-        let live = parse(&format!("[engine]\ntiming = \"real_time\"\n{replay}"));
+        let live =
+            parse(&format!("[engine]\ntiming = \"real_time\"\n{replay}")).with_run_defaults();
         assert_eq!(live.timestamp_ms(Some(1_000)), 10);
         assert_eq!(live.engine.inflight_ms(), 2_000);
         assert_eq!(live.engine.batch_records(), 1_024);
-        let set = parse(&format!("[engine]\nbatch_size = 7\n{replay}"));
+        let set = parse(&format!("[engine]\nbatch_size = 7\n{replay}")).with_run_defaults();
         assert_eq!(set.engine.batch_records(), 7);
         let tcp = parse(&format!(
             "{replay}[sources.interactions]\nkind = \"tcp\"\n[sources.listen]\naddress = \"127.0.0.1:0\"\n"
         ));
         assert_eq!(tcp.timestamp_ms(Some(1_000)), 10);
+        // A live source keeps the real-time batch and in-flight bound.
+        let tcp = tcp.with_run_defaults();
+        assert_eq!(
+            (tcp.engine.batch_records(), tcp.engine.inflight_ms()),
+            (1_024, 2_000)
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
 
 /// Runs the job to its end and returns (and writes) its measurements.
 pub fn run(job: Job) -> anyhow::Result<Summary> {
-    let pipeline = Arc::new(job.pipeline);
+    let pipeline = Arc::new(job.pipeline.with_run_defaults());
     let queries = queries_of(&pipeline, &job.extensions)?;
     // Open the files first, so that a bad path fails before any work.
     for (name, path) in csv_paths(&pipeline) {
