@@ -134,10 +134,7 @@ impl<T: Serialize> PartWriter<T> {
         T: 'a,
     {
         let mut part = self.part.lock().expect("part lock");
-        for row in rows {
-            csv_row::append_row(row, &mut part)
-                .with_context(|| format!("cannot write a row of {}", self.sink.name))?;
-        }
+        self.sink.format(rows, &mut part)?;
         if part.len() >= PART_BYTES {
             // The part stays locked until its bytes are in the file, so a
             // checkpoint's commit never misses them.
@@ -201,16 +198,29 @@ impl<T: Serialize> CsvSink<T> {
         }
     }
 
+    /// Appends `rows` to `out` as CSV lines.
+    fn format<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a T>,
+        out: &mut Vec<u8>,
+    ) -> anyhow::Result<()>
+    where
+        T: 'a,
+    {
+        for row in rows {
+            csv_row::append_row(row, out)
+                .with_context(|| format!("cannot write a row of {}", self.name))?;
+        }
+        Ok(())
+    }
+
     /// Writes `rows` to the file at once (rare rows: late and malformed ones).
     pub fn write_all<'a>(&self, rows: impl IntoIterator<Item = &'a T>) -> anyhow::Result<()>
     where
         T: 'a,
     {
         let mut bytes = Vec::with_capacity(4096);
-        for row in rows {
-            csv_row::append_row(row, &mut bytes)
-                .with_context(|| format!("cannot write a row of {}", self.name))?;
-        }
+        self.format(rows, &mut bytes)?;
         self.file.lock().expect("sink lock").write_all(&bytes)?;
         Ok(())
     }
