@@ -47,10 +47,12 @@ impl<T> PushInto<T> for LargeBatches<T> {
     #[inline]
     fn push_into(&mut self, item: T) {
         if self.current.capacity() == 0 {
-            let len = batch_len::<T>();
+            // Start at timely's 8 KiB and grow with the batch: a container
+            // flushed with a few records (real time) holds no 64 KiB while queued.
             self.current = self.empty.take().unwrap_or_default();
             self.current.clear();
-            self.current.reserve(len);
+            self.current
+                .reserve(timely::container::buffer::default_capacity::<T>());
         }
         self.current.push(item);
         if self.current.len() >= batch_len::<T>() {
