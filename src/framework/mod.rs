@@ -1,7 +1,8 @@
 //! The framework the queries are built from: event-time windows over panes,
 //! order-exact per-key buffering, the end of an input, mergeable moments,
 //! exponentially weighted means, burst tests, arrangements in place and
-//! capability helpers, an exchange in large messages. It names no query; queries (`src/queries/`) are built
+//! capability helpers, an exchange in large messages, per-period partial
+//! counts. It names no query; queries (`src/queries/`) are built
 //! on it.
 
 pub mod arrange_in_place;
@@ -12,6 +13,7 @@ pub mod large_exchange;
 pub mod moments;
 pub mod ordered;
 pub mod pane_window;
+pub mod period_counts;
 
 use timely::dataflow::operators::Capability;
 

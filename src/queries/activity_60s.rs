@@ -25,21 +25,19 @@
 
 use super::{Build, Input, QueryConfig, QueryTables, RowFile};
 use crate::framework::arrange_in_place::arrange_in_place;
+use crate::framework::period_counts::{period_counts, OpenCounts};
 use crate::framework::{count_consumed, HeldCapability};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::Interaction;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 use differential_dataflow::{AsCollection, VecCollection};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Inspect;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Map, ToStream};
-use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 /// Pipeline `[queries.activity_60s]`.
@@ -129,27 +127,10 @@ pub fn activity<'scope>(
     states: &StateRegistry,
 ) -> anyhow::Result<Stream<'scope, u64, Vec<Activity>>> {
     let size = config.size_ms;
-    let scope = by_user.scope();
     // Each interaction reaches both branches; it is consumed once.
     let by_user = count_consumed(by_user, Arc::clone(&counters));
-    let (by_user, open_users) = open_windows(by_user, states, "open_users", size, |r| r.user)?;
-    let (by_item, open_items) = open_windows(by_item, states, "open_items", size, |r| r.item)?;
-    // Each record enters at its window's last millisecond: the result is read
-    // only once the window closes, so one time per window is all the query
-    // needs, and `reduce` runs once per window. The retractions at the
-    // window's end are added after each branch's local consolidation.
-    let at_window_end = move |r: &Interaction, key: u64| {
-        let window = r.ts_ms - r.ts_ms % size;
-        ((window, key), window + size - 1, 1)
-    };
-    let users: VecCollection<'scope, u64, (u64, u64), isize> = by_user
-        .map(move |r: Interaction| at_window_end(&r, r.user))
-        .concat(open_users.to_stream(scope))
-        .as_collection();
-    let items: VecCollection<'scope, u64, (u64, u64), isize> = by_item
-        .map(move |r: Interaction| at_window_end(&r, r.item))
-        .concat(open_items.to_stream(scope))
-        .as_collection();
+    let users = window_partials(by_user, states, "open_users", size, |r| r.user)?;
+    let items = window_partials(by_item, states, "open_items", size, |r| r.item)?;
 
     // A user's records are all on its worker: distinct (window, user) in
     // place, then each worker's count of distinct users per window is a
@@ -206,55 +187,19 @@ where
         .as_collection()
 }
 
-/// Records per (window, user) or (window, item), per window still open: the
-/// input a branch's arrangements hold, which is what a checkpoint saves of
-/// them (on the worker the key belongs to, where it is restored).
-type OpenRecords = BTreeMap<u64, FxHashMap<u64, u64>>;
-
-/// The state `activity_60s/NAME` of a branch keyed by `key`: passes the
-/// records on, keeping those of the windows still open while checkpoints
-/// are on, and returns the updates a resumed run restores.
-#[allow(clippy::type_complexity)]
-fn open_windows<'scope>(
+/// The first phase of a branch keyed by `key`: a worker's record counts per
+/// (window, key), one update per key when the window closes
+/// ([`period_counts`]). They are the state `activity_60s/NAME` (on the
+/// worker the key belongs to, where they are restored).
+fn window_partials<'scope>(
     records: Stream<'scope, u64, Vec<Interaction>>,
     states: &StateRegistry,
     name: &str,
     size: u64,
     key: fn(&Interaction) -> u64,
-) -> anyhow::Result<(Stream<'scope, u64, Vec<Interaction>>, Vec<((u64, u64), u64, isize)>)> {
-    if !(states.enabled() || states.resuming()) {
-        return Ok((records, Vec::new()));
-    }
-    let open = states.cell(&format!("activity_60s/{name}"), OpenRecords::new)?;
-    let restored = open
-        .borrow()
-        .iter()
-        .flat_map(|(&window, counts)| {
-            counts
-                .iter()
-                .map(move |(&k, &n)| ((window, k), window + size - 1, n as isize))
-        })
-        .collect();
-    if !states.enabled() {
-        return Ok((records, restored));
-    }
-    let kept = records.inspect_core(move |event| {
-        let mut open = open.borrow_mut();
-        match event {
-            Ok((_, batch)) => {
-                for r in batch.iter() {
-                    let window = r.ts_ms - r.ts_ms % size;
-                    *open.entry(window).or_default().entry(key(r)).or_insert(0) += 1;
-                }
-            }
-            // A window is forgotten once closed: no record can reach it any more.
-            Err(frontier) => match frontier.first() {
-                Some(&f) => open.retain(|w, _| w + size > f),
-                None => open.clear(),
-            },
-        }
-    });
-    Ok((kept, restored))
+) -> anyhow::Result<VecCollection<'scope, u64, (u64, u64), isize>> {
+    let open = states.cell(&format!("activity_60s/{name}"), OpenCounts::new)?;
+    Ok(period_counts(records, open, name, size, |r| r.ts_ms, key))
 }
 
 /// Gathers each window's parts and emits its row once the frontier passes its end.
