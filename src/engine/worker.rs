@@ -326,8 +326,13 @@ impl Driver<'_, '_> {
                 self.worker.step_or_park(pumped.wait);
             }
         }
+        // The inputs are closed; what is left arrives from other workers (or
+        // processes), whose messages wake a parked worker: spinning here
+        // took the core's time and the shared channels' cache lines from the
+        // workers still busy.
         while !self.probe.done() {
-            self.worker.step();
+            self.worker
+                .step_or_park(Some(std::time::Duration::from_millis(1)));
         }
         self.set_state(WorkerState::Done);
         Ok(())

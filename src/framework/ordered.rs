@@ -20,7 +20,7 @@
 //! sort merges; keys (`ts_ms`, `seq`) are unique, so the order is exact.
 
 use super::input_end::InputEnd;
-use super::HeldCapability;
+use super::{HeldCapability, SpareBuffers};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
         move |initial, _info| {
             // Buffered records by the time they travelled at (a lower bound of their ts).
             let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
+            let mut spare = SpareBuffers::default();
             let mut ready = Vec::new();
             let mut held = HeldCapability::default();
             // A restored logic may owe rows.
@@ -86,7 +87,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;
                     };
-                    let slot = pending.entry(*cap.time()).or_default();
+                    let slot = pending.entry(*cap.time()).or_insert_with(|| spare.take());
                     held.hold(cap);
                     let mut consumed = 0;
                     for batch in batches {
@@ -110,14 +111,15 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     // Only batches that travelled below the frontier can hold final records.
                     let later = pending.split_off(&ready_below);
                     let mut not_yet = Vec::new();
-                    for (_, batch) in std::mem::replace(&mut pending, later) {
-                        for entry in batch {
+                    for (_, mut batch) in std::mem::replace(&mut pending, later) {
+                        for entry in batch.drain(..) {
                             if entry.0 < ready_below {
                                 ready.push(entry);
                             } else {
                                 not_yet.push(entry);
                             }
                         }
+                        spare.give(batch);
                     }
                     if !not_yet.is_empty() {
                         pending.entry(ready_below).or_default().extend(not_yet);

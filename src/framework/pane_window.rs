@@ -16,7 +16,7 @@
 //! pipeline pact after an exchange), and holds a single capability: at the
 //! time of the earliest row it still owes.
 
-use super::HeldCapability;
+use super::{HeldCapability, SpareBuffers};
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
 use rustc_hash::FxHashMap;
@@ -217,6 +217,7 @@ pub fn window<'scope, A: WindowAggregate>(
         // Order-sensitive aggregates: records by the time they travelled at,
         // until the frontier passes it (then no earlier record can come).
         let mut pending: BTreeMap<u64, Vec<A::In>> = BTreeMap::new();
+        let mut spare = SpareBuffers::default();
         let mut ready = Vec::new();
         move |(input, frontier), output| {
             let mut store = store.borrow_mut();
@@ -230,7 +231,10 @@ pub fn window<'scope, A: WindowAggregate>(
                 for batch in batches {
                     consumed += batch.len() as u64;
                     if A::ORDER_SENSITIVE {
-                        pending.entry(time).or_default().append(batch);
+                        pending
+                            .entry(time)
+                            .or_insert_with(|| spare.take())
+                            .append(batch);
                     } else {
                         for record in batch.drain(..) {
                             store.insert(&agg, &record);
@@ -244,6 +248,7 @@ pub fn window<'scope, A: WindowAggregate>(
                 let later = pending.split_off(&f);
                 for (_, mut batch) in std::mem::replace(&mut pending, later) {
                     ready.append(&mut batch);
+                    spare.give(batch);
                 }
                 // Stable: merges the sorted runs the batches already are (see ordered.rs).
                 ready.sort_by_key(|r| (agg.ts_ms(r), agg.seq(r)));
