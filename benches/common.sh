@@ -17,8 +17,9 @@ m1m2() {
 
 # Files from `eddy generate` (seed 3, 100 symbols): $work/t.csv with TRADES
 # trades and, unless INTERACTIONS is 0, $work/i.csv; and pipeline files
-# replaying them: $work/full.toml (both files, every query) and
-# $work/m1m2.toml (the trades, only M1 and M2 on).
+# replaying them: $work/full.toml (both files, every query),
+# $work/m1m2.toml (the trades, only M1 and M2 on) and
+# $work/interactions.toml (the interactions, every interaction query).
 #   replay_files TRADES INTERACTIONS
 replay_files() {
   $eddy generate trades -n "$1" --seed 3 --symbols 100 --out "$work/t.csv" >/dev/null
@@ -27,7 +28,8 @@ replay_files() {
   fi
   printf '[sources.trades]\nkind = "csv"\npath = "%s"\n' "$work/t.csv" > "$work/m1m2.toml"
   cp "$work/m1m2.toml" "$work/full.toml"
-  printf '[sources.interactions]\nkind = "csv"\npath = "%s"\n' "$work/i.csv" >> "$work/full.toml"
+  printf '[sources.interactions]\nkind = "csv"\npath = "%s"\n' "$work/i.csv" > "$work/interactions.toml"
+  cat "$work/interactions.toml" >> "$work/full.toml"
   for q in vol_60s corr_60s ewma anomalies forecasts; do
     printf '[queries.%s]\nenabled = false\n' "$q" >> "$work/m1m2.toml"
   done

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Throughput of replayed files by layout -> results/scaling.csv (+ plots/scaling.png)
-#   bash benches/scaling.sh [REPS]      (default 3 repetitions; about 2 minutes)
+#   bash benches/scaling.sh [REPS]      (default 3 repetitions; about a minute)
 # Files from `eddy generate` (seed 3, 100 symbols): 2M trades and 1M
 # interactions, replayed as fast as possible (`kind = "csv"`): the full
-# pipeline (both files, every query) and M1+M2 alone (the trades file), for
+# pipeline (both files, every query), M1+M2 alone (the trades file) and the
+# interaction queries alone (the interactions file), for
 # processes x workers = 1x1, 1x2, 2x1. Multi-process layouts run through
 # `eddy cluster` on 127.0.0.1. wall_s is the whole command (process start,
 # connecting, reading, writing every result file), timed by this script;
@@ -14,7 +15,7 @@ csv=results/scaling.csv
 replay_files 2000000 1000000
 echo "pipeline,processes,workers_per_process,total_workers,oversubscribed,rep,records,wall_s,records_per_s,machine" > "$csv"
 for rep in $(seq 1 "$reps"); do
-  for pipeline in full m1m2; do
+  for pipeline in full m1m2 interactions; do
     for layout in 1x1 1x2 2x1; do
       p=${layout%x*}; w=${layout#*x}
       out="$work/$pipeline-$layout"
@@ -44,7 +45,7 @@ med = {}
 for r in rows:
     med.setdefault((r["pipeline"], r["processes"], r["workers_per_process"]), []).append(float(r["wall_s"]))
 med = {k: statistics.median(v) for k, v in med.items()}
-for p in ("full", "m1m2"):
+for p in ("full", "m1m2", "interactions"):
     one, two, procs = med[(p, "1", "1")], med[(p, "1", "2")], med[(p, "2", "1")]
     print(f"{p}: median wall 1x1 {one:.2f} s, 1x2 {two:.2f} s, 2x1 {procs:.2f} s; "
           f"2 workers / 1 worker {one / two:.2f}x, 2 processes / 2 workers {two / procs:.2f}x")
