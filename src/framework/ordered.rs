@@ -68,7 +68,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
         name,
         move |initial, _info| {
             // Buffered records by the time they travelled at (a lower bound of their ts).
-            let mut pending: BTreeMap<u64, Vec<(u64, u64, L::In)>> = BTreeMap::new();
+            let mut pending: Pending<L::In> = BTreeMap::new();
             let mut spare = SpareBuffers::default();
             let mut ready = Vec::new();
             let mut held = HeldCapability::default();
@@ -104,26 +104,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                 }
                 let f = frontier.frontier().first().copied();
                 let ready_below = f.unwrap_or(u64::MAX);
-                if pending
-                    .first_key_value()
-                    .is_some_and(|(t, _)| *t < ready_below)
-                {
-                    // Only batches that travelled below the frontier can hold final records.
-                    let later = pending.split_off(&ready_below);
-                    let mut not_yet = Vec::new();
-                    for (_, mut batch) in std::mem::replace(&mut pending, later) {
-                        for entry in batch.drain(..) {
-                            if entry.0 < ready_below {
-                                ready.push(entry);
-                            } else {
-                                not_yet.push(entry);
-                            }
-                        }
-                        spare.give(batch);
-                    }
-                    if !not_yet.is_empty() {
-                        pending.entry(ready_below).or_default().extend(not_yet);
-                    }
+                if take_final(&mut pending, &mut spare, ready_below, &mut ready) {
                     // Stable: merges the sorted runs (one per sending worker and batch).
                     ready.sort_by_key(|(ts, seq, _)| (*ts, *seq));
                     for (_, _, record) in ready.drain(..) {
@@ -151,4 +132,40 @@ pub fn ordered<'scope, L: OrderedLogic>(
             }
         },
     ))
+}
+
+/// Buffered records by the time they travelled at: (`ts_ms`, `seq`, record).
+type Pending<T> = BTreeMap<u64, Vec<(u64, u64, T)>>;
+
+/// Moves the records with `ts_ms` below `frontier` from `pending` to `ready`;
+/// false when no buffer can hold one. Only buffers that travelled below the
+/// frontier can; their other records wait at the frontier's time.
+fn take_final<T>(
+    pending: &mut Pending<T>,
+    spare: &mut SpareBuffers<(u64, u64, T)>,
+    frontier: u64,
+    ready: &mut Vec<(u64, u64, T)>,
+) -> bool {
+    if pending
+        .first_key_value()
+        .is_none_or(|(t, _)| *t >= frontier)
+    {
+        return false;
+    }
+    let later = pending.split_off(&frontier);
+    let mut not_yet = Vec::new();
+    for (_, mut batch) in std::mem::replace(pending, later) {
+        for entry in batch.drain(..) {
+            if entry.0 < frontier {
+                ready.push(entry);
+            } else {
+                not_yet.push(entry);
+            }
+        }
+        spare.give(batch);
+    }
+    if !not_yet.is_empty() {
+        pending.entry(frontier).or_default().extend(not_yet);
+    }
+    true
 }
