@@ -201,18 +201,13 @@ impl Pipeline {
     /// of event time in flight and batches of 4 096 records; otherwise (real
     /// time, live sources) 2 s and 1 024. Values set explicitly stay.
     pub fn with_run_defaults(mut self) -> Self {
-        let fast = self.as_fast_over_files_and_generators();
-        let e = &mut self.engine;
-        e.max_inflight_ms.get_or_insert(if fast {
-            AS_FAST_INFLIGHT_MS
+        let (inflight_ms, batch) = if self.as_fast_over_files_and_generators() {
+            (AS_FAST_INFLIGHT_MS, AS_FAST_BATCH_RECORDS)
         } else {
-            REAL_TIME_INFLIGHT_MS
-        });
-        e.batch_size.get_or_insert(if fast {
-            AS_FAST_BATCH_RECORDS
-        } else {
-            REAL_TIME_BATCH_RECORDS
-        });
+            (REAL_TIME_INFLIGHT_MS, REAL_TIME_BATCH_RECORDS)
+        };
+        self.engine.max_inflight_ms.get_or_insert(inflight_ms);
+        self.engine.batch_size.get_or_insert(batch);
         self
     }
 }

@@ -143,7 +143,8 @@ pub fn activity<'scope>(
         .consolidate_stream()
         .count_total()
         .map(|(w, n)| (w, Part::Users(n as u64)));
-    let total = until_window_end(users.map(|(w, _)| w))
+    // Summed on the worker first: one partial per window leaves it.
+    let total = until_window_end(users.map(|(w, _)| w).consolidate_stream())
         .count_total()
         .map(|(w, n)| (w, Part::Interactions(n as u64)));
     // An item's records are all on its worker: counts per (window, item) in
@@ -172,18 +173,16 @@ pub fn activity<'scope>(
     ))
 }
 
-/// Consolidates a worker's updates within each batch (the per-window count
-/// of interactions sums the users' partial counts before it leaves the
-/// worker) and retracts each at its window's end (one millisecond after its
-/// time), so a closed window's state leaves the arrangements.
+/// Retracts each update at its window's end (one millisecond after its
+/// time), so a closed window's state leaves the arrangements. The partials
+/// are already one update per key and window: nothing to consolidate.
 fn until_window_end<'scope, D>(
     updates: VecCollection<'scope, u64, D, isize>,
 ) -> VecCollection<'scope, u64, D, isize>
 where
-    D: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
+    D: differential_dataflow::ExchangeData,
 {
     updates
-        .consolidate_stream()
         .inner
         .flat_map(|(d, t, n)| [(d.clone(), t, n), (d, t + 1, -n)])
         .as_collection()
