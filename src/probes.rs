@@ -14,6 +14,7 @@
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -102,8 +103,21 @@ impl AdvanceLog {
 
     /// When the inputs first reached `time` or beyond.
     fn reached(&self, time: u64) -> Option<Instant> {
+        self.reached_span(time).1
+    }
+
+    /// As [`AdvanceLog::reached`], with the times that share its answer:
+    /// those after the entry before it, up to its entry's time.
+    fn reached_span(&self, time: u64) -> (RangeInclusive<u64>, Option<Instant>) {
         let i = self.entries.partition_point(|(t, _)| *t < time);
-        self.entries.get(i).map(|(_, at)| *at)
+        let after = match i.checked_sub(1) {
+            Some(before) => self.entries[before].0 + 1,
+            None => 0,
+        };
+        match self.entries.get(i) {
+            Some(&(t, at)) => (after..=t, Some(at)),
+            None => (after..=u64::MAX, None),
+        }
     }
 
     /// Forgets what no open window can ask about: entries before the last one below `time`.
@@ -133,19 +147,32 @@ const MERGE_RECORDS_EVERY: Duration = Duration::from_millis(100);
 /// at most every [`MERGE_RECORDS_EVERY`] and when the worker's probes go:
 /// per-record rows come a thousand to a batch, and taking the shared lock for
 /// every batch (the latencies computed under it) made workers queue there.
+/// Kept as (latency µs, rows) runs, not a histogram of their own: a run is a
+/// batch's rows that became due together, so there are few, and merging a
+/// whole local histogram (and zeroing it) every 100 ms cost more than them.
 struct LocalRecordLatencies {
-    histogram: Histogram<u64>,
+    runs: Vec<(u64, u64)>,
     merged_at: Instant,
     latencies: Arc<Latencies>,
 }
 
+/// Runs kept before they are merged early (real time: every row its own run).
+const RUNS_KEPT: usize = 4_096;
+
 impl LocalRecordLatencies {
+    fn record(&mut self, us: u64, rows: u64) {
+        self.runs.push((us, rows));
+        if self.runs.len() >= RUNS_KEPT {
+            self.merge();
+        }
+    }
+
     fn merge(&mut self) {
-        if !self.histogram.is_empty() {
+        if !self.runs.is_empty() {
             let mut shared = self.latencies.record_us.lock().expect("latency lock");
-            // Same bounds on both sides: adding cannot fail.
-            let _ = shared.add(&self.histogram);
-            self.histogram.reset();
+            for (us, rows) in self.runs.drain(..) {
+                shared.saturating_record_n(us, rows);
+            }
         }
         self.merged_at = Instant::now();
     }
@@ -168,7 +195,7 @@ pub struct LatencyProbe {
 impl LatencyProbe {
     pub fn new(due: Due, latencies: Arc<Latencies>) -> Self {
         let records = LocalRecordLatencies {
-            histogram: latency_histogram(),
+            runs: Vec::new(),
             merged_at: Instant::now(),
             latencies: Arc::clone(&latencies),
         };
@@ -190,17 +217,44 @@ impl LatencyProbe {
     }
 
     /// Rows answering one input record each, at these `ts_ms`, were emitted now.
+    /// Rows come sorted by time, many sharing the instant they became due (the
+    /// input passed them together): a run of them is looked up and recorded
+    /// once, with its count (per row, this was 4 % of a replay's instructions).
     pub fn records_emitted(&self, ts_ms: impl Iterator<Item = u64>) {
         let now = Instant::now();
         let mut records = self.records.borrow_mut();
-        for due in ts_ms.filter_map(|ts| self.due_at(ts + 1)) {
-            if due <= now {
-                let us = ((now - due).as_micros() as u64).clamp(1, 3_600_000_000);
-                records.histogram.saturating_record(us);
+        // The ends sharing a due instant, the latency if due, and how many rows.
+        let mut run: Option<(RangeInclusive<u64>, Option<u64>, u64)> = None;
+        let mut record = |run: Option<(RangeInclusive<u64>, Option<u64>, u64)>| {
+            if let Some((_, Some(us), rows)) = run {
+                records.record(us, rows);
+            }
+        };
+        for ts in ts_ms {
+            let end_ms = ts + 1;
+            match &mut run {
+                Some((ends, _, rows)) if ends.contains(&end_ms) => *rows += 1,
+                _ => {
+                    let (ends, due) = self.due_span(end_ms);
+                    let us = due
+                        .filter(|due| *due <= now)
+                        .map(|due| ((now - due).as_micros() as u64).clamp(1, 3_600_000_000));
+                    record(run.replace((ends, us, 1)));
+                }
             }
         }
+        record(run);
         if now.duration_since(records.merged_at) >= MERGE_RECORDS_EVERY {
             records.merge();
+        }
+    }
+
+    /// When `end_ms` became due ([`LatencyProbe::due_at`]), and the ends
+    /// around it that became due at the same instant.
+    fn due_span(&self, end_ms: u64) -> (RangeInclusive<u64>, Option<Instant>) {
+        match &self.due {
+            Due::InputAdvance(log) => log.borrow().reached_span(end_ms),
+            Due::Schedule { .. } => (end_ms..=end_ms, self.due_at(end_ms)),
         }
     }
 
@@ -226,6 +280,51 @@ impl LatencyProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_of_times_shares_the_instant_a_linear_scan_finds() {
+        let mut log = AdvanceLog::default();
+        for time in [5, 6, 20, 21, 40] {
+            log.advanced(time);
+        }
+        log.forget_before(6);
+        // The reference: the first entry at or after the time, by a scan.
+        let scan = |time: u64| log.entries.iter().find(|(t, _)| *t >= time).map(|e| e.1);
+        for time in 0..60 {
+            let (span, at) = log.reached_span(time);
+            assert!(span.contains(&time), "{time} outside {span:?}");
+            assert_eq!(at, scan(time), "time {time}");
+            for other in [*span.start(), *span.end().min(&100)] {
+                assert_eq!(scan(other), at, "{other} in the span of {time}");
+            }
+            if *span.start() > 0 {
+                assert_ne!(scan(span.start() - 1), at, "the span of {time} starts late");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_of_rows_record_one_latency_each_row() {
+        let latencies = Arc::new(Latencies::default());
+        let log = Rc::new(RefCell::new(AdvanceLog::default()));
+        log.borrow_mut().advanced(100);
+        std::thread::sleep(Duration::from_millis(5));
+        log.borrow_mut().advanced(200);
+        let probe = LatencyProbe::new(Due::InputAdvance(Rc::clone(&log)), Arc::clone(&latencies));
+        // Out of order, runs interleaved, and 250 not due yet.
+        probe.records_emitted([10, 150, 11, 99, 199, 250, 150, 0].into_iter());
+        drop(probe);
+        let shared = latencies.record_us.lock().unwrap();
+        assert_eq!(shared.len(), 7, "every due row once, the row at 250 not");
+        // The rows due at 100 waited at least 5 ms longer than those due at 200.
+        assert!(
+            shared.max() >= shared.min() + 4_000,
+            "{} {}",
+            shared.min(),
+            shared.max()
+        );
+        assert_eq!(shared.count_between(shared.max() - 1_000, shared.max()), 4);
+    }
 
     #[test]
     fn per_record_latencies_all_reach_the_shared_histogram() {
