@@ -348,20 +348,9 @@ fn scan_lines(text: &[u8], stats: &mut BlockStats) {
     }
 }
 
-/// The `ts_ms` of a record, if its first field parses as one: plain digits
-/// directly, anything else (spaces, too many digits) by [`parse_ts`].
+/// The `ts_ms` of a record, if its first field parses as one (as the reader
+/// decides it: [`parse_ts`]).
 fn first_field_ts(record: &[u8]) -> Option<u64> {
-    let (mut ts, mut digits) = (0u64, 0);
-    for &b in record.iter().take(19) {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        ts = ts * 10 + u64::from(b - b'0');
-        digits += 1;
-    }
-    if digits > 0 && record.get(digits).is_none_or(|b| *b == b',') {
-        return (ts <= super::parse::MAX_TS_MS).then_some(ts);
-    }
     let first = &record[..memchr::memchr(b',', record).unwrap_or(record.len())];
     parse_ts(first).ok()
 }
@@ -485,7 +474,8 @@ mod tests {
                     Just(&b"1700000000123"[..]), Just(&b"17"[..]), Just(&b","[..]),
                     Just(&b"\n"[..]), Just(&b"\r\n"[..]), Just(&b"\r"[..]),
                     Just(&b"AAA,1.5,3"[..]), Just("é".as_bytes()), Just(&b" 42 "[..]), Just(&b"x"[..]),
-                    Just(&b"99999999999999999"[..]), Just(&b"7 "[..]),
+                    Just(&b"99999999999999999"[..]), Just(&b"7 "[..]), Just(&b"+3"[..]),
+                    Just(&b"253402300800000"[..]),
                 ],
                 0..120,
             ),
