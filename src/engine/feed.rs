@@ -391,7 +391,7 @@ impl<E: Event> Feed<E> {
         }
         let cap = self.cap.as_mut().expect("open feed");
         let tick = self.tick;
-        records.sort_by_key(|r| tick.coarsen(r.ts_ms()));
+        crate::framework::sort_unless_sorted(records, |r| tick.coarsen(r.ts_ms()));
         let mut activated = self.handle.activate();
         let mut rest = &mut records[..];
         while let Some(first) = rest.first() {

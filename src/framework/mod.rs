@@ -1,12 +1,13 @@
 //! The framework the queries are built from: event-time windows over panes,
-//! order-exact per-key buffering, the end of an input, mergeable moments,
-//! exponentially weighted means, burst tests, arrangements in place and
-//! capability helpers, an exchange in large messages, per-period partial
-//! counts. It names no query; queries (`src/queries/`) are built
-//! on it.
+//! order-exact per-key buffering (records released by time, in order), the
+//! end of an input, mergeable moments, exponentially weighted means, burst
+//! tests, arrangements in place and capability helpers, an exchange in large
+//! messages, per-period partial counts. It names no query; queries
+//! (`src/queries/`) are built on it.
 
 pub mod arrange_in_place;
 pub mod burst;
+pub mod by_time;
 pub mod ew;
 pub mod input_end;
 pub mod large_exchange;
@@ -65,32 +66,13 @@ impl HeldCapability {
     }
 }
 
-/// Emptied record buffers, kept with their capacity for the records of the
-/// next time: a buffer grown from nothing, record by record, copied every
-/// record about twice (4 % of a replay's instructions in the operators that
-/// buffer by time). At most [`SpareBuffers::KEPT`] are kept.
-pub struct SpareBuffers<T>(Vec<Vec<T>>);
-
-impl<T> Default for SpareBuffers<T> {
-    fn default() -> Self {
-        SpareBuffers(Vec::new())
-    }
-}
-
-impl<T> SpareBuffers<T> {
-    pub const KEPT: usize = 4;
-
-    /// An empty buffer, with capacity when one was given back.
-    pub fn take(&mut self) -> Vec<T> {
-        self.0.pop().unwrap_or_default()
-    }
-
-    /// Gives a buffer back (emptied here).
-    pub fn give(&mut self, mut buffer: Vec<T>) {
-        if self.0.len() < Self::KEPT {
-            buffer.clear();
-            self.0.push(buffer);
-        }
+/// Sorts `records` stably by `key`, unless they are in order already. Records
+/// mostly arrive in order (a file in time order, one worker; else a few sorted
+/// runs), and the standard sort takes a scratch buffer as large as the input
+/// before it finds that out: a check is one pass and no allocation.
+pub fn sort_unless_sorted<T, K: Ord>(records: &mut [T], key: impl Fn(&T) -> K) {
+    if !records.is_sorted_by_key(&key) {
+        records.sort_by_key(key);
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Once the input frontier is past `f`, every record still to come has
 //! `ts_ms >= f` (a record travels at its coarsened event time), so the records
-//! with `ts_ms < f` are final and their order is exact. State is O(keys +
-//! records within the disorder bound), never O(window). Output rows travel at
+//! with `ts_ms < f` are final and their order is exact (the buffering is
+//! `by_time.rs`). State is O(keys + records within the disorder bound), never
+//! O(window). Output rows travel at
 //! the time of the operator's single capability, held at the least time of a
 //! buffered record or of a row the logic still owes.
 //!
@@ -14,18 +15,15 @@
 //! `input_end.rs`), then that the input ended. What closes at the end is thus
 //! what ends at or before the last event, whatever frontiers the operator
 //! happened to see before.
-//!
-//! Released records are sorted stably: on several workers they are a
-//! sequence of sorted runs (one per sending worker and batch), which a stable
-//! sort merges; keys (`ts_ms`, `seq`) are unique, so the order is exact.
+//! Keys (`ts_ms`, `seq`) are unique, so the order is exact.
 
+use super::by_time::ByTime;
 use super::input_end::InputEnd;
-use super::{HeldCapability, SpareBuffers};
+use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -67,10 +65,9 @@ pub fn ordered<'scope, L: OrderedLogic>(
         Pipeline,
         name,
         move |initial, _info| {
-            // Buffered records by the time they travelled at (a lower bound of their ts).
-            let mut pending: Pending<L::In> = BTreeMap::new();
-            let mut spare = SpareBuffers::default();
-            let mut ready = Vec::new();
+            // Buffered records by the time they travelled at (a lower bound of their ts),
+            // with their (`ts_ms`, `seq`).
+            let mut pending: ByTime<(u64, u64, L::In)> = ByTime::default();
             let mut held = HeldCapability::default();
             // A restored logic may owe rows.
             held.hold(initial);
@@ -87,7 +84,7 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;
                     };
-                    let slot = pending.entry(*cap.time()).or_insert_with(|| spare.take());
+                    let slot = pending.at(*cap.time());
                     held.hold(cap);
                     let mut consumed = 0;
                     for batch in batches {
@@ -104,12 +101,8 @@ pub fn ordered<'scope, L: OrderedLogic>(
                 }
                 let f = frontier.frontier().first().copied();
                 let ready_below = f.unwrap_or(u64::MAX);
-                if take_final(&mut pending, &mut spare, ready_below, &mut ready) {
-                    // Stable: merges the sorted runs (one per sending worker and batch).
-                    ready.sort_by_key(|(ts, seq, _)| (*ts, *seq));
-                    for (_, _, record) in ready.drain(..) {
-                        logic.on_record(&record, &mut rows);
-                    }
+                for (_, _, record) in pending.release(ready_below, |r| r.0, |r| (r.0, r.1)) {
+                    logic.on_record(&record, &mut rows);
                 }
                 match (f, ends_frontier.is_empty()) {
                     (Some(_), _) => logic.on_frontier(f, &mut rows),
@@ -127,45 +120,9 @@ pub fn ordered<'scope, L: OrderedLogic>(
                     let cap = held.get().expect("held above");
                     output.session(cap).give_iterator(rows.drain(..));
                 }
-                let least_pending = pending.first_key_value().map(|(t, _)| *t);
+                let least_pending = pending.least_time();
                 held.settle([least_pending, logic.owes_at()].into_iter().flatten().min());
             }
         },
     ))
-}
-
-/// Buffered records by the time they travelled at: (`ts_ms`, `seq`, record).
-type Pending<T> = BTreeMap<u64, Vec<(u64, u64, T)>>;
-
-/// Moves the records with `ts_ms` below `frontier` from `pending` to `ready`;
-/// false when no buffer can hold one. Only buffers that travelled below the
-/// frontier can; their other records wait at the frontier's time.
-fn take_final<T>(
-    pending: &mut Pending<T>,
-    spare: &mut SpareBuffers<(u64, u64, T)>,
-    frontier: u64,
-    ready: &mut Vec<(u64, u64, T)>,
-) -> bool {
-    if pending
-        .first_key_value()
-        .is_none_or(|(t, _)| *t >= frontier)
-    {
-        return false;
-    }
-    let later = pending.split_off(&frontier);
-    let mut not_yet = Vec::new();
-    for (_, mut batch) in std::mem::replace(pending, later) {
-        for entry in batch.drain(..) {
-            if entry.0 < frontier {
-                ready.push(entry);
-            } else {
-                not_yet.push(entry);
-            }
-        }
-        spare.give(batch);
-    }
-    if !not_yet.is_empty() {
-        pending.entry(frontier).or_default().extend(not_yet);
-    }
-    true
 }

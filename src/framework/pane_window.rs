@@ -16,7 +16,8 @@
 //! pipeline pact after an exchange), and holds a single capability: at the
 //! time of the earliest row it still owes.
 
-use super::{HeldCapability, SpareBuffers};
+use super::by_time::ByTime;
+use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
 use rustc_hash::FxHashMap;
@@ -216,9 +217,7 @@ pub fn window<'scope, A: WindowAggregate>(
         let mut rows = Vec::new();
         // Order-sensitive aggregates: records by the time they travelled at,
         // until the frontier passes it (then no earlier record can come).
-        let mut pending: BTreeMap<u64, Vec<A::In>> = BTreeMap::new();
-        let mut spare = SpareBuffers::default();
-        let mut ready = Vec::new();
+        let mut pending: ByTime<A::In> = ByTime::default();
         move |(input, frontier), output| {
             let mut store = store.borrow_mut();
             input.for_each_stamp(|cap, batches| {
@@ -231,10 +230,7 @@ pub fn window<'scope, A: WindowAggregate>(
                 for batch in batches {
                     consumed += batch.len() as u64;
                     if A::ORDER_SENSITIVE {
-                        pending
-                            .entry(time)
-                            .or_insert_with(|| spare.take())
-                            .append(batch);
+                        pending.at(time).append(batch);
                     } else {
                         for record in batch.drain(..) {
                             store.insert(&agg, &record);
@@ -245,14 +241,8 @@ pub fn window<'scope, A: WindowAggregate>(
             });
             if A::ORDER_SENSITIVE {
                 let f = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-                let later = pending.split_off(&f);
-                for (_, mut batch) in std::mem::replace(&mut pending, later) {
-                    ready.append(&mut batch);
-                    spare.give(batch);
-                }
-                // Stable: merges the sorted runs the batches already are (see ordered.rs).
-                ready.sort_by_key(|r| (agg.ts_ms(r), agg.seq(r)));
-                for record in ready.drain(..) {
+                let ready = pending.release(f, |r| agg.ts_ms(r), |r| (agg.ts_ms(r), agg.seq(r)));
+                for record in ready {
                     store.insert(&agg, &record);
                 }
             }
@@ -270,7 +260,7 @@ pub fn window<'scope, A: WindowAggregate>(
                         .give_iterator(rows.drain(..));
                 }
             }
-            let least_pending = pending.first_key_value().map(|(t, _)| *t);
+            let least_pending = pending.least_time();
             let next_close = store.next_window().map(|(_, last_ms)| last_ms);
             held.settle([least_pending, next_close].into_iter().flatten().min());
         }
