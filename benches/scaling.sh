@@ -7,8 +7,9 @@
 # interaction queries alone (the interactions file), for
 # processes x workers = 1x1, 1x2, 2x1. Multi-process layouts run through
 # `eddy cluster` on 127.0.0.1. wall_s is the whole command (process start,
-# connecting, reading, writing every result file), timed by this script;
-# layouts alternate within each repetition so that drift hits all alike.
+# connecting, reading, writing every result file into an empty folder),
+# timed by this script; layouts alternate within each repetition so that
+# drift hits all alike.
 source "$(dirname "$0")/common.sh"
 reps=${1:-3}
 csv=results/scaling.csv
@@ -19,6 +20,10 @@ for rep in $(seq 1 "$reps"); do
     for layout in 1x1 1x2 2x1; do
       p=${layout%x*}; w=${layout#*x}
       out="$work/$pipeline-$layout"
+      # Each run writes into an empty folder (as a first run does): otherwise
+      # the kernel's freeing of the last repetition's 140 MB ewma.csv, when
+      # the run truncates it, is timed as part of the next run.
+      rm -rf "$out"
       start=$(date +%s.%N)
       if [ "$p" = 1 ]; then
         $eddy run "$work/$pipeline.toml" --workers "$w" --quiet --out "$out" >/dev/null 2>&1
@@ -41,12 +46,18 @@ $eddy plot --in results --out "$work/plots" >/dev/null && cp "$work/plots/scalin
 python3 - "$csv" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-med = {}
+walls = {}
 for r in rows:
-    med.setdefault((r["pipeline"], r["processes"], r["workers_per_process"]), []).append(float(r["wall_s"]))
-med = {k: statistics.median(v) for k, v in med.items()}
+    walls.setdefault((r["pipeline"], r["processes"], r["workers_per_process"]), {})[r["rep"]] = float(r["wall_s"])
+# Ratios both ways: of the medians, and the median of each repetition's own
+# ratio (its three layouts ran back to back, so the machine's drift between
+# repetitions cancels).
 for p in ("full", "m1m2", "interactions"):
-    one, two, procs = med[(p, "1", "1")], med[(p, "1", "2")], med[(p, "2", "1")]
-    print(f"{p}: median wall 1x1 {one:.2f} s, 1x2 {two:.2f} s, 2x1 {procs:.2f} s; "
-          f"2 workers / 1 worker {one / two:.2f}x, 2 processes / 2 workers {two / procs:.2f}x")
+    one, two, procs = walls[(p, "1", "1")], walls[(p, "1", "2")], walls[(p, "2", "1")]
+    med = lambda w: statistics.median(w.values())
+    scale = statistics.median(one[k] / two[k] for k in one)
+    cross = statistics.median(two[k] / procs[k] for k in two)
+    print(f"{p}: median wall 1x1 {med(one):.2f} s, 1x2 {med(two):.2f} s, 2x1 {med(procs):.2f} s; "
+          f"2 workers / 1 worker {med(one) / med(two):.2f}x (per repetition {scale:.2f}x), "
+          f"2 processes / 2 workers {med(two) / med(procs):.2f}x (per repetition {cross:.2f}x)")
 PY
