@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What `eddy cluster` was asked.
@@ -200,6 +201,9 @@ fn last_epoch_of_all(dir: Option<&Path>, processes: usize) -> Option<u64> {
 struct Running {
     children: Vec<Child>,
     forwarders: Vec<std::thread::JoinHandle<()>>,
+    /// A forwarder's output ended: its process has most likely exited (the
+    /// wait wakes at once rather than at its next poll).
+    output_ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// How a process died.
@@ -227,9 +231,11 @@ fn start(
     // Real-time generators of all processes share one clock origin.
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let exe = std::env::current_exe().context("cannot find the eddy executable")?;
+    let (ended, output_ended) = std::sync::mpsc::channel();
     let mut running = Running {
         children: Vec::new(),
         forwarders: Vec::new(),
+        output_ended,
     };
     for (i, dir) in dirs.iter().enumerate() {
         let mut child = Command::new(&exe)
@@ -264,10 +270,12 @@ fn start(
         .into_iter()
         .flatten()
         {
+            let ended = ended.clone();
             running.forwarders.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let _ = writeln!(std::io::stderr(), "[p{i}] {line}");
                 }
+                let _ = ended.send(());
             }));
         }
         running.children.push(child);
@@ -320,7 +328,12 @@ impl Running {
             if done.iter().all(|d| *d) {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Polled every 20 ms, or at once when an output ends; once all
+            // have, the exits follow within moments.
+            let wait = self.output_ended.recv_timeout(Duration::from_millis(20));
+            if wait == Err(RecvTimeoutError::Disconnected) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 }
