@@ -89,8 +89,9 @@ impl<E: Event + ParseRow> CsvReplay<E> {
         let own_stats = if peers == 1 {
             vec![BlockStats::default()]
         } else {
+            let mut scanner = split::Scanner::open(path).map_err(read)?;
             own.iter()
-                .map(|&k| split::scan(path, blocks[k]).map_err(read))
+                .map(|&k| scanner.scan(blocks[k]).map_err(read))
                 .collect::<anyhow::Result<_>>()?
         };
         let own_bytes = own.iter().map(|&k| blocks[k].end - blocks[k].start).sum();
