@@ -101,13 +101,8 @@ impl AdvanceLog {
         }
     }
 
-    /// When the inputs first reached `time` or beyond.
-    fn reached(&self, time: u64) -> Option<Instant> {
-        self.reached_span(time).1
-    }
-
-    /// As [`AdvanceLog::reached`], with the times that share its answer:
-    /// those after the entry before it, up to its entry's time.
+    /// When the inputs first reached `time` or beyond, with the times that
+    /// share that answer: those after the entry before it, up to its entry's time.
     fn reached_span(&self, time: u64) -> (RangeInclusive<u64>, Option<Instant>) {
         let i = self.entries.partition_point(|(t, _)| *t < time);
         let after = match i.checked_sub(1) {
@@ -224,8 +219,9 @@ impl LatencyProbe {
         let now = Instant::now();
         let mut records = self.records.borrow_mut();
         // The ends sharing a due instant, the latency if due, and how many rows.
-        let mut run: Option<(RangeInclusive<u64>, Option<u64>, u64)> = None;
-        let mut record = |run: Option<(RangeInclusive<u64>, Option<u64>, u64)>| {
+        type Run = (RangeInclusive<u64>, Option<u64>, u64);
+        let mut run: Option<Run> = None;
+        let mut record = |run: Option<Run>| {
             if let Some((_, Some(us), rows)) = run {
                 records.record(us, rows);
             }
@@ -249,19 +245,16 @@ impl LatencyProbe {
         }
     }
 
-    /// When `end_ms` became due ([`LatencyProbe::due_at`]), and the ends
-    /// around it that became due at the same instant.
-    fn due_span(&self, end_ms: u64) -> (RangeInclusive<u64>, Option<Instant>) {
-        match &self.due {
-            Due::InputAdvance(log) => log.borrow().reached_span(end_ms),
-            Due::Schedule { .. } => (end_ms..=end_ms, self.due_at(end_ms)),
-        }
-    }
-
     /// When everything before event time `end_ms` could be final: in real
     /// time, when the schedule reached `end_ms + max_delay`; as fast as
     /// possible, when the input passed `end_ms`.
     fn due_at(&self, end_ms: u64) -> Option<Instant> {
+        self.due_span(end_ms).1
+    }
+
+    /// As [`LatencyProbe::due_at`], with the ends around `end_ms` that became
+    /// due at the same instant.
+    fn due_span(&self, end_ms: u64) -> (RangeInclusive<u64>, Option<Instant>) {
         match &self.due {
             Due::Schedule {
                 start_wall,
@@ -270,9 +263,10 @@ impl LatencyProbe {
                 max_delay_ms,
             } => {
                 let event_ms = (end_ms + max_delay_ms).saturating_sub(*start_event_ms);
-                Some(*start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed))
+                let due = *start_wall + Duration::from_secs_f64(event_ms as f64 / 1e3 / speed);
+                (end_ms..=end_ms, Some(due))
             }
-            Due::InputAdvance(log) => log.borrow().reached(end_ms),
+            Due::InputAdvance(log) => log.borrow().reached_span(end_ms),
         }
     }
 }
