@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
                 process,
                 addresses: addresses.split(',').map(String::from).collect(),
                 origin_ms: None,
+                options: Default::default(),
             };
             let out = Path::new(out).join(format!("process-{process}"));
             let job = Job {

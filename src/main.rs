@@ -41,6 +41,8 @@ enum Command {
     Produce(ProduceArgs),
     /// Run a `run` or `replay` command as N local processes of a timely cluster and merge their results.
     Cluster(ClusterArgs),
+    /// Put the result folders of one run's processes (or hosts) together into one folder.
+    Merge(MergeArgs),
     /// Draw PNG and SVG charts from a result folder (a run's output or results/).
     Plot(PlotArgs),
     /// Score a run's anomalies and forecasts against the generators' ground truth.
@@ -124,6 +126,16 @@ struct ClusterArgs {
     command: Vec<String>,
 }
 
+#[derive(Args)]
+struct MergeArgs {
+    /// The result folders of one run, one per process (any order).
+    #[arg(required = true, value_name = "DIR")]
+    folders: Vec<PathBuf>,
+    /// The folder to write the merged results into.
+    #[arg(long, short, value_name = "DIR")]
+    out: PathBuf,
+}
+
 /// Settings of the engine that every command that runs a dataflow takes.
 #[derive(Args, Default)]
 struct EngineArgs {
@@ -169,6 +181,18 @@ struct EngineArgs {
     /// Cluster mode: a file of `host:port` lines, line I for process I (timely's -h).
     #[arg(long)]
     hostfile: Option<PathBuf>,
+    /// Cluster mode: a peer silent for this long (dead, hung or cut off) stops
+    /// this process with one line and exit code 3.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = positive_seconds)]
+    peer_timeout_s: f64,
+    /// Cluster mode: how long to wait at start for every peer; then exit code 4
+    /// with a line naming those that never came.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = positive_seconds)]
+    peer_wait_s: f64,
+    /// Cluster mode: a file holding the secret every process must prove it
+    /// knows (HMAC challenge-response; never sent). Or EDDY_CLUSTER_SECRET.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// Cluster mode: wall-clock ms at which a real-time run starts (set by `eddy cluster`).
     #[arg(long, hide = true)]
     origin_ms: Option<u64>,
@@ -222,7 +246,34 @@ impl EngineArgs {
         })?;
         let mut place = ClusterPlace::from_hostfile(self.process, self.processes, hostfile)?;
         place.origin_ms = self.origin_ms;
+        place.options = eddy::cluster::ClusterOptions {
+            peer_timeout: std::time::Duration::from_secs_f64(self.peer_timeout_s),
+            peer_wait: std::time::Duration::from_secs_f64(self.peer_wait_s),
+            secret: self.cluster_secret()?,
+        };
         Ok(Some(place))
+    }
+
+    /// The cluster secret: from --cluster-secret-file, else EDDY_CLUSTER_SECRET.
+    fn cluster_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let secret = match &self.cluster_secret_file {
+            Some(path) => std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --cluster-secret-file {}: {e}", path.display())
+            })?,
+            None => match std::env::var_os("EDDY_CLUSTER_SECRET") {
+                Some(v) => v.into_encoded_bytes(),
+                None => return Ok(None),
+            },
+        };
+        // A trailing newline (echo > file) is not part of the secret.
+        let secret = secret.trim_ascii_end().to_vec();
+        if secret.len() < 16 {
+            anyhow::bail!(
+                "the cluster secret must be at least 16 bytes (it has {})",
+                secret.len()
+            );
+        }
+        Ok(Some(secret))
     }
 
     fn apply(&self, p: &mut Pipeline) {
@@ -519,10 +570,24 @@ fn main() -> ExitCode {
     };
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("eddy: error: {e:#}");
-            ExitCode::FAILURE
-        }
+        // A cluster that did not form: its own line and exit code (README, "Exit codes").
+        Err(e) => match e.downcast_ref::<eddy::cluster::exit::ClusterError>() {
+            Some(c) => {
+                eprintln!("{}", c.line);
+                ExitCode::from(c.code)
+            }
+            None => {
+                eprintln!("eddy: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
     }
 }
 
@@ -593,6 +658,20 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 },
             })?;
             eprintln!("{}", summary.report());
+            Ok(())
+        }
+        Some(Command::Merge(args)) => {
+            let summary = eddy::cluster::merge::merge_folders(
+                &args.folders,
+                &args.out,
+                eddy::cluster::merge::Inputs::Keep,
+            )?;
+            eprintln!(
+                "eddy: merged the results of {} processes into {}/\n{}",
+                args.folders.len(),
+                args.out.display(),
+                summary.report()
+            );
             Ok(())
         }
     }

@@ -569,6 +569,8 @@ impl Metrics {
                 .then(|| self.traffic.summary()),
             kafka_consumer_lag: self.kafka_lag(),
             sinks: self.sinks(),
+            run: None,
+            cluster: None,
         }
     }
 }
@@ -738,6 +740,37 @@ pub struct Summary {
     /// Database sinks: rows committed and retries, by kind (summed over processes).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sinks: std::collections::BTreeMap<String, SinkCounts>,
+    /// Which run these results belong to, so that `eddy merge` puts
+    /// together only the folders of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunIdentity>,
+    /// In a cluster: its generation, the peer timeout and the heartbeat's cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStats>,
+}
+
+/// The run a result folder belongs to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunIdentity {
+    /// The pipeline's fingerprint: what a checkpoint is checked against.
+    pub pipeline: String,
+    pub processes: usize,
+    /// The processes whose results the folder holds: one, or all once merged.
+    pub process: Vec<usize>,
+    /// The cluster's generation (process 0's start count); none for a single process.
+    pub generation: Option<u64>,
+}
+
+/// A cluster process's view of its peers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClusterStats {
+    pub generation: u64,
+    pub peer_timeout_s: f64,
+    pub peer_wait_s: f64,
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeat payload bytes (one a beat; TCP/IP adds about 66 a beat).
+    pub heartbeat_bytes_sent: u64,
+    pub heartbeat_bytes_received: u64,
 }
 
 /// A failure `eddy cluster --restart-on-failure` recovered from.
@@ -877,6 +910,8 @@ impl Summary {
                 .flat_map(|p| p.kafka_consumer_lag.clone())
                 .collect(),
             sinks: merge_sinks(parts),
+            run: None,
+            cluster: None,
         })
     }
 

@@ -95,6 +95,8 @@ pub struct ClusterPlace {
     pub addresses: Vec<String>,
     /// Wall-clock ms at which a real-time run starts, shared by all processes.
     pub origin_ms: Option<u64>,
+    /// Peer timeout, wait for peers, shared secret.
+    pub options: crate::cluster::ClusterOptions,
 }
 
 impl ClusterPlace {
@@ -126,6 +128,7 @@ impl ClusterPlace {
             process,
             addresses: addresses[..processes].to_vec(),
             origin_ms: None,
+            options: Default::default(),
         })
     }
 }

@@ -11,7 +11,6 @@
 //! the workers, and gathers their results.
 
 mod checkpoints;
-mod connect;
 mod dataflow;
 mod feed;
 mod gather;
@@ -115,10 +114,22 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         window_grid_ms,
         tick: Tick::new(pipeline.timestamp_ms(window_grid_ms)),
     };
-    let (allocators, network) = allocators(job.cluster.as_ref(), workers)?;
+    let identity = crate::cluster::handshake::Identity {
+        me: process,
+        processes,
+        fingerprint: pipeline.checkpoint_fingerprint(processes),
+        secret: job
+            .cluster
+            .as_ref()
+            .and_then(|c| c.options.secret.clone())
+            .unwrap_or_default(),
+        resuming: resume,
+    };
+    let network = communication(job.cluster.as_ref(), identity.clone(), &pipeline)?;
+    let (heartbeat, generation) = (network.heartbeat, network.generation);
     let guards = timely::execute::execute_from(
-        allocators,
-        network,
+        network.builders,
+        network.guard,
         timely::WorkerConfig::default(),
         move |worker| run_worker(worker, &shared, start),
     )
@@ -128,6 +139,9 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         Ok(Err(e)) => Some(e),
         Err(panic) => Some(anyhow::anyhow!("a worker failed: {panic}")),
     });
+    if let Some(h) = &heartbeat {
+        h.finish();
+    }
     metrics.finished.store(true, Relaxed);
     if let Some(r) = reporter {
         let _ = r.join();
@@ -139,6 +153,16 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     join_result_copiers(copiers)?;
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
+    summary.run = Some(crate::metrics::RunIdentity {
+        pipeline: identity.fingerprint,
+        processes,
+        process: vec![process],
+        generation,
+    });
+    summary.cluster = match (&heartbeat, generation, &job.cluster) {
+        (Some(h), Some(generation), Some(c)) => Some(h.stats(generation, c.options.peer_wait)),
+        _ => None,
+    };
     if let Some(dir) = &outputs.dir {
         let path = dir.join("metrics.json");
         std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
@@ -171,23 +195,47 @@ fn queries_of(pipeline: &Pipeline, extensions: &Extensions) -> anyhow::Result<Ve
 }
 
 /// The communication of this process: one thread, threads, or a cluster
-/// (connected by [`connect`], not by timely's slower set-up).
-type Allocators = (
-    Vec<timely::communication::AllocatorBuilder>,
-    Box<dyn std::any::Any + Send>,
-);
+/// (formed by `cluster::sockets`, with a handshake and a heartbeat).
+struct Communication {
+    builders: Vec<timely::communication::AllocatorBuilder>,
+    guard: Box<dyn std::any::Any + Send>,
+    heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
+    generation: Option<u64>,
+}
 
-fn allocators(cluster: Option<&ClusterPlace>, workers: usize) -> anyhow::Result<Allocators> {
+fn communication(
+    cluster: Option<&ClusterPlace>,
+    identity: crate::cluster::handshake::Identity,
+    pipeline: &Pipeline,
+) -> anyhow::Result<Communication> {
+    let workers = pipeline.engine.workers;
+    let local = |config: timely::CommunicationConfig| {
+        let (builders, guard) = config.try_build().map_err(anyhow::Error::msg)?;
+        Ok(Communication {
+            builders,
+            guard,
+            heartbeat: None,
+            generation: None,
+        })
+    };
     match cluster {
         Some(c) if c.addresses.len() > 1 => {
-            connect::cluster_allocators(&c.addresses, c.process, workers)
+            let joined = crate::cluster::sockets::join(
+                &c.addresses,
+                identity,
+                workers,
+                &c.options,
+                pipeline.engine.checkpoint.dir.as_deref(),
+            )?;
+            Ok(Communication {
+                builders: joined.builders,
+                guard: joined.network,
+                heartbeat: Some(joined.heartbeat),
+                generation: Some(joined.generation),
+            })
         }
-        _ if workers == 1 => timely::CommunicationConfig::Thread
-            .try_build()
-            .map_err(anyhow::Error::msg),
-        _ => timely::CommunicationConfig::Process(workers)
-            .try_build()
-            .map_err(anyhow::Error::msg),
+        _ if workers == 1 => local(timely::CommunicationConfig::Thread),
+        _ => local(timely::CommunicationConfig::Process(workers)),
     }
 }
 

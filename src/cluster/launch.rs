@@ -1,5 +1,5 @@
 //! `eddy cluster`: runs one job as N local processes of a timely cluster, the
-//! way it would run on N hosts, and merges what they write.
+//! way it would run on N hosts, and merges what they write (`merge.rs`).
 //!
 //! It picks N free ports on 127.0.0.1, writes a hostfile, starts
 //! `eddy <run|replay ...> --processes N --process I --hostfile F --workers W
@@ -13,7 +13,7 @@
 use crate::checkpoint;
 use crate::metrics::{Recovery, Summary};
 use anyhow::{anyhow, bail, Context};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
@@ -165,25 +165,12 @@ pub fn launch(launch: &Launch) -> anyhow::Result<Summary> {
             }
         }
     }
-    merge_csv_files(&dirs, &out)?;
-    let parts: Vec<Summary> = dirs
-        .iter()
-        .map(|d| {
-            let path = d.join("metrics.json");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut summary = Summary::merge(&parts)?;
+    let mut summary = super::merge::merge_folders(&dirs, &out, super::merge::Inputs::Consume)?;
     summary.recoveries = recoveries;
     std::fs::write(
         out.join("metrics.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
-    for d in &dirs {
-        std::fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
-    }
     Ok(summary)
 }
 
@@ -335,77 +322,5 @@ impl Running {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-    }
-}
-
-/// Concatenates each CSV file of the process folders under a single header:
-/// process 0's file is moved to `out` and the bytes after each other file's
-/// header are appended to it (`io::copy`: `copy_file_range` on Linux). Per-record
-/// files such as `ewma.csv` are large; reading them line by line was a
-/// tenth of a 2-process run's CPU.
-fn merge_csv_files(dirs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
-    let names: Vec<String> = std::fs::read_dir(&dirs[0])?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with(".csv"))
-        .collect();
-    for name in names {
-        let merged_path = out.join(&name);
-        std::fs::rename(dirs[0].join(&name), &merged_path)
-            .with_context(|| format!("cannot move process 0's {name} to {}", out.display()))?;
-        // Written at its end, not opened to append: Linux copies in the
-        // kernel (`copy_file_range`) only into a file not in append mode;
-        // with `O_APPEND` every byte went through user space (0.2 s of a
-        // 2-process replay, `ewma.csv` being 140 MB).
-        let mut merged = std::fs::OpenOptions::new().write(true).open(&merged_path)?;
-        merged.seek(SeekFrom::End(0))?;
-        for (i, dir) in dirs.iter().enumerate().skip(1) {
-            let file = std::fs::File::open(dir.join(&name))
-                .with_context(|| format!("process {i} wrote no {name}"))?;
-            let mut part = BufReader::new(file);
-            let mut header = Vec::new();
-            part.read_until(b'\n', &mut header)?;
-            std::io::copy(&mut part, &mut merged)?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merged_files_keep_one_header_and_every_row_in_process_order() {
-        let root = tempfile::tempdir().unwrap();
-        let make = |parts: &[&str], at: &str| -> (Vec<PathBuf>, PathBuf) {
-            let base = root.path().join(at);
-            let dirs = parts
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let dir = base.join(format!("process-{i}"));
-                    std::fs::create_dir_all(&dir).unwrap();
-                    std::fs::write(dir.join("rows.csv"), text).unwrap();
-                    dir
-                })
-                .collect();
-            (dirs, base)
-        };
-        let (dirs, out) = make(
-            &[
-                "ts_ms,value\n1,a\n2,b\n",
-                "ts_ms,value\n",
-                "ts_ms,value\n3,é\r\n4,d\n",
-            ],
-            "ok",
-        );
-        merge_csv_files(&dirs, &out).unwrap();
-        let merged = std::fs::read_to_string(out.join("rows.csv")).unwrap();
-        assert_eq!(merged, "ts_ms,value\n1,a\n2,b\n3,é\r\n4,d\n");
-
-        let (dirs, out) = make(&["ts_ms,value\n1,a\n", "ts_ms,value\n2,b\n"], "missing");
-        std::fs::remove_file(dirs[1].join("rows.csv")).unwrap();
-        let err = merge_csv_files(&dirs, &out).unwrap_err().to_string();
-        assert_eq!(err, "process 1 wrote no rows.csv");
     }
 }

@@ -1,0 +1,160 @@
+//! How a cluster process ends when the cluster fails: one line on stderr and
+//! an exit code of its own, never a panic's text.
+//!
+//! Two failures have codes (README, "Exit codes"), so that a supervisor can
+//! restart on them and not on a configuration or data error:
+//! - [`EXIT_PEER_LOST`]: a formed cluster lost a peer (its process died, hung
+//!   or was cut off). The process stops at once; nothing past its last
+//!   checkpoint is committed (the files are cut back on `--resume`).
+//! - [`EXIT_NO_CLUSTER`]: the cluster did not form (peers that never came,
+//!   a handshake refused).
+//!
+//! timely's network threads panic on a socket error with a message starting
+//! "timely communication error"; the hook installed by [`watch_panics`]
+//! turns those into the one line, naming the peer from the thread's name
+//! (`timely:send-K`, `timely:recv-K`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// A formed cluster lost a peer.
+pub const EXIT_PEER_LOST: u8 = 3;
+/// The cluster did not form: peers missing at the deadline, or a handshake refused.
+pub const EXIT_NO_CLUSTER: u8 = 4;
+
+/// The peers' addresses, for naming a peer in the line.
+static PEERS: OnceLock<Vec<String>> = OnceLock::new();
+/// Set once a failure is being reported: later panics and losses stay silent.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+/// Set when this process's workers have finished: a peer that goes away then is no loss.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+/// A cluster failure with its exit code; `main` prints `line` alone and exits with `code`.
+#[derive(Debug)]
+pub struct ClusterError {
+    pub code: u8,
+    pub line: String,
+}
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for ClusterError {}
+
+impl ClusterError {
+    pub fn no_cluster(line: String) -> anyhow::Error {
+        anyhow::Error::new(ClusterError {
+            code: EXIT_NO_CLUSTER,
+            line,
+        })
+    }
+}
+
+/// `process K (ADDRESS)`, or `process K` when the addresses are not known.
+pub fn peer_name(peer: usize) -> String {
+    match PEERS.get().and_then(|p| p.get(peer)) {
+        Some(address) => format!("process {peer} ({address})"),
+        None => format!("process {peer}"),
+    }
+}
+
+/// Marks this process's workers as finished: peers leaving now are not lost.
+pub fn mark_finished() {
+    FINISHED.store(true, Ordering::SeqCst);
+}
+
+pub fn is_finished() -> bool {
+    FINISHED.load(Ordering::SeqCst)
+}
+
+/// Reports the loss of `peer` in one line and exits with [`EXIT_PEER_LOST`].
+pub fn peer_lost(peer: usize, what: &str) -> ! {
+    stop_lost(&peer_name(peer), what)
+}
+
+/// Only the first caller speaks; any other waits for the exit.
+fn stop_lost(peer: &str, what: &str) -> ! {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    eprintln!(
+        "eddy: cluster: lost {peer}: {what}; stopped without committing past the last checkpoint (exit code {EXIT_PEER_LOST})"
+    );
+    std::process::exit(EXIT_PEER_LOST as i32)
+}
+
+/// The peer a timely network thread talks to, from its name.
+fn peer_of_thread(name: &str) -> Option<usize> {
+    let index = name
+        .strip_prefix("timely:send-")
+        .or_else(|| name.strip_prefix("timely:recv-"))?;
+    index.parse().ok()
+}
+
+/// What a timely communication panic says after its prefix, e.g. "reading
+/// data: Connection reset by peer (os error 104)"; None for other panics.
+fn communication_error(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("timely communication error")
+        .map(|rest| rest.trim_start_matches(':').trim())
+}
+
+/// Installs (once) a panic hook that turns timely's communication panics
+/// into [`peer_lost`], and silences every panic once a failure is being
+/// reported (workers whose channels broke with the peer).
+pub fn watch_panics(addresses: &[String]) {
+    if PEERS.set(addresses.to_vec()).is_err() {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if REPORTING.load(Ordering::SeqCst) {
+            return;
+        }
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if let Some(what) = communication_error(message) {
+            if is_finished() {
+                return;
+            }
+            let thread = std::thread::current();
+            match thread.name().and_then(peer_of_thread) {
+                Some(peer) => peer_lost(peer, what),
+                None => stop_lost("a peer", what),
+            }
+        }
+        previous(info)
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timely_thread_names_give_the_peer() {
+        assert_eq!(peer_of_thread("timely:send-2"), Some(2));
+        assert_eq!(peer_of_thread("timely:recv-0"), Some(0));
+        assert_eq!(peer_of_thread("worker thread 1"), None);
+    }
+
+    #[test]
+    fn communication_panics_are_told_from_others() {
+        assert_eq!(
+            communication_error(
+                "timely communication error: reading data: Connection reset by peer (os error 104)"
+            ),
+            Some("reading data: Connection reset by peer (os error 104)")
+        );
+        assert_eq!(communication_error("index out of bounds"), None);
+    }
+}
