@@ -23,6 +23,8 @@ csv=results/multihost.csv
 trap '$net down $tag >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 $net up "$tag" 3
 on() { local h=$1; shift; ip netns exec "eddy-$tag-h$h" "$@"; }
+# In the background: `ip netns exec` execs the command, so $! is its pid.
+on_bg() { local h=$1; shift; exec ip netns exec "eddy-$tag-h$h" "$@"; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$(now)"; }
 printf '10.77.0.1:7100\n10.77.0.2:7100\n10.77.0.3:7100\n' > "$work/hosts3.txt"
@@ -58,7 +60,7 @@ start_slow() { # NAME TIMEOUT [EXTRA...]
   local name=$1 timeout=$2; shift 2
   pids=()
   for h in 0 1 2; do
-    on "$h" "$eddy" run "$work/slow.toml" --quiet --out "$work/$name-out-$h" \
+    on_bg "$h" "$eddy" run "$work/slow.toml" --quiet --out "$work/$name-out-$h" \
       --processes 3 --process "$h" --hostfile "$work/hosts3.txt" \
       --peer-timeout-s "$timeout" "$@" 2> "$work/$name-$h.log" &
     pids+=($!)
@@ -87,7 +89,7 @@ done
 # Recovery under the supervisor loop: SIGKILL to the first new checkpoint everywhere.
 sv=()
 for h in 0 1 2; do
-  EDDY_PID_FILE="$work/sv-$h.pid" EDDY_RESTART_DELAY_S=0.2 on "$h" bash deploy/supervise.sh \
+  EDDY_PID_FILE="$work/sv-$h.pid" EDDY_RESTART_DELAY_S=0.2 on_bg "$h" bash deploy/supervise.sh \
     "$eddy" run "$work/slow.toml" --quiet --out "$work/sv-out-$h" \
     --processes 3 --process "$h" --hostfile "$work/hosts3.txt" --peer-timeout-s 2 \
     --checkpoint-dir "$work/sv-ck-$h" --checkpoint-interval-ms 1000 2> "$work/sv-$h.log" &
@@ -116,7 +118,7 @@ replay() { # HOSTS DELAY
     hostfile=$work/far$n.txt
     : > "$hostfile"
     for p in $(seq 0 $((n - 2))); do
-      on $((n - 1)) python3 tests/delay_relay.py $((7200 + p)) "10.77.0.$((p + 1)):7100" "$delay" 5 &
+      on_bg $((n - 1)) python3 tests/delay_relay.py $((7200 + p)) "10.77.0.$((p + 1)):7100" "$delay" 5 &
       relays+=($!)
       echo "127.0.0.1:$((7200 + p))" >> "$hostfile"
     done
@@ -131,7 +133,7 @@ replay() { # HOSTS DELAY
     for h in $(seq 0 $((n - 1))); do
       local f=$work/hosts$n.txt
       [ "$h" -eq $((n - 1)) ] && f=$hostfile
-      on "$h" "$eddy" replay --trades "$work/t.csv" --interactions "$work/i.csv" --out "$work/r$n-$h" \
+      on_bg "$h" "$eddy" replay --trades "$work/t.csv" --interactions "$work/i.csv" --out "$work/r$n-$h" \
         --quiet --processes "$n" --process "$h" --hostfile "$f" 2>/dev/null &
       pids+=($!)
     done
@@ -150,7 +152,7 @@ for n in 2 3; do replay "$n" 20; done
 sed 's/count = 60000/count = 10000/; s/count = 30000/count = 5000/' "$work/slow.toml" > "$work/short.toml"
 pids=()
 for h in 0 1 2; do
-  on "$h" "$eddy" run "$work/short.toml" --quiet --out "$work/hb-$h" --processes 3 --process "$h" \
+  on_bg "$h" "$eddy" run "$work/short.toml" --quiet --out "$work/hb-$h" --processes 3 --process "$h" \
     --hostfile "$work/hosts3.txt" --peer-timeout-s 10 2>/dev/null &
   pids+=($!)
 done

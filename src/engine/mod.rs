@@ -114,22 +114,10 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         window_grid_ms,
         tick: Tick::new(pipeline.timestamp_ms(window_grid_ms)),
     };
-    let identity = crate::cluster::handshake::Identity {
-        me: process,
-        processes,
-        fingerprint: pipeline.checkpoint_fingerprint(processes),
-        secret: job
-            .cluster
-            .as_ref()
-            .and_then(|c| c.options.secret.clone())
-            .unwrap_or_default(),
-        resuming: resume,
-    };
-    let network = communication(job.cluster.as_ref(), identity.clone(), &pipeline)?;
-    let (heartbeat, generation) = (network.heartbeat, network.generation);
+    let (network, membership) = communication(job.cluster.as_ref(), &pipeline, resume)?;
     let guards = timely::execute::execute_from(
-        network.builders,
-        network.guard,
+        network.0,
+        network.1,
         timely::WorkerConfig::default(),
         move |worker| run_worker(worker, &shared, start),
     )
@@ -139,9 +127,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         Ok(Err(e)) => Some(e),
         Err(panic) => Some(anyhow::anyhow!("a worker failed: {panic}")),
     });
-    if let Some(h) = &heartbeat {
-        h.finish();
-    }
+    membership.finish();
     metrics.finished.store(true, Relaxed);
     if let Some(r) = reporter {
         let _ = r.join();
@@ -153,16 +139,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     join_result_copiers(copiers)?;
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
-    summary.run = Some(crate::metrics::RunIdentity {
-        pipeline: identity.fingerprint,
-        processes,
-        process: vec![process],
-        generation,
-    });
-    summary.cluster = match (&heartbeat, generation, &job.cluster) {
-        (Some(h), Some(generation), Some(c)) => Some(h.stats(generation, c.options.peer_wait)),
-        _ => None,
-    };
+    membership.record(&mut summary);
     if let Some(dir) = &outputs.dir {
         let path = dir.join("metrics.json");
         std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
@@ -194,32 +171,68 @@ fn queries_of(pipeline: &Pipeline, extensions: &Extensions) -> anyhow::Result<Ve
     Ok(queries)
 }
 
-/// The communication of this process: one thread, threads, or a cluster
-/// (formed by `cluster::sockets`, with a handshake and a heartbeat).
-struct Communication {
-    builders: Vec<timely::communication::AllocatorBuilder>,
-    guard: Box<dyn std::any::Any + Send>,
-    heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
-    generation: Option<u64>,
+/// timely's allocators and the guard that keeps its network threads alive.
+type Allocators = (
+    Vec<timely::communication::AllocatorBuilder>,
+    Box<dyn std::any::Any + Send>,
+);
+
+/// This process's place in its run: which run, and in a cluster its heartbeat.
+struct Membership {
+    fingerprint: String,
+    processes: usize,
+    process: usize,
+    /// In a cluster: the heartbeat, the generation and the wait for peers.
+    cluster: Option<(crate::cluster::heartbeat::Heartbeat, u64, Duration)>,
 }
 
+impl Membership {
+    /// The workers have finished: peers leaving now are not lost.
+    fn finish(&self) {
+        if let Some((heartbeat, _, _)) = &self.cluster {
+            heartbeat.finish();
+        }
+    }
+
+    /// metrics.json's `run` and `cluster`.
+    fn record(&self, summary: &mut crate::metrics::Summary) {
+        summary.run = Some(crate::metrics::RunIdentity {
+            pipeline: self.fingerprint.clone(),
+            processes: self.processes,
+            process: vec![self.process],
+            generation: self.cluster.as_ref().map(|(_, g, _)| *g),
+        });
+        summary.cluster = self
+            .cluster
+            .as_ref()
+            .map(|(h, generation, wait)| h.stats(*generation, *wait));
+    }
+}
+
+/// The communication of this process: one thread, threads, or a cluster
+/// (formed by `cluster::sockets`, with a handshake and a heartbeat).
 fn communication(
     cluster: Option<&ClusterPlace>,
-    identity: crate::cluster::handshake::Identity,
     pipeline: &Pipeline,
-) -> anyhow::Result<Communication> {
+    resume: bool,
+) -> anyhow::Result<(Allocators, Membership)> {
     let workers = pipeline.engine.workers;
-    let local = |config: timely::CommunicationConfig| {
-        let (builders, guard) = config.try_build().map_err(anyhow::Error::msg)?;
-        Ok(Communication {
-            builders,
-            guard,
-            heartbeat: None,
-            generation: None,
-        })
+    let processes = cluster.map_or(1, |c| c.addresses.len());
+    let mut membership = Membership {
+        fingerprint: pipeline.checkpoint_fingerprint(processes),
+        processes,
+        process: cluster.map_or(0, |c| c.process),
+        cluster: None,
     };
-    match cluster {
-        Some(c) if c.addresses.len() > 1 => {
+    let allocators = match cluster {
+        Some(c) if processes > 1 => {
+            let identity = crate::cluster::handshake::Identity {
+                me: c.process,
+                processes,
+                fingerprint: membership.fingerprint.clone(),
+                secret: c.options.secret.clone().unwrap_or_default(),
+                resuming: resume,
+            };
             let joined = crate::cluster::sockets::join(
                 &c.addresses,
                 identity,
@@ -227,16 +240,17 @@ fn communication(
                 &c.options,
                 pipeline.engine.checkpoint.dir.as_deref(),
             )?;
-            Ok(Communication {
-                builders: joined.builders,
-                guard: joined.network,
-                heartbeat: Some(joined.heartbeat),
-                generation: Some(joined.generation),
-            })
+            membership.cluster = Some((joined.heartbeat, joined.generation, c.options.peer_wait));
+            (joined.builders, joined.network)
         }
-        _ if workers == 1 => local(timely::CommunicationConfig::Thread),
-        _ => local(timely::CommunicationConfig::Process(workers)),
-    }
+        _ if workers == 1 => timely::CommunicationConfig::Thread
+            .try_build()
+            .map_err(anyhow::Error::msg)?,
+        _ => timely::CommunicationConfig::Process(workers)
+            .try_build()
+            .map_err(anyhow::Error::msg)?,
+    };
+    Ok((allocators, membership))
 }
 
 /// The threads that copy committed result rows elsewhere (Kafka, databases):

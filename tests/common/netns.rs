@@ -2,6 +2,9 @@
 //! (tests/netns.sh does the work; benches/multihost.sh uses it too).
 #![allow(dead_code)]
 
+#[path = "apt.rs"]
+mod apt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +37,14 @@ impl TestNet {
     /// machine cannot (not root, no iproute2, no namespaces).
     pub fn up(tag: &str, hosts: usize) -> Option<TestNet> {
         let tag = format!("{tag}{}", std::process::id() % 10_000);
+        let has_ip = Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_ip && !apt::apt_install(&["iproute2"]) {
+            println!("multihost: NOT TESTED: no `ip` (iproute2), and it could not be installed");
+            return None;
+        }
         let _ = netns(&["down", &tag]);
         match netns(&["up", &tag, &hosts.to_string()]) {
             Ok(()) => Some(TestNet { tag, hosts }),
