@@ -387,3 +387,92 @@ fn every_ewma_row_has_a_per_record_latency() {
         assert!(m["record_latency_ms"]["p99"].as_f64().unwrap() >= 0.0);
     }
 }
+
+#[test]
+fn merge_refuses_folders_of_different_runs_and_cluster_flags_are_checked() {
+    let dir = temp_dir();
+    let t = dir.path().join("t.csv");
+    generate("trades", &t, 2000, &["--symbols", "3"]);
+    let replay = |name: &str, workers: &str| {
+        let out = dir.path().join(name);
+        let o = eddy(&[
+            "replay",
+            "--quiet",
+            "--trades",
+            t.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--workers",
+            workers,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out.to_str().unwrap().to_string()
+    };
+    let (a, b) = (replay("a", "1"), replay("b", "2"));
+    let merged = dir.path().join("m");
+    let merged = merged.to_str().unwrap();
+    let hostfile = dir.path().join("hosts.txt");
+    std::fs::write(&hostfile, "127.0.0.1:1\n127.0.0.1:2\n").unwrap();
+    let short = dir.path().join("short-secret");
+    std::fs::write(&short, "tiny\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str, i32)> = vec![
+        // Another pipeline: the difference is named.
+        (
+            vec!["merge", &a, &b, "--out", merged],
+            "differ in workers",
+            1,
+        ),
+        // The same process twice.
+        (
+            vec!["merge", &a, &a, "--out", merged],
+            "both hold the results of process 0",
+            1,
+        ),
+        (
+            vec!["merge", "/nonexistent/out", "--out", merged],
+            "/nonexistent/out/metrics.json",
+            1,
+        ),
+        (
+            vec![
+                "replay",
+                "--trades",
+                "x.csv",
+                "--out",
+                "o",
+                "--peer-timeout-s",
+                "0",
+            ],
+            "not a positive number of seconds",
+            2,
+        ),
+        (
+            vec![
+                "replay",
+                "--trades",
+                t.to_str().unwrap(),
+                "--out",
+                merged,
+                "--processes",
+                "2",
+                "--hostfile",
+                hostfile.to_str().unwrap(),
+                "--cluster-secret-file",
+                short.to_str().unwrap(),
+            ],
+            "at least 16 bytes",
+            1,
+        ),
+    ];
+    for (args, needle, code) in cases {
+        let o = eddy(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(
+        !std::path::Path::new(merged).join("metrics.json").exists(),
+        "nothing merged"
+    );
+}

@@ -12,7 +12,9 @@
 //! timely's network threads panic on a socket error with a message starting
 //! "timely communication error"; the hook installed by [`watch_panics`]
 //! turns those into the one line, naming the peer from the thread's name
-//! (`timely:send-K`, `timely:recv-K`).
+//! (`timely:send-K`, `timely:recv-K`). Any other panic in a cluster process
+//! waits half a second for a loss to be reported first (a worker whose
+//! channel broke with the peer may panic a moment earlier), then shows as usual.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -132,8 +134,31 @@ pub fn watch_panics(addresses: &[String]) {
                 None => stop_lost("a peer", what),
             }
         }
+        // A worker whose channel broke with a lost peer may panic a moment
+        // before the network thread or the heartbeat reports the loss: give
+        // them that moment, so the loss is what the user reads.
+        if wait_for_a_report(LOSS_REPORT_GRACE) {
+            loop {
+                std::thread::park();
+            }
+        }
         previous(info)
     }));
+}
+
+/// How long another panic waits for a loss to be reported first.
+const LOSS_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether a loss is being reported within `grace`.
+fn wait_for_a_report(grace: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < until {
+        if REPORTING.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    REPORTING.load(Ordering::SeqCst)
 }
 
 #[cfg(test)]
