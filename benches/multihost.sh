@@ -3,7 +3,8 @@
 # process each, 1 worker apiece. Measures, into results/multihost.csv:
 #   detect_kill   a host's process SIGKILLed: until every other has exited (s)
 #   detect_cut    a host's cable pulled: until every process has exited (s)
-#                 (both for peer timeouts of 2, 5 and 10 s)
+#   detect_hang   a host's process stopped (SIGSTOP): until every other has exited (s)
+#                 (each for peer timeouts of 2, 5 and 10 s)
 #   recovery      under deploy/supervise.sh, from a SIGKILL to the first new
 #                 checkpoint of every process (s)
 #   replay        events/s of a replay on 1, 2, 3 hosts, with 0 and 20 ms
@@ -83,7 +84,13 @@ for timeout in 2 5 10; do
   for p in "${pids[@]}"; do wait "$p" || true; done
   row "detect_cut,$timeout,3,0,$(since "$t0"),s"
   $net heal "$tag" 2
-  # Heartbeat: payload bytes a second of the longest-lived run (the cut one).
+
+  start_slow "hang$timeout" "$timeout"
+  kill -STOP "${pids[0]}"; t0=$(now)
+  wait "${pids[1]}" || true; wait "${pids[2]}" || true
+  row "detect_hang,$timeout,3,0,$(since "$t0"),s"
+  kill -9 "${pids[0]}"; kill -CONT "${pids[0]}" 2>/dev/null || true
+  wait "${pids[0]}" 2>/dev/null || true
 done
 
 # Recovery under the supervisor loop: SIGKILL to the first new checkpoint everywhere.

@@ -8,7 +8,8 @@
 //! - a host's process SIGKILLed: the others exit with code 3 and one line
 //!   naming it, no panic text, within twice the peer timeout;
 //! - a host's cable pulled (no FIN, no RST): every process exits with code 3
-//!   within twice the peer timeout;
+//!   within twice the peer timeout; a host's process hung (SIGSTOP): the
+//!   others do;
 //! - under supervisor loops (deploy/supervise.sh), a SIGKILL and then a 15 s
 //!   cut each end with merged results equal to an uninterrupted run;
 //! - strangers on a cluster port (junk, a process with the wrong secret)
@@ -278,7 +279,7 @@ fn assert_one_line(log: &str, lost: &str, what: &str) {
 }
 
 #[test]
-fn a_killed_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout() {
+fn a_killed_hung_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(net) = TestNet::up("lo", HOSTS) else {
         return;
@@ -353,6 +354,39 @@ fn a_killed_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout() {
         cut_at.elapsed()
     );
     net.heal(2);
+
+    // Host 0's process hung (SIGSTOP): its sockets stay open, it says nothing.
+    let mut children = start_all("hung");
+    let hung = children[0].id().to_string();
+    Command::new("kill")
+        .args(["-STOP", &hung])
+        .status()
+        .unwrap();
+    let hung_at = Instant::now();
+    for h in [1, 2] {
+        let code = wait_at_most(&mut children[h], limit);
+        let log = read(&d.join(format!("hung-{h}.log")));
+        assert_eq!(code, Some(3), "host {h} after the hang:\n{log}");
+        assert_one_line(
+            &log,
+            &format!("lost process 0 ({}:{PORT})", net.ip(0)),
+            "hang",
+        );
+        assert!(
+            log.contains("no heartbeat for 2.0 s") || log.contains("timed out"),
+            "{log}"
+        );
+    }
+    println!(
+        "multihost: after a hang the others exited within {:?}",
+        hung_at.elapsed()
+    );
+    let _ = children[0].kill();
+    Command::new("kill")
+        .args(["-CONT", &hung])
+        .status()
+        .unwrap();
+    let _ = children[0].wait();
 }
 
 #[test]
