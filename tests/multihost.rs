@@ -278,6 +278,34 @@ fn assert_one_line(log: &str, lost: &str, what: &str) {
     );
 }
 
+/// Waits for each of `hosts` of run `name` to exit, at most `limit`: code 3,
+/// one line containing `lost`, and (`silent`) a loss by timeout, not by a
+/// closed connection. Returns how long the last one took from `since`.
+#[allow(clippy::too_many_arguments)]
+fn expect_stopped(
+    children: &mut [Child],
+    hosts: &[usize],
+    dir: &Path,
+    name: &str,
+    lost: &dyn Fn(usize) -> String,
+    silent: bool,
+    limit: Duration,
+    since: Instant,
+) -> Duration {
+    for &h in hosts {
+        let code = wait_at_most(&mut children[h], limit);
+        let log = read(&dir.join(format!("{name}-{h}.log")));
+        assert_eq!(code, Some(3), "host {h} after the {name}:\n{log}");
+        assert_one_line(&log, &lost(h), name);
+        // The heartbeat's read timeout, or TCP_USER_TIMEOUT on data in flight.
+        assert!(
+            !silent || log.contains("no heartbeat for 2.0 s") || log.contains("timed out"),
+            "host {h}:\n{log}"
+        );
+    }
+    since.elapsed()
+}
+
 #[test]
 fn a_killed_hung_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,47 +340,34 @@ fn a_killed_hung_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout
     // SIGKILL on host 1: the kernel closes its sockets.
     let mut children = start_all("kill");
     children[1].kill().unwrap();
-    let killed_at = Instant::now();
-    for h in [0, 2] {
-        let code = wait_at_most(&mut children[h], limit);
-        let log = read(&d.join(format!("kill-{h}.log")));
-        assert_eq!(code, Some(3), "host {h} after the kill:\n{log}");
-        assert_one_line(
-            &log,
-            &format!("lost process 1 ({}:{PORT})", net.ip(1)),
-            "kill",
-        );
-    }
-    println!(
-        "multihost: after a SIGKILL the others exited within {:?}",
-        killed_at.elapsed()
-    );
+    let at = Instant::now();
+    let lost_1 = |_| format!("lost process 1 ({}:{PORT})", net.ip(1));
+    let took = expect_stopped(&mut children, &[0, 2], d, "kill", &lost_1, false, limit, at);
+    println!("multihost: after a SIGKILL the others exited within {took:?}");
     let _ = children[1].wait();
 
     // Host 2's cable pulled: nothing is refused or reset, nothing arrives.
     let mut children = start_all("cut");
     net.cut(2);
-    let cut_at = Instant::now();
-    for (h, child) in children.iter_mut().enumerate() {
-        let code = wait_at_most(child, limit);
-        let log = read(&d.join(format!("cut-{h}.log")));
-        assert_eq!(code, Some(3), "host {h} after the cut:\n{log}");
-        let lost = if h == 2 {
-            "lost process "
+    let at = Instant::now();
+    let lost_2 = |h| {
+        if h == 2 {
+            "lost process ".to_string()
         } else {
-            "lost process 2"
-        };
-        assert_one_line(&log, lost, "cut");
-        // The heartbeat's read timeout, or TCP_USER_TIMEOUT on data in flight.
-        assert!(
-            log.contains("no heartbeat for 2.0 s") || log.contains("timed out"),
-            "host {h}:\n{log}"
-        );
-    }
-    println!(
-        "multihost: after a cut every process exited within {:?}",
-        cut_at.elapsed()
+            "lost process 2".to_string()
+        }
+    };
+    let took = expect_stopped(
+        &mut children,
+        &[0, 1, 2],
+        d,
+        "cut",
+        &lost_2,
+        true,
+        limit,
+        at,
     );
+    println!("multihost: after a cut every process exited within {took:?}");
     net.heal(2);
 
     // Host 0's process hung (SIGSTOP): its sockets stay open, it says nothing.
@@ -362,25 +377,10 @@ fn a_killed_hung_or_cut_off_host_stops_every_other_within_twice_the_peer_timeout
         .args(["-STOP", &hung])
         .status()
         .unwrap();
-    let hung_at = Instant::now();
-    for h in [1, 2] {
-        let code = wait_at_most(&mut children[h], limit);
-        let log = read(&d.join(format!("hung-{h}.log")));
-        assert_eq!(code, Some(3), "host {h} after the hang:\n{log}");
-        assert_one_line(
-            &log,
-            &format!("lost process 0 ({}:{PORT})", net.ip(0)),
-            "hang",
-        );
-        assert!(
-            log.contains("no heartbeat for 2.0 s") || log.contains("timed out"),
-            "{log}"
-        );
-    }
-    println!(
-        "multihost: after a hang the others exited within {:?}",
-        hung_at.elapsed()
-    );
+    let at = Instant::now();
+    let lost_0 = |_| format!("lost process 0 ({}:{PORT})", net.ip(0));
+    let took = expect_stopped(&mut children, &[1, 2], d, "hung", &lost_0, true, limit, at);
+    println!("multihost: after a hang the others exited within {took:?}");
     let _ = children[0].kill();
     Command::new("kill")
         .args(["-CONT", &hung])

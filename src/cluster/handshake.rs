@@ -220,11 +220,7 @@ pub fn offer(
             "it could not prove the cluster secret (a different secret, or none)".into(),
         ));
     }
-    if let Some(ours) = generation.filter(|g| *g != their_generation) {
-        return Err(OfferError::Refused(format!(
-            "it is of cluster generation {their_generation}, this process joined generation {ours}"
-        )));
-    }
+    // A generation other than ours was refused by the acceptor already.
     Ok(their_generation)
 }
 
