@@ -89,6 +89,10 @@ fn rsi(gain: f64, loss: f64) -> f64 {
     }
 }
 
+// Checkpoints save the per-symbol map in key groups, so a run resumed on
+// more or fewer workers restores each symbol where its trades now arrive.
+eddy::grouped_by_map!(Rsi, symbols);
+
 impl OrderedLogic for Rsi {
     type In = Trade;
     type Out = RsiRow;

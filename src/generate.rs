@@ -46,14 +46,24 @@ pub fn write_interactions(
 pub fn market_source(config: &MarketConfig) -> anyhow::Result<MarketGenerator> {
     config.validate().map_err(anyhow::Error::msg)?;
     let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
-    Ok(MarketGenerator::new(config, schedule, BATCH, 0, 1))
+    Ok(MarketGenerator::new(
+        config,
+        schedule,
+        BATCH,
+        crate::rescale::groups::WorkerShare::whole(),
+    ))
 }
 
 /// The whole interaction stream of `config` (one generator, as fast as possible).
 pub fn interaction_source(config: &InteractionConfig) -> anyhow::Result<InteractionGenerator> {
     config.validate().map_err(anyhow::Error::msg)?;
     let schedule = schedule(config.arrivals.start_ms, config.arrivals.rate);
-    Ok(InteractionGenerator::new(config, schedule, BATCH, 0, 1))
+    Ok(InteractionGenerator::new(
+        config,
+        schedule,
+        BATCH,
+        crate::rescale::groups::WorkerShare::whole(),
+    ))
 }
 
 fn schedule(start_ms: Option<u64>, rate: f64) -> Schedule {

@@ -21,6 +21,7 @@ pub mod probes;
 pub mod quality;
 pub mod queries;
 pub mod record;
+pub mod rescale;
 pub mod send;
 pub mod sinks;
 pub mod sources;

@@ -43,12 +43,25 @@ enum Command {
     Cluster(ClusterArgs),
     /// Put the result folders of one run's processes (or hosts) together into one folder.
     Merge(MergeArgs),
+    /// Inspect a checkpoint folder.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Draw PNG and SVG charts from a result folder (a run's output or results/).
     Plot(PlotArgs),
     /// Score a run's anomalies and forecasts against the generators' ground truth.
     Evaluate(EvaluateArgs),
     /// Run an SQL query on a database sink's tables and print the rows as CSV.
     Query(QueryArgs),
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Show each epoch: its layout and key groups, state bytes per query and
+    /// per worker's group range, source positions, committed result files.
+    Show {
+        /// The checkpoint folder (--checkpoint-dir).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -148,6 +161,11 @@ struct EngineArgs {
     /// Timely timestamps are event times rounded down to this many ms.
     #[arg(long)]
     tick_ms: Option<u64>,
+    /// Key groups: the unit keyed state is checkpointed in and moves in when
+    /// a run resumes on another layout (at least the workers in all; fixed
+    /// once a checkpoint exists).
+    #[arg(long)]
+    key_groups: Option<u32>,
     /// As fast as possible over files and generators: the coarsest event time one timestamp may span (default 1000; 0: a tick).
     #[arg(long)]
     as_fast_timestamp_ms: Option<u64>,
@@ -286,6 +304,9 @@ impl EngineArgs {
         }
         if let Some(t) = self.tick_ms {
             e.tick_ms = t;
+        }
+        if let Some(g) = self.key_groups {
+            e.key_groups = g;
         }
         if let Some(t) = self.as_fast_timestamp_ms {
             e.as_fast_timestamp_ms = t;
@@ -658,6 +679,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 },
             })?;
             eprintln!("{}", summary.report());
+            Ok(())
+        }
+        Some(Command::Checkpoint(CheckpointCommand::Show { dir })) => {
+            print!("{}", eddy::checkpoint::show::show(&dir)?);
             Ok(())
         }
         Some(Command::Merge(args)) => {

@@ -88,6 +88,10 @@ pub struct EngineConfig {
     pub checkpoint: CheckpointConfig,
     /// Count what the workers send each other (`metrics.json` `traffic`).
     pub measure_traffic: bool,
+    /// Key groups: the unit in which keyed state is checkpointed and moves
+    /// when a run resumes on another layout (`crate::rescale`); at least the
+    /// number of workers over every process, fixed once a checkpoint exists.
+    pub key_groups: u32,
 }
 
 /// The default event-time in-flight bound in real time (and for live
@@ -110,6 +114,11 @@ const REAL_TIME_BATCH_RECORDS: usize = 1_024;
 const AS_FAST_BATCH_RECORDS: usize = 4_096;
 
 impl EngineConfig {
+    /// The run's key groups (`key_groups`), checked.
+    pub fn key_groups(&self) -> anyhow::Result<crate::rescale::groups::KeyGroups> {
+        crate::rescale::groups::KeyGroups::new(self.key_groups).map_err(anyhow::Error::msg)
+    }
+
     /// Records per batch and worker: `batch_size`, or 1 024 when unset
     /// ([`Pipeline::with_run_defaults`] sets 4 096 where that is the default).
     pub fn batch_records(&self) -> usize {
@@ -232,6 +241,7 @@ impl Default for EngineConfig {
             dashboard_linger_s: 0.0,
             checkpoint: CheckpointConfig::default(),
             measure_traffic: false,
+            key_groups: crate::rescale::groups::DEFAULT_KEY_GROUPS,
         }
     }
 }
@@ -350,6 +360,13 @@ impl Pipeline {
                 e.workers
             ));
         }
+        crate::rescale::groups::KeyGroups::new(e.key_groups).map_err(|m| format!("engine.{m}"))?;
+        if e.workers > e.key_groups as usize {
+            return Err(format!(
+                "engine.workers ({}) must not exceed engine.key_groups ({})",
+                e.workers, e.key_groups
+            ));
+        }
         if !(e.speed.is_finite() && e.speed > 0.0) {
             return Err(format!("engine.speed must be positive, got {}", e.speed));
         }
@@ -429,11 +446,12 @@ fn query_table_line(text: &str, error: &str) -> Option<usize> {
 
 impl Pipeline {
     /// What must be equal for a checkpoint to be resumed: everything that
-    /// decides which state lives on which worker and what it means.
-    pub fn checkpoint_fingerprint(&self, processes: usize) -> String {
+    /// decides what the state means and how it is cut into key groups. The
+    /// layout (workers, processes) may change: a rescaled run takes its
+    /// share of every key group and source position (`crate::rescale`).
+    pub fn checkpoint_fingerprint(&self) -> String {
         serde_json::json!({
-            "workers": self.engine.workers,
-            "processes": processes,
+            "key_groups": self.engine.key_groups,
             "tick_ms": self.engine.tick_ms,
             "max_delay_ms": self.engine.max_delay_ms,
             // Where records are received may change between runs; what they are may not.
@@ -441,6 +459,16 @@ impl Pipeline {
             "queries": self.queries,
         })
         .to_string()
+    }
+
+    /// What the processes of one run must agree on (the cluster handshake,
+    /// `eddy merge`): the checkpoint's fingerprint and the layout.
+    pub fn run_fingerprint(&self, processes: usize) -> String {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&self.checkpoint_fingerprint()).expect("a JSON object");
+        value["workers"] = self.engine.workers.into();
+        value["processes"] = processes.into();
+        value.to_string()
     }
 }
 
@@ -607,13 +635,16 @@ mod tests {
     #[test]
     fn fingerprints_name_what_differs() {
         let mut p = Pipeline::default();
-        let a = p.checkpoint_fingerprint(1);
+        let a = p.checkpoint_fingerprint();
+        // The layout may change (a rescale); key groups and queries may not.
         p.engine.workers = 3;
-        let b = p.checkpoint_fingerprint(1);
-        assert_ne!(a, b);
+        assert_eq!(a, p.checkpoint_fingerprint());
+        p.engine.key_groups = 128;
+        p.engine.max_delay_ms += 1;
+        let b = p.checkpoint_fingerprint();
         assert_eq!(
             crate::checkpoint::differences(&b, &a),
-            "workers (1 there, 3 here)"
+            "key_groups (256 there, 128 here), max_delay_ms (200 there, 201 here)"
         );
     }
 

@@ -211,22 +211,6 @@ impl Event for Interaction {
     }
 }
 
-/// Spreads integer keys evenly over workers. Used both by the exchange of the
-/// dataflow and by generators choosing which keys a worker owns, so that a
-/// generated record is born on the worker that will process it.
-pub fn route_hash(key: u64) -> u64 {
-    // splitmix64 finaliser: cheap, and low bits depend on all input bits.
-    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The worker that owns `key` among `peers` workers.
-pub fn owner_of(key: u64, peers: usize) -> usize {
-    (route_hash(key) % peers as u64) as usize
-}
-
 /// The stream a recorded file holds, told by its header line (line 1 of
 /// `path`): `trades` or `interactions`; anything else is one clear error.
 pub fn stream_of_header(path: &std::path::Path, header: &str) -> anyhow::Result<&'static str> {
@@ -296,14 +280,6 @@ mod tests {
     fn bad_symbols_are_refused() {
         for bad in ["", "abc", "SYM-1", "ABCDEFGHIJKLM", "A B"] {
             assert!(Symbol::parse(bad.as_bytes()).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn exchange_does_not_depend_on_exchange_implementation() {
-        // timely's exchange masks for powers of two and takes % otherwise; both agree.
-        for key in 0..1000u64 {
-            assert_eq!(route_hash(key) & 3, route_hash(key) % 4);
         }
     }
 }

@@ -10,7 +10,10 @@ use eddy::extend::{OrderedQuery, WindowQuery};
 use eddy::framework::ordered::OrderedLogic;
 use eddy::framework::pane_window::{WindowAggregate, WindowSpec};
 use eddy::queries::bars_1s::Bar;
+use eddy::record::Symbol;
 use eddy::record::{Interaction, InteractionKind, Trade};
+use eddy::rescale::groups::KeyGroups;
+use eddy::rescale::parts::{restored_entries, save_by_group, Grouped, RestoredParts, SavedParts};
 use eddy::sinks::row_sink::{RowBatch, RowSink};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,6 +29,24 @@ struct MaxRow {
     symbol: String,
     seq: u64,
     max: f64,
+}
+
+/// Checkpointed in key groups: each symbol's maximum goes with the symbol
+/// (routed as the trades are, by the symbol's code).
+impl Grouped for RunningMax {
+    fn save_parts(&mut self, groups: KeyGroups) -> anyhow::Result<SavedParts> {
+        let route = |s: &String| Symbol::parse(s.as_bytes()).map_or(0, |s| s.0);
+        let entries = self.0.iter().map(|e| (route(e.0), e));
+        Ok(SavedParts {
+            rest: Vec::new(),
+            groups: save_by_group(entries, groups)?,
+        })
+    }
+
+    fn restore_parts(&mut self, parts: &RestoredParts) -> anyhow::Result<()> {
+        self.0.extend(restored_entries::<(String, f64)>(parts)?);
+        Ok(())
+    }
 }
 
 impl OrderedLogic for RunningMax {

@@ -6,6 +6,7 @@
 #![allow(clippy::field_reassign_with_default)]
 
 use eddy::record::{Interaction, InteractionKind, Trade};
+use eddy::rescale::groups::{KeyGroups, WorkerShare};
 use eddy::sources::interactions::{InteractionConfig, InteractionGenerator};
 use eddy::sources::market::{MarketConfig, MarketGenerator};
 use eddy::sources::schedule::{Schedule, Timing};
@@ -39,8 +40,11 @@ fn market(config: &MarketConfig, index: usize, peers: usize) -> Vec<Trade> {
         config,
         schedule(10_000),
         512,
-        index,
-        peers,
+        WorkerShare {
+            index,
+            peers,
+            groups: KeyGroups::default(),
+        },
     ))
 }
 
@@ -49,8 +53,11 @@ fn interactions(config: &InteractionConfig, index: usize, peers: usize) -> Vec<I
         config,
         schedule(10_000),
         512,
-        index,
-        peers,
+        WorkerShare {
+            index,
+            peers,
+            groups: KeyGroups::default(),
+        },
     ))
 }
 

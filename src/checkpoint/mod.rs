@@ -16,12 +16,20 @@
 //! Resuming (`--resume`), the workers agree on the newest epoch whose files
 //! every worker of every process has intact, restore from it, truncate the
 //! result files to their committed lengths and go on: rows written after the
-//! epoch are written again exactly once, rows before it are kept.
+//! epoch are written again exactly once, rows before it are kept. The layout
+//! may differ from the one that wrote the checkpoint: states are saved in
+//! key groups and sources by position in their input (`crate::rescale`,
+//! `resume.rs`).
 
+pub mod feed_state;
+pub mod resume;
+pub mod show;
 pub mod state;
 pub mod store;
 
-use anyhow::{bail, Context};
+use crate::rescale::layout::RunLayout;
+use crate::rescale::parts::SavedParts;
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -66,6 +74,7 @@ pub fn differences(ours: &str, theirs: &str) -> String {
     let keys = [
         "workers",
         "processes",
+        "key_groups",
         "tick_ms",
         "max_delay_ms",
         "sources",
@@ -102,8 +111,9 @@ pub fn next_epoch(after: u64, at_least: u64, interval_ms: u64) -> u64 {
 enum Control {
     /// The epochs a worker could resume from.
     Usable(Vec<u64>),
-    /// A worker's proposal for the next epoch.
-    Next(u64),
+    /// A worker's proposal for the next epoch, and which of its feeds (by
+    /// stream) have nothing more to send.
+    Next(u64, [bool; 2]),
 }
 
 /// A fault-injection point of the kill tests: `EDDY_CRASH_AT=STAGE@N[/pP]`
@@ -170,114 +180,12 @@ pub fn crash_here() -> ! {
     unreachable!("SIGKILL is not caught")
 }
 
-/// The checkpoint a process can resume from, found before the workers start.
-pub struct Resumable {
-    /// Epochs whose files of this process are intact, newest first.
-    pub usable: Vec<u64>,
-}
-
-/// Checks this process's side of a checkpoint folder for `--resume`: the
-/// pipeline must be the one that wrote it; damaged epochs are skipped with a
-/// warning naming the file. None when no checkpoint was completed yet (the
-/// run starts from the beginning).
-pub fn find_resumable(
-    config: &CheckpointConfig,
-    fingerprint: &str,
-    process: usize,
-    workers: &[usize],
-) -> anyhow::Result<Option<Resumable>> {
-    let dir = config
-        .dir
-        .as_ref()
-        .context("--resume needs --checkpoint-dir")?;
-    let layout = Layout { dir: dir.clone() };
-    let refuse = |theirs: &str| -> anyhow::Error {
-        anyhow::anyhow!(
-            "the checkpoint in {} was written by another pipeline: it differs in {}; \
-             resume with the same pipeline and flags, or start afresh without --resume",
-            dir.display(),
-            differences(fingerprint, theirs)
-        )
-    };
-    let manifest_path = layout.manifest(process);
-    // Without a readable manifest, every epoch on disk is a candidate: one
-    // whose files are intact on every worker is complete all the same.
-    let manifest: Option<Manifest> = match store::read_file(&manifest_path) {
-        Ok(m) => Some(m),
-        Err(e) if manifest_path.exists() => {
-            tracing::warn!("{e:#}; looking for intact epochs without it");
-            None
-        }
-        Err(_) => None,
-    };
-    if let Some(m) = &manifest {
-        if m.fingerprint != fingerprint {
-            return Err(refuse(&m.fingerprint));
-        }
-    }
-    let newest = manifest.as_ref().map_or(u64::MAX, |m| m.epoch);
-    let epochs: Vec<u64> = layout
-        .epochs()
-        .into_iter()
-        .filter(|e| *e <= newest)
-        .collect();
-    if epochs.is_empty() {
-        tracing::info!(
-            "no complete checkpoint in {} yet: starting from the beginning",
-            dir.display()
-        );
-        return Ok(None);
-    }
-    let mut usable = Vec::new();
-    for epoch in epochs {
-        // Ok(Some(fingerprint)): intact, but of another pipeline.
-        let check = || -> anyhow::Result<Option<String>> {
-            let p: ProcessFile = store::read_file(&layout.process_file(epoch, process))?;
-            anyhow::ensure!(p.epoch == epoch, "process file of the wrong epoch");
-            for &w in workers {
-                let f: WorkerFile = store::read_file(&layout.worker_file(epoch, w))?;
-                anyhow::ensure!(
-                    f.epoch == epoch && f.worker == w,
-                    "worker file {w} misplaced"
-                );
-                if f.fingerprint != fingerprint {
-                    return Ok(Some(f.fingerprint));
-                }
-            }
-            Ok(None)
-        };
-        match check() {
-            Ok(None) => usable.push(epoch),
-            Ok(Some(theirs)) => return Err(refuse(&theirs)),
-            // Past the manifest (or without one) an epoch may just be unfinished.
-            Err(e) if manifest.is_none() => {
-                tracing::info!("checkpoint epoch {epoch} was not completed ({e:#}); skipped")
-            }
-            Err(e) => tracing::warn!(
-                "checkpoint epoch {epoch} is damaged ({e:#}); an older one will be used"
-            ),
-        }
-    }
-    if usable.is_empty() {
-        if manifest.is_none() {
-            tracing::info!(
-                "no complete checkpoint in {} yet: starting from the beginning",
-                dir.display()
-            );
-            return Ok(None);
-        }
-        bail!(
-            "no intact checkpoint in {} to resume from; start afresh without --resume",
-            dir.display()
-        );
-    }
-    Ok(Some(Resumable { usable }))
-}
-
 /// One worker's side of checkpointing: the epoch pending, the control
 /// dataflow that lines the workers up, and the files.
 pub struct Checkpointer {
     pub layout: Layout,
+    /// The layout of this run, recorded in every file.
+    run_layout: RunLayout,
     interval_ms: u64,
     fingerprint: String,
     process: usize,
@@ -301,8 +209,16 @@ pub struct Checkpointer {
     received: Rc<RefCell<Vec<Control>>>,
 }
 
+/// What a worker saves at a checkpoint.
+pub struct WorkerState {
+    pub states: std::collections::BTreeMap<String, SavedParts>,
+    pub feeds: std::collections::BTreeMap<String, Vec<u8>>,
+    pub start_event_ms: u64,
+}
+
 /// What the process leader adds to a worker's checkpoint.
 pub struct ProcessState {
+    pub out_dir: Option<PathBuf>,
     pub sinks: std::collections::BTreeMap<String, u64>,
     pub counters: std::collections::BTreeMap<String, u64>,
 }
@@ -315,9 +231,11 @@ impl Checkpointer {
         config: &CheckpointConfig,
         fingerprint: String,
         process: usize,
-        process_workers: Vec<usize>,
+        run_layout: RunLayout,
         tick_ms: u64,
     ) -> anyhow::Result<Self> {
+        let process_workers: Vec<usize> =
+            (process * run_layout.workers..(process + 1) * run_layout.workers).collect();
         let dir = config.dir.clone().context("checkpoints need a folder")?;
         let received = Rc::new(RefCell::new(Vec::new()));
         let probe = ProbeHandle::new();
@@ -333,6 +251,7 @@ impl Checkpointer {
         let tick = tick_ms.max(1);
         Ok(Checkpointer {
             layout: Layout { dir },
+            run_layout,
             interval_ms: config.interval_ms.max(1).div_ceil(tick) * tick,
             fingerprint,
             process,
@@ -361,13 +280,12 @@ impl Checkpointer {
     }
 
     /// Agrees with every worker on the newest epoch all can resume from, and
-    /// pends the next one. Returns this worker's file of that epoch and its
-    /// process's file.
+    /// pends the next one. Returns the agreed epoch.
     pub fn agree_on_resume(
         &mut self,
         worker: &mut timely::worker::Worker,
         usable: &[u64],
-    ) -> anyhow::Result<(WorkerFile, ProcessFile)> {
+    ) -> anyhow::Result<u64> {
         self.input.send(Control::Usable(usable.to_vec()));
         self.input.advance_to(1);
         while self.probe.less_than(&1) {
@@ -379,7 +297,7 @@ impl Checkpointer {
             .drain(..)
             .filter_map(|c| match c {
                 Control::Usable(l) => Some(l),
-                Control::Next(_) => None,
+                Control::Next(..) => None,
             })
             .collect();
         let epoch = usable
@@ -389,11 +307,9 @@ impl Checkpointer {
             .context(
                 "no checkpoint epoch is intact on every process; start afresh without --resume",
             )?;
-        let w: WorkerFile = store::read_file(&self.layout.worker_file(epoch, self.worker))?;
-        let p: ProcessFile = store::read_file(&self.layout.process_file(epoch, self.process))?;
         self.limit = next_epoch(epoch, 0, self.interval_ms);
         self.resumed_from = Some(epoch);
-        Ok((w, p))
+        Ok(epoch)
     }
 
     /// Whether the probe shows the dataflow quiet at the pending epoch (there
@@ -405,13 +321,20 @@ impl Checkpointer {
     /// Takes the pending epoch's checkpoint: writes this worker's `states`
     /// (and, from the process leader, `process`), waits for every worker, then
     /// records the epoch and agrees on the next one, which it returns.
-    /// `watermark` is this worker's least input watermark, for skipping idle epochs.
+    /// `watermark` is this worker's least input watermark, for skipping idle
+    /// epochs; `finished` says, per stream, whether its feed has nothing
+    /// more to send. Once a stream's feeds are finished on every worker, no
+    /// further epoch is taken: the stream's input closes after this one,
+    /// and what its end sets off (windows closed by the end, rows at later
+    /// times, differential state) happens after the last checkpoint, never
+    /// before one that would not hold it.
     pub fn take(
         &mut self,
         worker: &mut timely::worker::Worker,
-        states: std::collections::BTreeMap<String, Vec<u8>>,
+        saved: WorkerState,
         process: Option<ProcessState>,
         watermark: u64,
+        finished: [bool; 2],
     ) -> anyhow::Result<u64> {
         let epoch = self.limit;
         self.taken += 1;
@@ -424,7 +347,10 @@ impl Checkpointer {
             epoch,
             worker: self.worker,
             fingerprint: self.fingerprint.clone(),
-            states,
+            layout: self.run_layout,
+            states: saved.states,
+            feeds: saved.feeds,
+            start_event_ms: saved.start_event_ms,
         };
         let mid_write = crash_at(Stage::MidWrite);
         self.last_bytes =
@@ -438,6 +364,8 @@ impl Checkpointer {
                 epoch,
                 process: self.process,
                 fingerprint: self.fingerprint.clone(),
+                layout: self.run_layout,
+                out_dir: p.out_dir,
                 sinks: p.sinks,
                 counters: p.counters,
             };
@@ -445,11 +373,10 @@ impl Checkpointer {
                 store::write_file(&self.layout.process_file(epoch, self.process), &file, || {})?;
         }
         // Nobody sends past the epoch before everybody has written its files.
-        self.input.send(Control::Next(next_epoch(
-            epoch,
-            watermark,
-            self.interval_ms,
-        )));
+        self.input.send(Control::Next(
+            next_epoch(epoch, watermark, self.interval_ms),
+            finished,
+        ));
         self.input.advance_to(epoch + 1);
         while self.probe.less_than(&(epoch + 1)) {
             worker.step();
@@ -464,23 +391,33 @@ impl Checkpointer {
             };
             store::write_file(&self.layout.manifest(self.process), &manifest, || {})?;
             self.layout
-                .prune(epoch, self.process, &self.process_workers);
+                .prune(epoch, self.process, &self.process_workers, &self.run_layout);
         }
         // Only the process leader has written the manifest by now.
         if self.process_leader && crash_at(Stage::AfterManifest) {
             crash_here();
         }
         // The least proposal: no worker skips an epoch another still needs.
-        let next = self
+        let proposals: Vec<(u64, [bool; 2])> = self
             .received
             .borrow_mut()
             .drain(..)
             .filter_map(|c| match c {
-                Control::Next(n) => Some(n),
+                Control::Next(n, f) => Some((n, f)),
                 Control::Usable(_) => None,
             })
-            .min()
-            .unwrap_or(epoch + self.interval_ms);
+            .collect();
+        let a_stream_ends =
+            (0..2).any(|s| !proposals.is_empty() && proposals.iter().all(|(_, f)| f[s]));
+        let next = if a_stream_ends {
+            u64::MAX
+        } else {
+            proposals
+                .iter()
+                .map(|(n, _)| *n)
+                .min()
+                .unwrap_or(epoch + self.interval_ms)
+        };
         tracing::debug!(
             "worker {}: checkpoint {epoch} taken, next {next}",
             self.worker

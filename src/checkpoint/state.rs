@@ -3,24 +3,27 @@
 //! A stateful operator asks the registry for a named cell when the dataflow is
 //! built: it gets its restored state when the run resumes from a checkpoint,
 //! or a fresh one. The operator keeps an `Rc` of the cell; at a checkpoint
-//! the driver (the same thread: a timely worker is single-threaded) serializes
-//! every cell. Cells exist whether or not checkpoints are on, so operators have
+//! the driver (the same thread: a timely worker is single-threaded) saves
+//! every cell, cut into key groups (`crate::rescale::parts`), so that a run
+//! of another layout restores each key's state on the worker that owns it
+//! now. Cells exist whether or not checkpoints are on, so operators have
 //! one code path; the cost is a `RefCell` borrow per operator invocation.
 
+use crate::rescale::groups::KeyGroups;
+use crate::rescale::parts::{Grouped, RestoredParts, SavedParts};
 use anyhow::Context;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-type Saver = Box<dyn Fn() -> anyhow::Result<Vec<u8>>>;
+type Saver = Box<dyn Fn(KeyGroups) -> anyhow::Result<SavedParts>>;
 
 /// Named operator states of one worker.
 #[derive(Default)]
 pub struct StateRegistry {
     /// State read from the checkpoint being resumed, by name.
-    restored: RefCell<BTreeMap<String, Vec<u8>>>,
+    restored: RefCell<BTreeMap<String, RestoredParts>>,
+    resuming: bool,
     savers: RefCell<Vec<(String, Saver)>>,
     /// Whether checkpoints are taken (operators keep extra state only then).
     enabled: bool,
@@ -29,8 +32,9 @@ pub struct StateRegistry {
 impl StateRegistry {
     /// A registry for a run with checkpoints on (`enabled`), resuming from
     /// `restored` states when given.
-    pub fn new(enabled: bool, restored: BTreeMap<String, Vec<u8>>) -> Self {
+    pub fn new(enabled: bool, restored: BTreeMap<String, RestoredParts>) -> Self {
         StateRegistry {
+            resuming: !restored.is_empty(),
             restored: RefCell::new(restored),
             savers: RefCell::default(),
             enabled,
@@ -44,21 +48,22 @@ impl StateRegistry {
 
     /// Whether the run resumes from a checkpoint.
     pub fn resuming(&self) -> bool {
-        !self.restored.borrow().is_empty()
+        self.resuming
     }
 
-    /// The cell of state `name`: restored from the checkpoint when resuming,
-    /// else `fresh()`. Names are unique within a worker's dataflow.
-    pub fn cell<S: Serialize + DeserializeOwned + 'static>(
+    /// The cell of state `name`: `fresh()`, restored from the checkpoint's
+    /// parts when resuming. Names are unique within a worker's dataflow.
+    pub fn cell<S: Grouped>(
         &self,
         name: &str,
         fresh: impl FnOnce() -> S,
     ) -> anyhow::Result<Rc<RefCell<S>>> {
-        let state = match self.restored.borrow_mut().remove(name) {
-            Some(bytes) => bincode::deserialize(&bytes)
-                .with_context(|| format!("checkpointed state of `{name}` does not decode"))?,
-            None => fresh(),
-        };
+        let mut state = fresh();
+        if let Some(parts) = self.restored.borrow_mut().remove(name) {
+            state
+                .restore_parts(&parts)
+                .with_context(|| format!("checkpointed state of `{name}` does not decode"))?;
+        }
         let cell = Rc::new(RefCell::new(state));
         let saved = Rc::clone(&cell);
         let mut savers = self.savers.borrow_mut();
@@ -68,20 +73,20 @@ impl StateRegistry {
         );
         savers.push((
             name.to_string(),
-            Box::new(move || Ok(bincode::serialize(&*saved.borrow())?)),
+            Box::new(move |groups| saved.borrow_mut().save_parts(groups)),
         ));
         Ok(cell)
     }
 
-    /// The serialized state of every cell, by name.
-    pub fn save_all(&self) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    /// Every cell's state, cut into `groups`, by name.
+    pub fn save_all(&self, groups: KeyGroups) -> anyhow::Result<BTreeMap<String, SavedParts>> {
         self.savers
             .borrow()
             .iter()
             .map(|(name, save)| {
                 Ok((
                     name.clone(),
-                    save().with_context(|| format!("cannot save `{name}`"))?,
+                    save(groups).with_context(|| format!("cannot save `{name}`"))?,
                 ))
             })
             .collect()
@@ -97,17 +102,25 @@ impl StateRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rescale::parts::redistribute;
+    use rustc_hash::FxHashMap;
 
     #[test]
     fn a_cell_comes_back_with_the_state_it_was_saved_with() {
+        let groups = KeyGroups::default();
         let first = StateRegistry::new(true, BTreeMap::new());
-        let counts = first.cell("counts", BTreeMap::<u64, f64>::new).unwrap();
+        let counts = first
+            .cell("counts", FxHashMap::<u64, f64>::default)
+            .unwrap();
         counts.borrow_mut().insert(7, 0.1 + 0.2);
-        let saved = first.save_all().unwrap();
+        let saved = first.save_all(groups).unwrap();
 
-        let second = StateRegistry::new(true, saved);
+        let restored = redistribute(&[saved["counts"].clone()], groups, 1).remove(0);
+        let second = StateRegistry::new(true, [("counts".to_string(), restored)].into());
         assert!(second.resuming());
-        let back = second.cell("counts", BTreeMap::<u64, f64>::new).unwrap();
+        let back = second
+            .cell("counts", FxHashMap::<u64, f64>::default)
+            .unwrap();
         assert_eq!(back.borrow().get(&7).copied(), Some(0.1 + 0.2));
         assert!(second.unclaimed().is_empty());
     }
@@ -115,7 +128,7 @@ mod tests {
     #[test]
     fn names_are_unique() {
         let r = StateRegistry::new(false, BTreeMap::new());
-        r.cell("x", || 1u64).unwrap();
-        assert!(r.cell("x", || 2u64).is_err());
+        r.cell("x", FxHashMap::<u64, u64>::default).unwrap();
+        assert!(r.cell("x", FxHashMap::<u64, u64>::default).is_err());
     }
 }

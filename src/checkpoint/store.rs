@@ -16,6 +16,8 @@
 //! whole or absent; a file that is torn anyway (a bad disk, a copy cut short)
 //! fails its checksum and its epoch is not used.
 
+use crate::rescale::layout::RunLayout;
+use crate::rescale::parts::SavedParts;
 use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,18 +27,26 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"EDDYCKPT";
-const VERSION: u32 = 1;
+/// 2: states in key groups, the layout and result folder recorded (rescaling).
+const VERSION: u32 = 2;
 /// Complete epochs kept: the newest, and the one before in case the newest is damaged.
 pub const KEPT: usize = 2;
 
-/// What a worker saves at an epoch: its operators' states and its sources'
-/// positions, each a named blob.
+/// What a worker saves at an epoch: its operators' states (in key groups)
+/// and its feeds' positions and held records.
 #[derive(Serialize, Deserialize, Debug, Default)]
 pub struct WorkerFile {
     pub epoch: u64,
     pub worker: usize,
     pub fingerprint: String,
-    pub states: BTreeMap<String, Vec<u8>>,
+    /// The layout of the run that wrote it.
+    pub layout: RunLayout,
+    /// Operator states by name.
+    pub states: BTreeMap<String, SavedParts>,
+    /// Feed states by stream (`feed/trades`, ...).
+    pub feeds: BTreeMap<String, Vec<u8>>,
+    /// The event time the run (its first start) began at.
+    pub start_event_ms: u64,
 }
 
 /// What a process saves at an epoch: the committed length of each result file
@@ -46,6 +56,10 @@ pub struct ProcessFile {
     pub epoch: u64,
     pub process: usize,
     pub fingerprint: String,
+    /// The layout of the run that wrote it.
+    pub layout: RunLayout,
+    /// The process's result folder (absolute), when it writes one.
+    pub out_dir: Option<PathBuf>,
     /// Result file name -> bytes committed.
     pub sinks: BTreeMap<String, u64>,
     /// Named counters (records per stream, rows per query).
@@ -80,6 +94,24 @@ impl Layout {
         self.dir.join(format!("manifest-p{process}"))
     }
 
+    /// Every process's manifest in the folder (of this layout or an older one).
+    pub fn manifests(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("manifest-p"))
+                    .is_some_and(|p| p.parse::<usize>().is_ok())
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Epochs with a folder, newest first.
     pub fn epochs(&self) -> Vec<u64> {
         let mut epochs: Vec<u64> = fs::read_dir(&self.dir)
@@ -95,8 +127,16 @@ impl Layout {
     }
 
     /// Removes this process's files of epochs older than the `KEPT` newest
-    /// complete ones, and their folders once empty (other processes may share them).
-    pub fn prune(&self, newest_complete: u64, process: usize, workers: &[usize]) {
+    /// complete ones, and their folders once empty (other processes may share
+    /// them); process 0 also removes what workers and processes beyond
+    /// `layout` left there (a larger layout before a rescale).
+    pub fn prune(
+        &self,
+        newest_complete: u64,
+        process: usize,
+        workers: &[usize],
+        layout: &RunLayout,
+    ) {
         let complete: Vec<u64> = self
             .epochs()
             .into_iter()
@@ -107,7 +147,30 @@ impl Layout {
             for &w in workers {
                 let _ = fs::remove_file(self.worker_file(old, w));
             }
+            if process == 0 {
+                self.remove_beyond(old, layout);
+            }
             let _ = fs::remove_dir(self.epoch_dir(old));
+        }
+    }
+}
+
+impl Layout {
+    /// Removes the files of epoch `epoch` written by workers or processes
+    /// that `layout` does not have.
+    fn remove_beyond(&self, epoch: u64, layout: &RunLayout) {
+        let entries = fs::read_dir(self.epoch_dir(epoch)).into_iter().flatten();
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let beyond = match (name.strip_prefix('w'), name.strip_prefix('p')) {
+                (Some(w), _) => w.parse::<usize>().is_ok_and(|w| w >= layout.peers()),
+                (_, Some(p)) => p.parse::<usize>().is_ok_and(|p| p >= layout.processes),
+                _ => false,
+            };
+            if beyond {
+                let _ = fs::remove_file(e.path());
+            }
         }
     }
 }
@@ -214,7 +277,7 @@ mod tests {
             write_file(&layout.process_file(e, 0), &ProcessFile::default(), || {}).unwrap();
         }
         // 40 is being written, 30 is the newest complete one.
-        layout.prune(30, 0, &[0]);
+        layout.prune(30, 0, &[0], &RunLayout::default());
         assert_eq!(layout.epochs(), vec![40, 30, 20]);
     }
 }

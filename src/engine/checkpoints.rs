@@ -1,38 +1,50 @@
 //! The engine's side of checkpoints: what a process prepares before its
-//! workers start (which epoch to resume from), and what a worker does at a
-//! quiet point of its driver loop (save its operators, feeds and, for the
-//! process leader, the committed length of the result files).
+//! workers start (which epoch to resume from; rescaled, the result files it
+//! takes over), and what a worker does at a quiet point of its driver loop
+//! (save its operators, feeds and, for the process leader, the committed
+//! length of the result files).
 
 use super::feed::Feeds;
 use super::outputs::Outputs;
+use crate::checkpoint::resume::{find_resumable, OldEpoch};
 use crate::checkpoint::state::StateRegistry;
-use crate::checkpoint::{self, CheckpointConfig, Checkpointer, ProcessState};
+use crate::checkpoint::{CheckpointConfig, Checkpointer, ProcessState, WorkerState};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::rescale::layout::{adopt_results, CommittedFolder, RunLayout};
 use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use timely::dataflow::ProbeHandle;
-
-/// The name under which a checkpoint keeps the run's start event time.
-pub const RUN_START_STATE: &str = "run/start_event_ms";
 
 /// What the workers of a process need to take checkpoints and resume.
 pub struct CheckpointPlan {
     pub config: CheckpointConfig,
     pub fingerprint: String,
     pub process: usize,
-    /// Global indices of this process's workers.
-    pub process_workers: Vec<usize>,
+    /// This run's layout, recorded in its checkpoints.
+    pub layout: RunLayout,
+    /// The process's result folder (absolute), recorded for a later rescale.
+    pub out_dir: Option<PathBuf>,
     pub resume: bool,
-    /// Resuming: the epochs whose files of this process are intact, newest first.
+    /// Resuming: the epochs whose needed files are intact, newest first.
     pub usable: Vec<u64>,
+    /// Resuming: the newest of them, read.
+    pub newest: Option<Arc<OldEpoch>>,
+    /// Resuming with another layout: the lengths of the result files once
+    /// the old processes' committed rows were taken over; none when this
+    /// process takes over no old process (its files start afresh).
+    adopted_lengths: Option<BTreeMap<String, u64>>,
     /// Resuming: the process's workers wait here until the result files are cut back.
     pub files_ready: std::sync::Barrier,
 }
 
 impl CheckpointPlan {
     /// None when checkpoints are off; resuming, checks the folder first, so
-    /// that a checkpoint of another pipeline is refused before any work.
+    /// that a checkpoint of another pipeline is refused before any work,
+    /// and, rescaled, takes over the old processes' committed rows.
     pub fn prepare(
         pipeline: &Pipeline,
         processes: usize,
@@ -45,22 +57,127 @@ impl CheckpointPlan {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create checkpoint folder {}", dir.display()))?;
         let workers = pipeline.engine.workers;
-        let fingerprint = pipeline.checkpoint_fingerprint(processes);
-        let process_workers: Vec<usize> = (process * workers..(process + 1) * workers).collect();
+        let layout = RunLayout {
+            processes,
+            workers,
+            key_groups: pipeline.engine.key_groups()?,
+        };
+        let fingerprint = pipeline.checkpoint_fingerprint();
+        let out_dir = match &pipeline.output.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("cannot create output folder {}", d.display()))?;
+                Some(d.canonicalize()?)
+            }
+            None => None,
+        };
         let found = if config.resume {
-            checkpoint::find_resumable(config, &fingerprint, process, &process_workers)?
+            find_resumable(config, &fingerprint, layout, process)?
         } else {
             None
         };
+        let mut adopted_lengths = None;
+        if let (Some(f), Some(out)) = (&found, &out_dir) {
+            if !f.newest.same_layout() {
+                let folders: Vec<CommittedFolder> = f
+                    .newest
+                    .adopted(process)
+                    .into_iter()
+                    .filter_map(|p| {
+                        Some(CommittedFolder {
+                            dir: p.out_dir.clone()?,
+                            lengths: p.sinks.clone(),
+                        })
+                    })
+                    .collect();
+                if !folders.is_empty() {
+                    adopted_lengths = Some(adopt_results(out, &folders)?);
+                    let from: Vec<String> = folders
+                        .iter()
+                        .map(|f| f.dir.display().to_string())
+                        .collect();
+                    tracing::info!(
+                        "took over the committed rows of {} into {}",
+                        from.join(", "),
+                        out.display()
+                    );
+                }
+            }
+        }
         Ok(Some(CheckpointPlan {
             config: config.clone(),
             fingerprint,
             process,
-            process_workers,
+            layout,
+            out_dir,
             resume: found.is_some(),
-            usable: found.map(|f| f.usable).unwrap_or_default(),
+            usable: found.as_ref().map(|f| f.usable.clone()).unwrap_or_default(),
+            newest: found.map(|f| f.newest),
+            adopted_lengths,
             files_ready: std::sync::Barrier::new(workers),
         }))
+    }
+
+    /// Whether the result files exist to be reopened (resuming, unless this
+    /// process of a rescaled run takes over no old process).
+    pub fn reopens_files(&self) -> bool {
+        match &self.newest {
+            None => false,
+            Some(old) => old.same_layout() || self.adopted_lengths.is_some(),
+        }
+    }
+
+    /// The epoch the workers agreed on, read.
+    pub fn epoch(&self, epoch: u64) -> anyhow::Result<Arc<OldEpoch>> {
+        let newest = self
+            .newest
+            .as_ref()
+            .context("resuming without a checkpoint")?;
+        if newest.epoch == epoch {
+            return Ok(Arc::clone(newest));
+        }
+        anyhow::ensure!(
+            newest.same_layout(),
+            "the processes found different newest checkpoints ({} here, {epoch} on another); \
+             a rescale needs every process to see the same checkpoint folder",
+            newest.epoch
+        );
+        let layout = crate::checkpoint::store::Layout {
+            dir: self
+                .config
+                .dir
+                .clone()
+                .context("checkpoints need a folder")?,
+        };
+        Ok(Arc::new(OldEpoch::load(
+            &layout,
+            epoch,
+            &self.fingerprint,
+            self.layout,
+            self.process,
+        )?))
+    }
+
+    /// What the process resumes with: the committed lengths of its result
+    /// files (none: they start afresh) and its counters (the sum of the old
+    /// processes' it takes over).
+    pub fn process_state(
+        &self,
+        old: &OldEpoch,
+    ) -> (Option<BTreeMap<String, u64>>, BTreeMap<String, u64>) {
+        let adopted = old.adopted(self.process);
+        let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+        for p in &adopted {
+            for (name, n) in &p.counters {
+                *counters.entry(name.clone()).or_default() += n;
+            }
+        }
+        let lengths = if old.same_layout() {
+            adopted.first().map(|p| p.sinks.clone())
+        } else {
+            self.adopted_lengths.clone()
+        };
+        (lengths, counters)
     }
 }
 
@@ -69,6 +186,7 @@ impl CheckpointPlan {
 #[allow(clippy::too_many_arguments)]
 pub fn take(
     ck: &mut Checkpointer,
+    plan: &CheckpointPlan,
     worker: &mut timely::worker::Worker,
     states: &StateRegistry,
     start_event_ms: u64,
@@ -77,18 +195,27 @@ pub fn take(
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
-    let mut saved = states.save_all()?;
-    saved.insert(RUN_START_STATE.into(), bincode::serialize(&start_event_ms)?);
-    feeds.save_into(&mut saved)?;
+    let saved = WorkerState {
+        states: states.save_all(plan.layout.key_groups)?,
+        feeds: feeds.save()?,
+        start_event_ms,
+    };
     let process = if ck.is_process_leader() {
         Some(ProcessState {
+            out_dir: plan.out_dir.clone(),
             sinks: outputs.committed()?,
             counters: metrics.counters(),
         })
     } else {
         None
     };
-    let next = ck.take(worker, saved, process, feeds.next_epoch_from())?;
+    let next = ck.take(
+        worker,
+        saved,
+        process,
+        feeds.next_epoch_from(),
+        feeds.finished(),
+    )?;
     metrics.record_checkpoint(began.elapsed(), ck.last_bytes);
     feeds.release(next);
     Ok(())

@@ -61,6 +61,7 @@ pub fn build<'s>(
         &counters,
         outlets,
     );
+    b.key_groups = pipeline.engine.key_groups()?;
     for query in &shared.queries {
         b.add(query.as_ref())?;
     }

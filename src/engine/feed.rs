@@ -11,10 +11,12 @@
 use super::job::SourceFactory;
 use super::outputs::Outputs;
 use crate::backpressure::InFlight;
+use crate::checkpoint::feed_state::FeedState;
 use crate::ingest::{Ingest, StreamLog};
 use crate::metrics::{Metrics, StreamCounters};
 use crate::pipeline::{EngineConfig, InteractionSource, TradeSource};
 use crate::record::{Event, Interaction, Trade};
+use crate::rescale::groups::WorkerShare;
 use crate::sinks::{LateRow, MalformedRow};
 use crate::sources::csv_replay::CsvReplay;
 use crate::sources::interactions::InteractionGenerator;
@@ -75,8 +77,11 @@ impl StreamSource<Trade> for TradeSource {
                         m,
                         schedule,
                         engine.batch_records(),
-                        index,
-                        peers,
+                        WorkerShare {
+                            index,
+                            peers,
+                            groups: engine.key_groups().unwrap_or_default(),
+                        },
                     ))
                 }),
             },
@@ -104,8 +109,11 @@ impl StreamSource<Interaction> for InteractionSource {
                         g,
                         schedule,
                         engine.batch_records(),
-                        index,
-                        peers,
+                        WorkerShare {
+                            index,
+                            peers,
+                            groups: engine.key_groups().unwrap_or_default(),
+                        },
                     ))
                 }),
             },
@@ -189,16 +197,6 @@ pub struct Feed<E: Event> {
     /// On-time records at or after `limit`, sent once the epoch is passed.
     held: Vec<E>,
     /// The source is exhausted (or stopped); the feed closes once nothing is held.
-    source_done: bool,
-}
-
-/// What a checkpoint saves of a feed.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(bound = "")]
-struct FeedState<E: Event> {
-    source: Vec<u8>,
-    watermark: Watermark,
-    held: Vec<E>,
     source_done: bool,
 }
 
@@ -286,6 +284,35 @@ impl<E: Event> Feed<E> {
         self.watermark = state.watermark;
         self.held = state.held;
         self.source_done = state.source_done;
+        self.settle_capability();
+        Ok(())
+    }
+
+    /// Restores from every old worker's state (a checkpoint of another
+    /// layout): the source takes its share of what remains, and the records
+    /// old worker `q` held back go to new worker `q % peers`. The watermark
+    /// starts afresh: the source's position sets it again (a replay's
+    /// pieces carry the serial watermark; a generator's its schedule).
+    pub fn restore_rescaled(
+        &mut self,
+        all: &[Vec<u8>],
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<()> {
+        let states: Vec<FeedState<E>> = all
+            .iter()
+            .map(|b| bincode::deserialize(b))
+            .collect::<Result<_, _>>()?;
+        let positions: Vec<Vec<u8>> = states.iter().map(|s| s.source.clone()).collect();
+        self.source
+            .restore_rescaled(&positions, index, peers)
+            .with_context(|| format!("cannot resume the {} source", E::STREAM))?;
+        self.held = states
+            .into_iter()
+            .enumerate()
+            .filter(|(q, _)| q % peers == index)
+            .flat_map(|(_, s)| s.held)
+            .collect();
         self.settle_capability();
         Ok(())
     }
@@ -411,10 +438,17 @@ impl<E: Event> Feed<E> {
         records.clear();
     }
 
+    /// Whether the source is done and nothing is held: the feed has nothing more to send.
+    pub fn finished(&self) -> bool {
+        self.source_done && self.held.is_empty()
+    }
+
     /// Moves the capability up to the coarsened watermark, but not past the
-    /// pending epoch; closes the feed once its source is done and nothing is held.
+    /// pending epoch; closes the feed once it is finished and no epoch is
+    /// pending (with checkpoints, a finished feed waits at the pending epoch
+    /// until the workers agree that no more are taken: see `Checkpointer::take`).
     fn settle_capability(&mut self) {
-        if self.source_done && self.held.is_empty() {
+        if self.finished() && self.limit == u64::MAX {
             self.cap = None;
         }
         let Some(cap) = self.cap.as_mut() else {
@@ -518,6 +552,15 @@ impl Feeds {
             && self.interactions.as_ref().is_none_or(Feed::at_limit)
     }
 
+    /// Per stream (trades, interactions), whether this worker's feed has
+    /// nothing more to send (false for a stream without a source).
+    pub fn finished(&self) -> [bool; 2] {
+        [
+            self.trades.as_ref().is_some_and(Feed::finished),
+            self.interactions.as_ref().is_some_and(Feed::finished),
+        ]
+    }
+
     /// The event time the next epoch must pass for every feed.
     pub fn next_epoch_from(&self) -> u64 {
         [
@@ -540,38 +583,52 @@ impl Feeds {
         }
     }
 
-    /// Adds the feeds' states to a checkpoint's.
-    pub fn save_into(
-        &self,
-        saved: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    ) -> anyhow::Result<()> {
+    /// The feeds' states, for a checkpoint, by name.
+    pub fn save(&self) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        let mut saved = std::collections::BTreeMap::new();
         if let Some(f) = &self.trades {
             saved.insert(feed_state_name::<Trade>(), f.save()?);
         }
         if let Some(f) = &self.interactions {
             saved.insert(feed_state_name::<Interaction>(), f.save()?);
         }
-        Ok(())
+        Ok(saved)
     }
 
-    /// Restores the feeds from a checkpoint's states (taking theirs out).
-    pub fn restore_from(
-        &mut self,
-        restored: &mut std::collections::BTreeMap<String, Vec<u8>>,
-    ) -> anyhow::Result<()> {
-        if let (Some(f), Some(saved)) = (
-            self.trades.as_mut(),
-            restored.remove(&feed_state_name::<Trade>()),
-        ) {
-            f.restore(&saved)?;
+    /// Restores the feeds from a checkpoint (worker `index` of `peers`).
+    pub fn restore(&mut self, saved: SavedFeeds, index: usize, peers: usize) -> anyhow::Result<()> {
+        if let Some(f) = self.trades.as_mut() {
+            saved.restore_into(f, &saved.trades, index, peers)?;
         }
-        if let (Some(f), Some(saved)) = (
-            self.interactions.as_mut(),
-            restored.remove(&feed_state_name::<Interaction>()),
-        ) {
-            f.restore(&saved)?;
+        if let Some(f) = self.interactions.as_mut() {
+            saved.restore_into(f, &saved.interactions, index, peers)?;
         }
         Ok(())
+    }
+}
+
+/// The saved feeds a worker resumes from: its own under the same layout,
+/// every old worker's (in order) under another.
+pub struct SavedFeeds {
+    pub same_layout: bool,
+    pub trades: Vec<Vec<u8>>,
+    pub interactions: Vec<Vec<u8>>,
+}
+
+impl SavedFeeds {
+    fn restore_into<E: Event>(
+        &self,
+        feed: &mut Feed<E>,
+        saved: &[Vec<u8>],
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<()> {
+        match (self.same_layout, saved) {
+            (_, []) => Ok(()),
+            (true, [own]) => feed.restore(own),
+            (true, _) => anyhow::bail!("a worker has several saved {} feeds", E::STREAM),
+            (false, all) => feed.restore_rescaled(all, index, peers),
+        }
     }
 }
 

@@ -54,7 +54,8 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     let process = job.cluster.as_ref().map_or(0, |c| c.process);
     let checkpoints = CheckpointPlan::prepare(&pipeline, processes, process)?.map(Arc::new);
     let resume = checkpoints.as_ref().is_some_and(|c| c.resume);
-    let outputs = Arc::new(Outputs::create(&pipeline, &queries, resume)?);
+    let reopen = checkpoints.as_ref().is_some_and(|c| c.reopens_files());
+    let outputs = Arc::new(Outputs::create(&pipeline, &queries, reopen)?);
     let metrics = Metrics::new(workers);
     let reporter = pipeline
         .engine
@@ -219,7 +220,7 @@ fn communication(
     let workers = pipeline.engine.workers;
     let processes = cluster.map_or(1, |c| c.addresses.len());
     let mut membership = Membership {
-        fingerprint: pipeline.checkpoint_fingerprint(processes),
+        fingerprint: pipeline.run_fingerprint(processes),
         processes,
         process: cluster.map_or(0, |c| c.process),
         cluster: None,

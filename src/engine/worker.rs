@@ -3,10 +3,10 @@
 //! dataflow, wait for it when too much is in flight (backpressure), and take
 //! a checkpoint at each quiet point.
 
-use super::checkpoints::{self, CheckpointPlan, RUN_START_STATE};
+use super::checkpoints::{self, CheckpointPlan};
 use super::dataflow::{self, Inputs};
 use super::feed::{
-    feed_state_name, open_source, Feed, FeedContext, Feeds, SourceContext, StreamSource,
+    feed_state_name, open_source, Feed, FeedContext, Feeds, SavedFeeds, SourceContext, StreamSource,
 };
 use super::job::Extensions;
 use super::outputs::Outputs;
@@ -19,10 +19,10 @@ use crate::pipeline::{EngineConfig, InteractionSource, Pipeline, TradeSource};
 use crate::probes::{AdvanceLog, Due, LatencyProbe};
 use crate::queries::Query;
 use crate::record::{Interaction, Trade};
+use crate::rescale::parts::RestoredParts;
 use crate::sinks::row_sink::RowSinks;
 use crate::sources::schedule::{Schedule, Timing};
 use crate::time::Tick;
-use anyhow::Context;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -64,18 +64,16 @@ pub fn run_worker(
         shared.metrics.measure_traffic.store(true, Relaxed);
         shared.metrics.traffic.register(worker);
     }
-    let (mut checkpointer, mut restored, start) = restore_or_start(worker, shared, start)?;
+    let (mut checkpointer, restored, start) = restore_or_start(worker, shared, start)?;
     let advance_log = Rc::new(RefCell::new(AdvanceLog::default()));
     let latency = LatencyProbe::new(
         due(&shared.pipeline, start, &advance_log),
         Arc::clone(&shared.metrics.latencies),
     );
-    // The feeds' states are theirs, not the operators'.
-    let mut feed_states: BTreeMap<String, Vec<u8>> =
-        [feed_state_name::<Trade>(), feed_state_name::<Interaction>()]
-            .into_iter()
-            .filter_map(|name| restored.remove_entry(&name))
-            .collect();
+    let Restored {
+        states: restored,
+        feeds: feed_states,
+    } = restored;
     let states = StateRegistry::new(checkpointer.is_some(), restored);
     let probe = ProbeHandle::new();
     let inputs = worker
@@ -89,7 +87,9 @@ pub fn run_worker(
     }
     let mut feeds = open_feeds(worker, shared, inputs, start, checkpointer.as_ref())?;
     feeds.agree(worker)?;
-    feeds.restore_from(&mut feed_states)?;
+    if let Some(saved) = feed_states {
+        feeds.restore(saved, worker.index(), worker.peers())?;
+    }
     if let Some(ck) = &checkpointer {
         feeds.release(ck.limit);
     }
@@ -104,50 +104,64 @@ pub fn run_worker(
     driver.drive(&mut feeds, checkpointer.as_mut())
 }
 
-/// Operator and feed states of a checkpoint, by name.
-type SavedStates = BTreeMap<String, Vec<u8>>;
+/// What a worker resumes from: its operators' states and its feeds'.
+#[derive(Default)]
+struct Restored {
+    states: BTreeMap<String, RestoredParts>,
+    /// Per stream, the saved feeds it restores from (see `Feeds::restore`).
+    feeds: Option<SavedFeeds>,
+}
 
 /// With checkpoints: the control dataflow first, then, resuming, the agreed
 /// epoch's states (with the result files cut back to it) and the first run's
-/// start. Returns the checkpointer, the operators' saved states and the start.
+/// start. Returns the checkpointer, what to restore and the start.
 fn restore_or_start(
     worker: &mut timely::worker::Worker,
     shared: &WorkerShared,
     start: RunStart,
-) -> anyhow::Result<(Option<Checkpointer>, SavedStates, RunStart)> {
+) -> anyhow::Result<(Option<Checkpointer>, Restored, RunStart)> {
     let Some(plan) = &shared.checkpoints else {
-        return Ok((None, BTreeMap::new(), start));
+        return Ok((None, Restored::default(), start));
     };
     let mut ck = Checkpointer::new(
         worker,
         &plan.config,
         plan.fingerprint.clone(),
         plan.process,
-        plan.process_workers.clone(),
+        plan.layout,
         shared.tick.ms(),
     )?;
     if !plan.resume {
         ck.start_fresh();
-        return Ok((Some(ck), BTreeMap::new(), start));
+        return Ok((Some(ck), Restored::default(), start));
     }
-    let (worker_file, process_file) = ck.agree_on_resume(worker, &plan.usable)?;
+    let epoch = ck.agree_on_resume(worker, &plan.usable)?;
+    let old = plan.epoch(epoch)?;
     if ck.is_process_leader() {
-        shared.outputs.truncate(&process_file.sinks)?;
-        shared.metrics.restore_counters(&process_file.counters);
+        let (lengths, counters) = plan.process_state(&old);
+        if let Some(lengths) = lengths {
+            shared.outputs.truncate(&lengths)?;
+        }
+        shared.metrics.restore_counters(&counters);
     }
-    let mut restored = worker_file.states;
-    let first_start = restored
-        .remove(RUN_START_STATE)
-        .context("the checkpoint lacks the run's start time")?;
-    let epoch = ck.resumed_from.expect("agreed on an epoch");
-    let start = RunStart::resumed(bincode::deserialize(&first_start)?, epoch);
-    if worker.index() == 0 {
+    let index = worker.index();
+    let restored = Restored {
+        states: old.states_for(index),
+        feeds: Some(SavedFeeds {
+            same_layout: old.same_layout(),
+            trades: old.feeds_for(&feed_state_name::<Trade>(), index),
+            interactions: old.feeds_for(&feed_state_name::<Interaction>(), index),
+        }),
+    };
+    let start = RunStart::resumed(old.start_event_ms()?, epoch);
+    if index == 0 {
         tracing::info!(
             "resuming from the checkpoint of epoch {epoch} (event time ms); \
              the run started at event time {} ms",
             start.event_ms
         );
     }
+    drop(old);
     // No worker writes a row before the files are cut back.
     plan.files_ready.wait();
     Ok((Some(ck), restored, start))
@@ -310,6 +324,10 @@ impl Driver<'_, '_> {
                 if checkpoints::is_quiet(ck, feeds, frontier, self.probe) {
                     checkpoints::take(
                         ck,
+                        shared
+                            .checkpoints
+                            .as_deref()
+                            .expect("checkpoints are planned"),
                         self.worker,
                         self.states,
                         self.start_event_ms,

@@ -18,6 +18,7 @@
 
 use crate::checkpoint::state::StateRegistry;
 use crate::record::Event;
+use crate::rescale::parts::Greatest;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
@@ -33,11 +34,14 @@ pub fn input_end<'scope, E: Event>(
     states: &StateRegistry,
 ) -> anyhow::Result<InputEnd<'scope>> {
     let name = format!("{}/end", E::STREAM);
-    let last_seen = states.cell(&name, || None::<u64>)?;
+    // Rescaled, a worker restores the greatest of the old workers' values:
+    // the greatest over every worker is what counts.
+    let last_seen = states.cell(&name, Greatest::default)?;
     let ends = input.unary_frontier(Pipeline, &name, move |initial, _info| {
         let mut cap = Some(initial);
         move |(input, frontier), output| {
             let mut last = last_seen.borrow_mut();
+            let last = &mut last.0;
             input.for_each_stamp(|_cap, batches| {
                 let greatest = batches.flat_map(|b| b.iter()).map(E::ts_ms).max();
                 *last = (*last).max(greatest);

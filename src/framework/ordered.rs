@@ -22,6 +22,7 @@ use super::input_end::InputEnd;
 use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
+use crate::rescale::parts::Grouped;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,7 +31,11 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 /// An order-sensitive computation over a key-partitioned stream.
-pub trait OrderedLogic: Serialize + DeserializeOwned + 'static {
+///
+/// Its state is saved in key groups ([`Grouped`], usually by
+/// `grouped_by_map!` over its per-key map), so a rescaled run restores
+/// each key's part on the worker that owns it now.
+pub trait OrderedLogic: Grouped + Serialize + DeserializeOwned + 'static {
     type In: Clone + 'static;
     type Out: Clone + 'static;
     /// The record's (`ts_ms`, `seq`).

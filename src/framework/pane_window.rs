@@ -20,6 +20,10 @@ use super::by_time::ByTime;
 use super::HeldCapability;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::{LatencyProbe, QueryCounters};
+use crate::rescale::groups::KeyGroups;
+use crate::rescale::parts::{
+    restored_entries, restored_rests, save_by_group, Grouped, RestoredParts, RouteKey, SavedParts,
+};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -76,7 +80,8 @@ impl WindowSpec {
 /// A mergeable per-key aggregate over a window: one file in operators/ each.
 pub trait WindowAggregate: 'static {
     type In: Clone + 'static;
-    type Key: Copy + Eq + Hash + Ord + Serialize + DeserializeOwned + 'static;
+    /// The key records are partitioned by (its route key: what the exchange hashes).
+    type Key: Copy + Eq + Hash + Ord + Serialize + DeserializeOwned + RouteKey + 'static;
     type State: Clone + Serialize + DeserializeOwned + 'static;
     type Out: Clone + 'static;
 
@@ -194,6 +199,38 @@ impl<A: WindowAggregate> PaneStore<A> {
 
     pub fn is_empty(&self) -> bool {
         self.panes.is_empty()
+    }
+}
+
+/// Saved in key groups: each (pane, key) state goes with its key; the rest
+/// is the spec and `next_window_ms`, joined by the greatest (a window before
+/// it was emitted on every worker that had rows of it: at the cut, each
+/// owed only windows ending at or after the epoch).
+impl<A: WindowAggregate> Grouped for PaneStore<A> {
+    fn save_parts(&mut self, groups: KeyGroups) -> anyhow::Result<SavedParts> {
+        let panes = std::mem::take(&mut self.panes);
+        let rest = bincode::serialize(&*self);
+        let entries = panes
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(k, s)| (k.route_key(), (p, k, s))));
+        let by_group = save_by_group(entries, groups);
+        self.panes = panes;
+        Ok(SavedParts {
+            rest: rest?,
+            groups: by_group?,
+        })
+    }
+
+    fn restore_parts(&mut self, parts: &RestoredParts) -> anyhow::Result<()> {
+        for other in restored_rests::<PaneStore<A>>(parts)? {
+            self.spec = other.spec;
+            self.pane_ms = other.pane_ms;
+            self.next_window_ms = self.next_window_ms.max(other.next_window_ms);
+        }
+        for (pane, key, state) in restored_entries::<(u64, A::Key, A::State)>(parts)? {
+            self.panes.entry(pane).or_default().insert(key, state);
+        }
+        Ok(())
     }
 }
 

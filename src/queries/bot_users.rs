@@ -99,6 +99,9 @@ impl BotUsers {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(BotUsers, users);
+
 impl OrderedLogic for BotUsers {
     type In = UserPane;
     type Out = Anomaly;

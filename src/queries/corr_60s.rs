@@ -23,6 +23,7 @@ use crate::framework::ordered::{ordered, OrderedLogic};
 use crate::framework::HeldCapability;
 use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::{symbol_text, Symbol};
+use crate::rescale::parts::Replicated;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -151,6 +152,9 @@ impl BarReturns {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(BarReturns, last_close);
+
 impl OrderedLogic for BarReturns {
     type In = Bar;
     type Out = SecondReturn;
@@ -248,7 +252,9 @@ pub fn correlate<'scope>(
 ) -> anyhow::Result<Stream<'scope, u64, Vec<Correlation>>> {
     let size_ms = config.size_ms;
     let seconds = (size_ms / 1_000) as usize;
-    let windows = states.cell("corr_60s", BTreeMap::<u64, WindowReturns>::new)?;
+    // Every worker holds every symbol's returns (a broadcast): restored
+    // from any old worker's, whatever the layout.
+    let windows = states.cell("corr_60s", Replicated::<BTreeMap<u64, WindowReturns>>::default)?;
     Ok(
         returns.unary_frontier(Pipeline, "corr_60s", move |initial, _info| {
             let mut held = HeldCapability::default();
@@ -257,12 +263,14 @@ pub fn correlate<'scope>(
             held.settle(
                 windows
                     .borrow()
+                    .0
                     .first_key_value()
                     .map(|(start, _)| start + size_ms - 1),
             );
             let mut rows = Vec::new();
             move |(input, frontier), output| {
                 let mut windows = windows.borrow_mut();
+                let windows = &mut windows.0;
                 input.for_each_stamp(|cap, batches| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
                         return;

@@ -120,6 +120,9 @@ impl Ewma {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(Ewma, symbols);
+
 impl OrderedLogic for Ewma {
     type In = Trade;
     type Out = EwmaRow;

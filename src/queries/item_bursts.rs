@@ -37,6 +37,9 @@ impl ItemBursts {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(ItemBursts, items);
+
 impl OrderedLogic for ItemBursts {
     type In = ItemCount;
     type Out = Anomaly;

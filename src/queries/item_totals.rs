@@ -22,7 +22,8 @@ use crate::framework::period_counts::{period_counts, OpenCounts};
 use crate::framework::count_consumed;
 use crate::checkpoint::state::StateRegistry;
 use crate::probes::QueryCounters;
-use crate::record::{route_hash, Interaction, InteractionKind};
+use crate::record::{Interaction, InteractionKind};
+use crate::rescale::groups::Router;
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,7 @@ impl QueryConfig for ItemTotalsConfig {
     fn build<'s>(&self, b: &mut Build<'s, '_>) -> anyhow::Result<()> {
         let rows = item_totals(
             b.interactions_by_item(),
+            b.router(),
             b.query_counters(),
             b.states,
         )?;
@@ -86,6 +88,7 @@ pub const PERIOD_MS: u64 = 60_000;
 /// I4 over the interaction stream: the rows, when the input ends.
 pub fn item_totals<'scope>(
     interactions: Stream<'scope, u64, Vec<Interaction>>,
+    router: Router,
     counters: Arc<QueryCounters>,
     states: &StateRegistry,
 ) -> anyhow::Result<Stream<'scope, u64, Vec<ItemTotal>>> {
@@ -120,7 +123,9 @@ pub fn item_totals<'scope>(
     let counts = arrange_in_place(updates, "item_totals/counts").count_total();
     // All kinds of an item meet on one worker, which writes the item's row.
     let by_item = Exchange::new(
-        |(((item, _), _), _, _): &(((u64, InteractionKind), isize), u64, isize)| route_hash(*item),
+        move |(((item, _), _), _, _): &(((u64, InteractionKind), isize), u64, isize)| {
+            router.route(*item)
+        },
     );
     let done = counts
         .inner

@@ -26,7 +26,8 @@ use crate::framework::input_end::InputEnd;
 use crate::framework::large_exchange::exchange_in_large_batches;
 use crate::framework::pane_window::{window, WindowSpec};
 use crate::probes::{LatencyProbe, QueryCounters};
-use crate::record::{route_hash, Interaction, Trade};
+use crate::record::{Interaction, Trade};
+use crate::rescale::groups::{KeyGroups, Router};
 use crate::sinks::row_sink::{hand_to_all, RowSink};
 use crate::sinks::{columns, typed_columns, Column, ResultFiles, Row};
 use crate::time::Tick;
@@ -341,6 +342,8 @@ pub struct Build<'s, 'a> {
     pub states: &'a StateRegistry,
     pub latency: &'a LatencyProbe,
     pub tick: Tick,
+    /// The run's key groups: keyed streams go to the owner of their key's group.
+    pub key_groups: KeyGroups,
     counters: &'a dyn Fn(&str) -> Arc<QueryCounters>,
     outlets: Outlets<'a>,
     /// The query being built, and the first stream it reads.
@@ -389,6 +392,7 @@ impl<'s, 'a> Build<'s, 'a> {
             states,
             latency,
             tick,
+            key_groups: KeyGroups::default(),
             counters,
             outlets,
             query: String::new(),
@@ -421,6 +425,11 @@ impl<'s, 'a> Build<'s, 'a> {
         self.scope.peers()
     }
 
+    /// Where a keyed record goes: the owner of its key's group.
+    pub fn router(&self) -> Router {
+        Router::new(self.key_groups, self.peers())
+    }
+
     /// The counters of `STREAM/PART` (shared by the process's workers), for
     /// the parts of a query that has several.
     pub fn counters(&self, name: &str) -> Arc<QueryCounters> {
@@ -437,10 +446,11 @@ impl<'s, 'a> Build<'s, 'a> {
     /// The trades, exchanged by symbol: each worker sees all of its symbols' trades.
     pub fn trades(&mut self) -> Stream<'s, u64, Vec<Trade>> {
         let trades = &self.trades;
+        let router = self.router();
         self.shared
             .trades_by_symbol
             .get_or_insert_with(|| {
-                exchange_in_large_batches(trades.clone(), |t: &Trade| route_hash(t.symbol.0))
+                exchange_in_large_batches(trades.clone(), move |t: &Trade| router.route(t.symbol.0))
             })
             .clone()
     }
@@ -453,11 +463,12 @@ impl<'s, 'a> Build<'s, 'a> {
     /// The interactions, exchanged by item.
     pub fn interactions_by_item(&mut self) -> Stream<'s, u64, Vec<Interaction>> {
         let interactions = &self.interactions;
+        let router = self.router();
         self.shared
             .by_item
             .get_or_insert_with(|| {
-                exchange_in_large_batches(interactions.clone(), |r: &Interaction| {
-                    route_hash(r.item)
+                exchange_in_large_batches(interactions.clone(), move |r: &Interaction| {
+                    router.route(r.item)
                 })
             })
             .clone()
@@ -466,11 +477,12 @@ impl<'s, 'a> Build<'s, 'a> {
     /// The interactions, exchanged by user.
     pub fn interactions_by_user(&mut self) -> Stream<'s, u64, Vec<Interaction>> {
         let interactions = &self.interactions;
+        let router = self.router();
         self.shared
             .by_user
             .get_or_insert_with(|| {
-                exchange_in_large_batches(interactions.clone(), |r: &Interaction| {
-                    route_hash(r.user)
+                exchange_in_large_batches(interactions.clone(), move |r: &Interaction| {
+                    router.route(r.user)
                 })
             })
             .clone()

@@ -153,6 +153,9 @@ impl PriceAnomalies {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(PriceAnomalies, symbols);
+
 impl OrderedLogic for PriceAnomalies {
     type In = Trade;
     type Out = Anomaly;

@@ -112,6 +112,9 @@ impl RealisedVolatility {
     }
 }
 
+// Rescaled: each key's state goes with its key group; the rest is settings.
+crate::grouped_by_map!(RealisedVolatility, open);
+
 impl OrderedLogic for RealisedVolatility {
     type In = Trade;
     type Out = Volatility;

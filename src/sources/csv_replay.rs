@@ -19,6 +19,7 @@ use crate::record::Event;
 use crate::time::Watermark;
 use anyhow::{bail, Context};
 use csv::ByteRecord;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
@@ -33,29 +34,50 @@ pub struct CsvReplay<E> {
     own: Vec<usize>,
     /// The stats of this worker's blocks, shared before reading.
     own_stats: Vec<BlockStats>,
-    /// Where each block starts in a serial read: the stats of every block
-    /// before it (known once every worker shared its stats).
-    starts: Option<Vec<BlockStats>>,
-    /// The block being read: its place in `own` and its reader.
-    current: Option<OpenBlock>,
-    /// The next block of `own` to open.
-    next_own: usize,
+    /// What this worker still has to read, in file order (known once every
+    /// worker shared its stats, or restored from a checkpoint).
+    pieces: VecDeque<Piece>,
+    /// The piece being read.
+    current: Option<OpenPiece>,
+    /// Whether the blocks' serial starts are still to be learnt from every worker's stats.
+    needs_starts: bool,
     /// Lines before the first data row (the header's).
     header_newlines: u64,
     batch_rows: usize,
-    /// Bytes of this worker's blocks, and of those finished.
+    /// Bytes of this worker's pieces, and of those finished.
     own_bytes: u64,
     done_bytes: u64,
     done: bool,
     _record: PhantomData<E>,
 }
 
-/// A block being read.
-struct OpenBlock {
-    own: usize,
-    reader: BlockReader,
-    /// Rows of this block read so far.
+/// A part of a block still to read, with what a serial read knows there:
+/// the unit in which a replay's position is saved, and dealt out anew when
+/// a checkpoint is resumed by another number of workers.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Piece {
+    block: Block,
+    /// Where in the block reading resumes.
+    at: ReadPosition,
+    /// The serial read's stats before the block.
+    start: BlockStats,
+    /// Rows of the block before `at`.
     rows: u64,
+    /// The greatest `ts_ms` of every row before `at` (the block's rows
+    /// included): the watermark a serial read has there.
+    max_ts: Option<u64>,
+}
+
+impl Piece {
+    fn remaining(&self) -> u64 {
+        (self.block.end - self.block.start).saturating_sub(self.at.line_start)
+    }
+}
+
+/// The piece being read.
+struct OpenPiece {
+    piece: Piece,
+    reader: BlockReader,
 }
 
 impl<E: Event + ParseRow> CsvReplay<E> {
@@ -95,40 +117,70 @@ impl<E: Event + ParseRow> CsvReplay<E> {
                 .collect::<anyhow::Result<_>>()?
         };
         let own_bytes = own.iter().map(|&k| blocks[k].end - blocks[k].start).sum();
-        Ok(CsvReplay {
+        let mut replay = CsvReplay {
             path: path.to_path_buf(),
-            starts: (peers == 1).then(|| vec![BlockStats::default()]),
             blocks,
             own,
             own_stats,
+            pieces: VecDeque::new(),
             current: None,
-            next_own: 0,
+            needs_starts: peers > 1,
             header_newlines,
             batch_rows: batch_rows.max(1),
             own_bytes,
             done_bytes: 0,
             done: false,
             _record: PhantomData,
-        })
+        };
+        if peers == 1 {
+            replay.set_starts(&[BlockStats::default()]);
+        }
+        Ok(replay)
     }
 
-    /// Opens this worker's block `own` (its place in `self.own`) at `at`,
-    /// after `rows` rows of it.
-    fn open_block(&mut self, own: usize, at: ReadPosition, rows: u64) -> anyhow::Result<()> {
-        let block = self.blocks[self.own[own]];
-        let reader = BlockReader::open(&self.path, block, at)
-            .with_context(|| format!("cannot read {}", self.path.display()))?;
-        self.current = Some(OpenBlock { own, reader, rows });
+    /// This worker's pieces once the serial start of every block is known.
+    fn set_starts(&mut self, starts: &[BlockStats]) {
+        self.pieces = self
+            .own
+            .iter()
+            .map(|&k| Piece {
+                block: self.blocks[k],
+                at: ReadPosition::START,
+                start: starts[k],
+                rows: 0,
+                max_ts: starts[k].max_ts,
+            })
+            .collect();
+    }
+
+    /// Where reading stands: the piece being read (from where it is now)
+    /// and those after it.
+    fn remaining(&self) -> Vec<Piece> {
+        let current = self.current.as_ref().map(|c| Piece {
+            at: c.reader.position(),
+            ..c.piece
+        });
+        current
+            .into_iter()
+            .chain(self.pieces.iter().copied())
+            .collect()
+    }
+
+    /// Goes on from `pieces` (in file order).
+    fn resume_at(&mut self, pieces: Vec<Piece>, done_bytes: u64) -> anyhow::Result<()> {
+        let len = std::fs::metadata(&self.path)?.len();
+        if pieces.iter().any(|p| p.block.end > len) {
+            bail!(
+                "{} is shorter than where the checkpoint left it: was the file changed?",
+                self.path.display()
+            );
+        }
+        self.current = None;
+        self.done_bytes = done_bytes;
+        self.own_bytes = done_bytes + pieces.iter().map(Piece::remaining).sum::<u64>();
+        self.pieces = pieces.into();
+        self.done = false;
         Ok(())
-    }
-
-    /// Where the block being read starts in a serial read.
-    fn start_of(&self, own: usize) -> BlockStats {
-        let starts = self
-            .starts
-            .as_ref()
-            .expect("the blocks' stats are shared before reading");
-        starts[self.own[own]]
     }
 }
 
@@ -178,39 +230,34 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
     ) -> anyhow::Result<Poll> {
         let mut taken = 0;
         while taken < self.batch_rows && !self.done {
-            let Some(block) = self.current.as_mut() else {
-                if self.next_own == self.own.len() {
+            let Some(open) = self.current.as_mut() else {
+                let Some(piece) = self.pieces.pop_front() else {
                     self.done = true;
                     break;
-                }
-                let own = self.next_own;
-                self.next_own += 1;
-                self.open_block(own, ReadPosition::START, 0)?;
-                // The rows of every block before this one were seen (by some worker).
-                if let Some(max) = self.start_of(own).max_ts {
+                };
+                let reader = BlockReader::open(&self.path, piece.block, piece.at)
+                    .with_context(|| format!("cannot read {}", self.path.display()))?;
+                // The rows before the piece were seen (by some worker).
+                if let Some(max) = piece.max_ts {
                     watermark.observe(max);
                 }
+                self.current = Some(OpenPiece { piece, reader });
                 continue;
             };
-            let read = block
+            let read = open
                 .reader
                 .next_row()
                 .with_context(|| format!("cannot read {}", self.path.display()))?;
             let Some((local_lines, range)) = read else {
-                let b = self.blocks[self.own[block.own]];
-                self.done_bytes += b.end - b.start;
+                self.done_bytes += open.piece.remaining();
                 self.current = None;
                 continue;
             };
-            let (own, local_row) = (block.own, block.rows);
-            block.rows += 1;
-            let start = self.start_of(own);
+            let (start, local_row) = (open.piece.start, open.piece.rows);
+            open.piece.rows += 1;
             taken += 1;
             batch.generated += 1;
-            let line = match &self.current {
-                Some(block) => block.reader.row(range),
-                None => unreachable!("the block read from is open"),
-            };
+            let line = open.reader.row(range);
             // No quoting in the formats: fields are what lies between commas.
             let row = CommaFields::split(line);
             // The row's time moves the watermark before the row is judged
@@ -218,11 +265,13 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
             match E::parse_row(&row, start.rows + local_row) {
                 Ok(record) => {
                     let ts = record.ts_ms();
+                    open.piece.max_ts = open.piece.max_ts.max(Some(ts));
                     watermark.observe(ts);
                     batch.admit(record, ts, watermark);
                 }
                 Err(error) => {
                     if let Some(ts) = row_ts(&row) {
+                        open.piece.max_ts = open.piece.max_ts.max(Some(ts));
                         watermark.observe(ts);
                     }
                     batch.malformed.push(Malformed {
@@ -237,7 +286,8 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
     }
 
     fn share(&self) -> Option<Vec<u8>> {
-        self.starts.is_none().then(|| {
+        // One worker (its blocks' starts are known) shares nothing.
+        self.needs_starts.then(|| {
             let own: Vec<(usize, BlockStats)> = self
                 .own
                 .iter()
@@ -263,65 +313,58 @@ impl<E: Event + ParseRow> Source<E> for CsvReplay<E> {
             .into_iter()
             .collect::<Option<_>>()
             .context("a block of the file was scanned by no worker")?;
-        self.starts = Some((0..stats.len()).map(|k| split::before(&stats, k)).collect());
+        let mut starts = Vec::with_capacity(stats.len());
+        let mut before = BlockStats::default();
+        for s in &stats {
+            starts.push(before);
+            before = before.then(*s);
+        }
+        self.set_starts(&starts);
+        self.needs_starts = false;
         Ok(())
     }
 
     fn progress(&self) -> Option<(u64, u64)> {
-        let in_block = self.current.as_ref().map_or(0, |b| b.reader.bytes_read());
-        Some((self.done_bytes + in_block, self.own_bytes))
+        let in_piece = self.current.as_ref().map_or(0, |c| {
+            c.reader.position().line_start - c.piece.at.line_start
+        });
+        Some((self.done_bytes + in_piece, self.own_bytes))
     }
 
     fn save(&self) -> anyhow::Result<Vec<u8>> {
-        let at = self
-            .current
-            .as_ref()
-            .map(|b| (b.own, b.reader.position(), b.rows));
         Ok(bincode::serialize(&ReplayPosition {
-            at,
-            next_own: self.next_own,
+            pieces: self.remaining(),
             done_bytes: self.done_bytes,
-            done: self.done,
         })?)
     }
 
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         let r: ReplayPosition = bincode::deserialize(saved)?;
-        let changed = || {
-            anyhow::anyhow!(
-                "{} does not match where the checkpoint left it: was the file changed?",
-                self.path.display()
-            )
-        };
-        if r.next_own > self.own.len() {
-            return Err(changed());
+        self.resume_at(r.pieces, r.done_bytes)
+    }
+
+    /// Every old worker's remaining pieces, in file order, dealt out round
+    /// robin: each carries the serial read's stats, so the late decisions,
+    /// row numbers and lines stay those of one serial read.
+    fn restore_rescaled(
+        &mut self,
+        all: &[Vec<u8>],
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<()> {
+        let mut pieces = Vec::new();
+        for saved in all {
+            let r: ReplayPosition = bincode::deserialize(saved)?;
+            pieces.extend(r.pieces);
         }
-        self.next_own = r.next_own;
-        self.done_bytes = r.done_bytes;
-        self.done = r.done;
-        self.current = None;
-        if let Some((own, at, rows)) = r.at {
-            let block = *self
-                .own
-                .get(own)
-                .and_then(|&k| self.blocks.get(k))
-                .ok_or_else(changed)?;
-            if at.line_start > block.end - block.start {
-                return Err(changed());
-            }
-            self.open_block(own, at, rows)?;
-        }
-        Ok(())
+        pieces.sort_by_key(|p| (p.block.start, p.at.line_start));
+        self.resume_at(crate::rescale::layout::deal(pieces, index, peers), 0)
     }
 }
 
-/// Where a replay stands.
+/// Where a replay stands: the pieces of the file still to read.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ReplayPosition {
-    /// The block being read (its place among this worker's), where in it,
-    /// and its rows read.
-    at: Option<(usize, ReadPosition, u64)>,
-    next_own: usize,
+    pieces: Vec<Piece>,
     done_bytes: u64,
-    done: bool,
 }

@@ -11,7 +11,8 @@ use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
 use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
 use super::{Batch, Poll, Source};
-use crate::record::{owner_of, Interaction, InteractionKind};
+use crate::record::{Interaction, InteractionKind};
+use crate::rescale::groups::WorkerShare;
 use crate::time::Watermark;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -156,12 +157,11 @@ impl InteractionGenerator {
         config: &InteractionConfig,
         schedule: Schedule,
         batch_limit: usize,
-        index: usize,
-        peers: usize,
+        share: WorkerShare,
     ) -> Self {
         let start_us = schedule.position_us();
         let mut users = Vec::new();
-        for user in (0..config.users).filter(|&u| owner_of(u, peers) == index) {
+        for user in (0..config.users).filter(|&u| share.owns(u)) {
             let mut rng = key_rng(config.arrivals.seed, 3, user);
             let arrivals = Arrivals::new(&config.arrivals, config.users, user, start_us, &mut rng);
             users.push(UserState {
@@ -203,7 +203,7 @@ impl InteractionGenerator {
             (AnomalyKind::BotUser, anomalies.bot_every_s, anomalies.bot_s),
         ] {
             // One worker drives each kind, whatever their number.
-            if owner_of(SEQ_STRIDE + kind as u64, peers) != index {
+            if !share.owns(SEQ_STRIDE + kind as u64) {
                 continue;
             }
             let seed = config.arrivals.seed;

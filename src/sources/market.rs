@@ -10,7 +10,7 @@
 //! through `M`, by about `b_i b_j m^2 / sqrt(...)`. Reported prices are rounded to
 //! 1e-4; sizes are `1 + floor(LogNormal(ln(size_median), 1))`.
 //!
-//! A worker generates only the symbols it owns (`owner_of`), the factor path it
+//! A worker generates only the symbols it owns (`WorkerShare::owns`), the factor path it
 //! recomputes itself, so the union over workers is the same whatever their number.
 
 use super::anomalies::{AnomalyKind, Episodes, MarketAnomalies, TruthRow};
@@ -18,7 +18,8 @@ use super::arrivals::{key_rng, ArrivalConfig, Arrivals, KeyMerge};
 use super::keyed::{self, KeyedGenerator};
 use super::schedule::Schedule;
 use super::{Batch, Poll, Source};
-use crate::record::{owner_of, Symbol, Trade};
+use crate::record::{Symbol, Trade};
+use crate::rescale::groups::WorkerShare;
 use crate::time::Watermark;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -266,8 +267,7 @@ impl MarketGenerator {
         config: &MarketConfig,
         schedule: Schedule,
         batch_limit: usize,
-        index: usize,
-        peers: usize,
+        share: WorkerShare,
     ) -> Self {
         let seed = config.arrivals.seed;
         let start_us = schedule.position_us();
@@ -275,7 +275,7 @@ impl MarketGenerator {
         for i in 0..config.symbols {
             let symbol =
                 Symbol::parse(symbol_name(i).as_bytes()).expect("generated names are valid");
-            if owner_of(symbol.0, peers) != index {
+            if !share.owns(symbol.0) {
                 continue;
             }
             let mut rng = key_rng(seed, 1, i);

@@ -173,4 +173,22 @@ pub trait Source<E: Event> {
 
     /// Moves a freshly opened source to a saved position.
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()>;
+
+    /// Moves a freshly opened source to where a checkpoint of another
+    /// layout left the input: `all` holds every old worker's saved position
+    /// (in worker order), and this worker (`index` of `peers`) takes its
+    /// share of what remains, so that the workers together go on from
+    /// exactly the next record. A source that cannot says so.
+    fn restore_rescaled(
+        &mut self,
+        all: &[Vec<u8>],
+        index: usize,
+        peers: usize,
+    ) -> anyhow::Result<()> {
+        let _ = (all, index);
+        anyhow::bail!(
+            "this source cannot resume on another number of workers ({peers} now); \
+             resume with the layout that wrote the checkpoint"
+        )
+    }
 }

@@ -1,0 +1,111 @@
+//! Rescaling from a checkpoint: a replay killed (SIGKILL, at an injected
+//! point after a checkpoint) and resumed on another layout, again and again,
+//! ends with results equal to an uninterrupted run's (every query's file,
+//! malformed and late rows, the counts): 1 process × 2 workers → 1 × 3 →
+//! `eddy cluster -n 2 -w 1` → 1 × 1, and the reverse ways.
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use common::*;
+use faults::*;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `eddy cluster -n PROCESSES -w 1` running the replay of `data` into `out`.
+fn cluster(data: &Data, out: &Path, ck: &Path, processes: usize, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.args(["cluster", "-n", &processes.to_string(), "-w", "1", "--"])
+        .args(["replay", "--quiet", "--trades"])
+        .arg(&data.trades)
+        .arg("--interactions")
+        .arg(&data.interactions)
+        .arg("--out")
+        .arg(out)
+        .arg("--checkpoint-dir")
+        .arg(ck)
+        .args(["--checkpoint-interval-ms", "500"])
+        .args(extra)
+        .env("RUST_LOG", "info");
+    c
+}
+
+/// Runs `command`, which must be killed at its `nth` checkpoint (process 0's).
+fn killed_at_checkpoint(mut command: Command, nth: u64, what: &str) -> Output {
+    let o = command
+        .env("EDDY_CRASH_AT", format!("after-manifest@{nth}/p0"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{what}: not killed: {}", stderr(&o));
+    o
+}
+
+fn assert_rescaled(o: &Output, from: &str, what: &str) {
+    let log = stderr(o);
+    assert!(
+        log.contains("rescaling: the checkpoint of epoch") && log.contains(from),
+        "{what}: no rescale from {from} reported: {log}"
+    );
+}
+
+#[test]
+fn a_replay_rescaled_through_several_layouts_equals_an_uninterrupted_run() {
+    let data = data();
+    let reference = data.reference();
+    let out = data.root.join("rescaled");
+    let ck = data.root.join("ck");
+
+    let first = killed_at_checkpoint(data.checkpointed(&out, &ck, 2, &[]), 4, "1 × 2");
+    assert_eq!(first.status.signal(), Some(9));
+
+    let second = killed_at_checkpoint(data.checkpointed(&out, &ck, 3, &["--resume"]), 5, "1 × 3");
+    assert_eq!(second.status.signal(), Some(9));
+    assert_rescaled(&second, "1 process × 2 workers", "1 × 3");
+
+    // Process 0 is killed; process 1 loses its peer; the launcher gives up.
+    let third = killed_at_checkpoint(cluster(&data, &out, &ck, 2, &["--resume"]), 5, "2 × 1");
+    assert_rescaled(&third, "1 process × 3 workers", "2 × 1");
+
+    let last = data
+        .checkpointed(&out, &ck, 1, &["--resume"])
+        .output()
+        .unwrap();
+    ok(last.clone());
+    assert_rescaled(&last, "2 processes × 1 worker", "1 × 1");
+    assert_same_results(&reference, &out, "1×2 → 1×3 → 2×1 → 1×1");
+}
+
+#[test]
+fn a_cluster_shrinks_and_grows_from_its_checkpoints() {
+    let data = data();
+    let reference = data.reference();
+    let out = data.root.join("cluster");
+    let ck = data.root.join("ck");
+
+    killed_at_checkpoint(cluster(&data, &out, &ck, 3, &[]), 3, "3 × 1");
+    let shrunk = killed_at_checkpoint(cluster(&data, &out, &ck, 2, &["--resume"]), 4, "2 × 1");
+    assert_rescaled(&shrunk, "3 processes × 1 worker", "3 → 2 processes");
+    let grown = cluster(&data, &out, &ck, 3, &["--resume"])
+        .output()
+        .unwrap();
+    ok(grown.clone());
+    assert_rescaled(&grown, "2 processes × 1 worker", "2 → 3 processes");
+    assert_same_results(&reference, &out, "3×1 → 2×1 → 3×1");
+}
+
+#[test]
+fn workers_beyond_the_key_groups_are_refused_in_one_line() {
+    let data = data();
+    let o = data
+        .replay(&data.root.join("out"), 3, &["--key-groups", "2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let log = stderr(&o);
+    assert!(
+        log.contains("engine.workers (3) must not exceed engine.key_groups (2)"),
+        "{log}"
+    );
+}
