@@ -174,7 +174,7 @@ fn top_level_modules_form_no_cycle_and_functions_stay_short() {
     assert!(
         graph["framework"]
             .iter()
-            .all(|m| ["checkpoint", "probes", "record", "time"].contains(&m.as_str())),
+            .all(|m| ["checkpoint", "probes", "record", "rescale", "time"].contains(&m.as_str())),
         "the framework names only the leaves: {:?}",
         graph["framework"]
     );

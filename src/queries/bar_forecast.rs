@@ -97,17 +97,8 @@ impl BarForecast {
     }
 }
 
-// Rescaled: keys go with their groups; every worker with keys closed the
-// same windows at the cut (it owed the next one), so the greatest
-// `closed_before` of the old workers is the one to go on from.
-crate::grouped_by_map!(
-    BarForecast,
-    symbols,
-    |a: &mut BarForecast, b: BarForecast| {
-        a.closed_before = a.closed_before.max(b.closed_before);
-        a.ended |= b.ended;
-    }
-);
+// Rescaled: each key's state goes with its key group.
+crate::grouped_by_map!(BarForecast, symbols, closes_windows);
 
 impl OrderedLogic for BarForecast {
     type In = Bar;

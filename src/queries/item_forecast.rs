@@ -102,17 +102,8 @@ impl ItemModel {
     }
 }
 
-// Rescaled: keys go with their groups; every worker with keys closed the
-// same windows at the cut (it owed the next one), so the greatest
-// `closed_before` of the old workers is the one to go on from.
-crate::grouped_by_map!(
-    ItemForecast,
-    items,
-    |a: &mut ItemForecast, b: ItemForecast| {
-        a.closed_before = a.closed_before.max(b.closed_before);
-        a.ended |= b.ended;
-    }
-);
+// Rescaled: each key's state goes with its key group.
+crate::grouped_by_map!(ItemForecast, items, closes_windows);
 
 impl OrderedLogic for ItemForecast {
     type In = ItemCount;

@@ -248,6 +248,16 @@ macro_rules! grouped_by_map {
     ($ty:ty, $field:ident) => {
         $crate::grouped_by_map!($ty, $field, |_first: &mut $ty, _other: $ty| {});
     };
+    // A logic that closes windows as the frontier passes them
+    // (`closed_before`, `ended`): every old worker with keys had closed the
+    // same windows at the cut (it owed the next one), so the greatest
+    // `closed_before` is the one to go on from.
+    ($ty:ty, $field:ident, closes_windows) => {
+        $crate::grouped_by_map!($ty, $field, |a: &mut $ty, b: $ty| {
+            a.closed_before = a.closed_before.max(b.closed_before);
+            a.ended |= b.ended;
+        });
+    };
     ($ty:ty, $field:ident, $join:expr) => {
         impl $crate::rescale::parts::Grouped for $ty {
             fn save_parts(
