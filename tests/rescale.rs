@@ -109,3 +109,29 @@ fn workers_beyond_the_key_groups_are_refused_in_one_line() {
         "{log}"
     );
 }
+
+#[test]
+fn a_rescale_with_a_database_sink_is_refused_in_one_line() {
+    let data = data();
+    let out = data.root.join("out");
+    let ck = data.root.join("ck");
+    let db = data.root.join("r.db");
+    let sqlite = ["--sqlite", db.to_str().unwrap()];
+    let first = data
+        .checkpointed(&out, &ck, 2, &sqlite)
+        .env("EDDY_CRASH_AT", "after-manifest@3")
+        .output()
+        .unwrap();
+    assert_eq!(first.status.signal(), Some(9), "{}", stderr(&first));
+    let mut resume = sqlite.to_vec();
+    resume.push("--resume");
+    let o = data.checkpointed(&out, &ck, 3, &resume).output().unwrap();
+    assert!(!o.status.success());
+    let log = stderr(&o);
+    assert!(
+        log.contains("written by 1 process × 2 workers: [sinks.sqlite] cannot follow a rescale"),
+        "{log}"
+    );
+    // On its own layout it resumes.
+    ok(data.checkpointed(&out, &ck, 2, &resume).output().unwrap());
+}

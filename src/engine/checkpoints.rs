@@ -76,6 +76,9 @@ impl CheckpointPlan {
         } else {
             None
         };
+        if let Some(f) = found.as_ref().filter(|f| !f.newest.same_layout()) {
+            refuse_sinks_across_a_rescale(pipeline, &f.newest)?;
+        }
         let mut adopted_lengths = None;
         if let (Some(f), Some(out)) = (&found, &out_dir) {
             if !f.newest.same_layout() {
@@ -179,6 +182,30 @@ impl CheckpointPlan {
         };
         (lengths, counters)
     }
+}
+
+/// The sinks that copy committed rows keep their progress per process: a
+/// rescaled run would copy the rows it takes over from other processes
+/// again. Until their progress moves with the rows, a rescale with one of
+/// them is refused in one line.
+fn refuse_sinks_across_a_rescale(pipeline: &Pipeline, old: &OldEpoch) -> anyhow::Result<()> {
+    let sinks = &pipeline.sinks;
+    let named: Vec<&str> = [
+        (sinks.kafka.is_some(), "[sinks.kafka]"),
+        (sinks.sqlite.is_some(), "[sinks.sqlite]"),
+        (sinks.postgres.is_some(), "[sinks.postgres]"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    anyhow::ensure!(
+        named.is_empty(),
+        "the checkpoint was written by {}: {} cannot follow a rescale yet (its progress is \
+         kept per process); resume on that layout, or without the sink",
+        old.layout.describe(),
+        named.join(", ")
+    );
+    Ok(())
 }
 
 /// Takes this worker's checkpoint at the pending epoch (the dataflow is quiet
