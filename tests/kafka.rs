@@ -365,6 +365,36 @@ fn a_killed_run_resumes_from_its_offsets_with_nothing_lost_or_doubled() {
         );
         assert_same_files(&reference, &out, &what);
     }
+    // The 4-partition topics moved from one process to two: a run on one
+    // worker killed after a checkpoint resumes as a 2-process cluster, each
+    // process reading its partitions from the checkpoint's offsets.
+    let out = data.root.join("out-rescaled");
+    let ck = data.root.join("ck-rescaled");
+    let run = |command: &mut Command| {
+        command
+            .arg("--out")
+            .arg(&out)
+            .arg("--checkpoint-dir")
+            .arg(&ck)
+            .args(["--checkpoint-interval-ms", "500"])
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    };
+    let first = run(Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["run", &file, "--quiet", "--workers", "1"])
+        .env("EDDY_CRASH_AT", "after-manifest@4"));
+    assert_eq!(first.status.signal(), Some(9), "{}", stderr(&first));
+    let rescaled = run(Command::new(env!("CARGO_BIN_EXE_eddy")).args([
+        "cluster", "-n", "2", "-w", "1", "--", "run", &file, "--quiet", "--resume",
+    ]));
+    assert!(rescaled.status.success(), "{}", stderr(&rescaled));
+    assert!(
+        stderr(&rescaled).contains("written by 1 process × 1 worker; this run is 2 processes"),
+        "{}",
+        stderr(&rescaled)
+    );
+    assert_same_files(&reference, &out, "4 partitions, 1 process then 2");
 }
 
 #[test]

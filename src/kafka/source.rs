@@ -384,6 +384,32 @@ impl<E: Event + ParseRow> Source<E> for KafkaSource<E> {
         Ok(bincode::serialize(&self.owned)?)
     }
 
+    /// Every old worker's partitions, each with its offset and watermark:
+    /// this worker takes those the topic gives it now (late decisions are
+    /// per partition, so they move with it).
+    fn restore_rescaled(
+        &mut self,
+        all: &[Vec<u8>],
+        _index: usize,
+        _peers: usize,
+    ) -> anyhow::Result<()> {
+        let mut saved = std::collections::BTreeMap::new();
+        for bytes in all {
+            for p in bincode::deserialize::<Vec<Partition>>(bytes)? {
+                saved.insert(p.partition, p);
+            }
+        }
+        for p in self.owned.iter_mut() {
+            *p = saved.remove(&p.partition).with_context(|| {
+                format!(
+                    "kafka {}: the checkpoint has no offset for partition {}",
+                    self.config.topic, p.partition
+                )
+            })?;
+        }
+        self.assign()
+    }
+
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         let saved: Vec<Partition> = bincode::deserialize(saved)?;
         let mine: Vec<i32> = self.owned.iter().map(|p| p.partition).collect();
