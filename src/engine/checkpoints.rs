@@ -31,8 +31,11 @@ pub struct CheckpointPlan {
     pub resume: bool,
     /// Resuming: the epochs whose needed files are intact, newest first.
     pub usable: Vec<u64>,
-    /// Resuming: the newest of them, read.
-    pub newest: Option<Arc<OldEpoch>>,
+    /// Resuming: the newest of them, read; let go once the workers restored
+    /// from it (a large state is not kept for the whole run).
+    newest: std::sync::Mutex<Option<Arc<OldEpoch>>>,
+    /// Whether the result files exist to be reopened (see [`Self::reopens_files`]).
+    reopens_files: bool,
     /// Resuming with another layout: the lengths of the result files once
     /// the old processes' committed rows were taken over; none when this
     /// process takes over no old process (its files start afresh).
@@ -115,7 +118,10 @@ impl CheckpointPlan {
             out_dir,
             resume: found.is_some(),
             usable: found.as_ref().map(|f| f.usable.clone()).unwrap_or_default(),
-            newest: found.map(|f| f.newest),
+            reopens_files: found
+                .as_ref()
+                .is_some_and(|f| f.newest.same_layout() || adopted_lengths.is_some()),
+            newest: std::sync::Mutex::new(found.map(|f| f.newest)),
             adopted_lengths,
             files_ready: std::sync::Barrier::new(workers),
         }))
@@ -124,20 +130,24 @@ impl CheckpointPlan {
     /// Whether the result files exist to be reopened (resuming, unless this
     /// process of a rescaled run takes over no old process).
     pub fn reopens_files(&self) -> bool {
-        match &self.newest {
-            None => false,
-            Some(old) => old.same_layout() || self.adopted_lengths.is_some(),
-        }
+        self.reopens_files
+    }
+
+    /// Lets go of the checkpoint read at start (every worker restored from it).
+    pub fn release_checkpoint(&self) {
+        *self.newest.lock().expect("checkpoint lock") = None;
     }
 
     /// The epoch the workers agreed on, read.
     pub fn epoch(&self, epoch: u64) -> anyhow::Result<Arc<OldEpoch>> {
         let newest = self
             .newest
-            .as_ref()
+            .lock()
+            .expect("checkpoint lock")
+            .clone()
             .context("resuming without a checkpoint")?;
         if newest.epoch == epoch {
-            return Ok(Arc::clone(newest));
+            return Ok(newest);
         }
         anyhow::ensure!(
             newest.same_layout(),

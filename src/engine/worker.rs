@@ -164,6 +164,9 @@ fn restore_or_start(
     drop(old);
     // No worker writes a row before the files are cut back.
     plan.files_ready.wait();
+    if ck.is_process_leader() {
+        plan.release_checkpoint();
+    }
     Ok((Some(ck), restored, start))
 }
 
