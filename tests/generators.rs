@@ -92,6 +92,106 @@ fn the_union_over_workers_is_the_same_stream_for_any_worker_count() {
     assert_eq!(union, one);
 }
 
+/// Takes `batches` batches (or all) from a source: its records and its saved position.
+fn take_some<E: eddy::record::Event>(
+    source: &mut impl Source<E>,
+    batches: usize,
+) -> (Vec<E>, Vec<u8>) {
+    let mut taken = Vec::new();
+    let mut batch = Batch::default();
+    let mut watermark = Watermark::new(u64::MAX);
+    for _ in 0..batches {
+        batch.clear();
+        let poll = source.next_batch(&mut batch, &mut watermark).unwrap();
+        taken.extend(batch.on_time.iter().cloned());
+        if poll == Poll::Done {
+            break;
+        }
+    }
+    (taken, source.save().unwrap())
+}
+
+fn share(index: usize, peers: usize) -> WorkerShare {
+    WorkerShare {
+        index,
+        peers,
+        groups: KeyGroups::new(16).unwrap(),
+    }
+}
+
+/// A stream stopped on `old` workers after a different number of batches
+/// each (batches cut short by the limit included: a small batch limit), then
+/// resumed on `new` workers from all their positions: what the old workers
+/// took and what the new ones take afterwards is the whole stream, once.
+fn rescaled<E: eddy::record::Event + Clone, S: Source<E>>(
+    make: impl Fn(WorkerShare) -> S,
+    old: usize,
+    new: usize,
+) -> Vec<E> {
+    let mut all = Vec::new();
+    let mut positions = Vec::new();
+    for q in 0..old {
+        let (taken, position) = take_some(&mut make(share(q, old)), 7 + 5 * q);
+        all.extend(taken);
+        positions.push(position);
+    }
+    for w in 0..new {
+        let mut resumed = make(share(w, new));
+        resumed.restore_rescaled(&positions, w, new).unwrap();
+        all.extend(drain(resumed));
+    }
+    all
+}
+
+#[test]
+fn a_generator_resumed_on_another_number_of_workers_goes_on_with_exactly_the_rest() {
+    let mut c = market_config();
+    // Anomalies early and often, so that their own random streams move too.
+    c.anomalies = Some(Box::new(eddy::sources::anomalies::MarketAnomalies {
+        warmup_s: 0.5,
+        jump_every_s: 0.5,
+        vol_burst_every_s: 2.0,
+        vol_burst_s: 1.0,
+        volume_spike_every_s: 2.0,
+        volume_spike_s: 1.0,
+        ..Default::default()
+    }));
+    c.arrivals.count = Some(12_000);
+    let market_with = |s| MarketGenerator::new(&c, schedule(10_000), 40, s);
+    let mut one = drain(market_with(share(0, 1)));
+    one.sort_by_key(|t| (t.symbol, t.seq));
+    for (old, new) in [(1, 2), (2, 3), (3, 1), (2, 2)] {
+        let mut got = rescaled(market_with, old, new);
+        got.sort_by_key(|t| (t.symbol, t.seq));
+        assert_eq!(got.len(), one.len(), "trades {old} -> {new} workers");
+        assert!(got == one, "trades {old} -> {new} workers");
+    }
+    let mut ic = InteractionConfig::default();
+    ic.users = 40;
+    ic.arrivals.count = Some(8_000);
+    ic.arrivals.disorder_ms = 50;
+    ic.anomalies = Some(eddy::sources::anomalies::InteractionAnomalies {
+        warmup_s: 0.5,
+        item_burst_every_s: 1.0,
+        item_burst_s: 1.0,
+        bot_every_s: 1.5,
+        bot_s: 1.0,
+        ..Default::default()
+    });
+    let interactions_with = |s| InteractionGenerator::new(&ic, schedule(10_000), 40, s);
+    let mut one = drain(interactions_with(share(0, 1)));
+    one.sort_by_key(|r| (r.seq, r.user));
+    // A user's own records have seq = n * 1 000 003 + user; injected ones do not.
+    let injected = one.iter().filter(|r| r.seq % 1_000_003 != r.user).count();
+    assert!(injected > 100, "episodes inject records: {injected}");
+    for (old, new) in [(1, 3), (3, 2), (2, 1)] {
+        let mut got = rescaled(interactions_with, old, new);
+        got.sort_by_key(|r| (r.seq, r.user));
+        assert_eq!(got.len(), one.len(), "interactions {old} -> {new} workers");
+        assert!(got == one, "interactions {old} -> {new} workers");
+    }
+}
+
 #[test]
 fn disorder_is_bounded_ties_occur_and_arrivals_follow_the_rate() {
     let c = market_config();

@@ -112,6 +112,7 @@ pub struct InteractionGenerator {
     drivers: Vec<EpisodeDriver>,
     /// What a driver needs to start episodes.
     episode_setup: EpisodeSetup,
+    share: WorkerShare,
     /// Labels of anomalies injected since the last batch.
     truth: Vec<TruthRow>,
 }
@@ -232,6 +233,7 @@ impl InteractionGenerator {
             batch_limit: batch_limit.max(1),
             drivers,
             episode_setup,
+            share,
             truth: Vec::new(),
         }
     }
@@ -301,6 +303,15 @@ impl KeyedGenerator<Interaction> for InteractionGenerator {
     fn batch_limit(&self) -> usize {
         self.batch_limit
     }
+    fn share(&self) -> WorkerShare {
+        self.share
+    }
+    fn slot_key(&self, slot: usize) -> u64 {
+        match self.users.get(slot) {
+            Some(u) => u.user,
+            None => SEQ_STRIDE + self.drivers[slot - self.users.len()].kind as u64,
+        }
+    }
     fn produce(&mut self, slot: usize) -> (u64, Interaction, Option<u64>) {
         if slot >= self.users.len() {
             return self.injected(slot - self.users.len());
@@ -328,5 +339,9 @@ impl Source<Interaction> for InteractionGenerator {
 
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         keyed::restore(self, saved)
+    }
+
+    fn restore_rescaled(&mut self, all: &[Vec<u8>], _: usize, _: usize) -> anyhow::Result<()> {
+        keyed::restore_rescaled(self, all)
     }
 }

@@ -13,12 +13,17 @@ use super::arrivals::KeyMerge;
 use super::schedule::Schedule;
 use super::{Batch, Poll};
 use crate::record::Event;
+use crate::rescale::groups::WorkerShare;
 use crate::time::Watermark;
 
 /// A generator of independent keys, as the batching needs to see it.
 pub(crate) trait KeyedGenerator<E> {
     fn parts(&mut self) -> (&mut Schedule, &mut KeyMerge);
     fn batch_limit(&self) -> usize;
+    /// The keys this worker generates (of the layout it runs in).
+    fn share(&self) -> WorkerShare;
+    /// The key (as [`WorkerShare::owns`] sees it) of merge slot `slot`.
+    fn slot_key(&self, slot: usize) -> u64;
     /// The record of key `slot` due next: `(arrival_us, record, the key's next arrival)`.
     fn produce(&mut self, slot: usize) -> (u64, E, Option<u64>);
     /// Moves the labels of anomalies injected so far into `out`.
@@ -56,13 +61,23 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
         batch.admit(record, ts, watermark);
         emitted += 1;
     }
+    // Cut short by the limit, the records sharing the last arrival are taken
+    // too, so that a position always means "every arrival at or before it,
+    // none after": what a rescaled restore relies on.
+    if let Some(last) = last_arrival.filter(|_| emitted == limit) {
+        while let Some(slot) = generator.parts().1.pop_due(last) {
+            let (_, record, next) = generator.produce(slot);
+            generator.parts().1.push(next, slot);
+            let ts = record.ts_ms();
+            batch.admit(record, ts, watermark);
+            emitted += 1;
+        }
+    }
     batch.generated += emitted as u64;
     batch.lag_ms = lag_ms;
     generator.drain_truth(&mut batch.truth);
-    // Cut short by the limit, the position stops just before the last arrival taken
-    // (more records may share that arrival).
     let reached = match last_arrival {
-        Some(last) if emitted == limit => last.saturating_sub(1),
+        Some(last) if emitted >= limit => last,
         _ => until,
     };
     let schedule = generator.parts().0;
@@ -110,5 +125,53 @@ pub(crate) fn restore<E, G: KeyedGenerator<E>>(
     // Those anomalies were labelled before the checkpoint.
     generator.drain_truth(&mut Vec::new());
     generator.parts().0.resume_at(p.position_us);
+    Ok(())
+}
+
+/// Brings a fresh generator to where the workers of another layout left the
+/// stream, from all their positions (in worker order). Old worker `q` had
+/// taken every arrival of its keys at or before its position and none after
+/// (none at all before its first batch), so each key this worker owns now is
+/// drawn up to its old owner's position, in arrival order (the market factor
+/// is walked forward only). The schedule goes on from the earliest old
+/// position: every record not yet taken arrives after it.
+pub(crate) fn restore_rescaled<E, G: KeyedGenerator<E>>(
+    generator: &mut G,
+    all: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    let old: Vec<Position> = all
+        .iter()
+        .map(|b| bincode::deserialize(b))
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(!old.is_empty(), "no saved generator positions");
+    anyhow::ensure!(
+        generator.parts().1.taken == 0,
+        "a generator is restored before it runs"
+    );
+    let groups = generator.share().groups;
+    let drawn_up_to = |key: u64| {
+        let p = &old[groups.owner_of(key, old.len())];
+        (p.taken > 0).then_some(p.position_us)
+    };
+    let mut set_aside = Vec::new();
+    let mut taken = 0;
+    while let Some(arrival) = generator.parts().1.earliest_us() {
+        let slot = generator.parts().1.pop_due(arrival).expect("a due slot");
+        if drawn_up_to(generator.slot_key(slot)).is_some_and(|limit| arrival <= limit) {
+            let (_, _, next) = generator.produce(slot);
+            generator.parts().1.push(next, slot);
+            taken += 1;
+        } else {
+            set_aside.push((arrival, slot));
+        }
+    }
+    let merge = generator.parts().1;
+    for (arrival, slot) in set_aside {
+        merge.push(Some(arrival), slot);
+    }
+    merge.taken = taken;
+    generator.drain_truth(&mut Vec::new());
+    let earliest = old.iter().map(|p| p.position_us).min().unwrap_or_default();
+    generator.parts().0.resume_at(earliest);
     Ok(())
 }

@@ -112,17 +112,36 @@ pub fn symbol_name(i: u64) -> String {
 
 const FACTOR_STEP_US: u64 = 100_000;
 
-/// The market factor: a Brownian path on a 100 ms grid, walked forward only.
+/// The market factor: a Brownian path on a 100 ms grid, walked forward.
 struct MarketFactor {
     rng: ChaCha8Rng,
     step_sd: f64,
     step: u64,
     value: f64,
+    /// The path's start, to walk it again from there when asked for an
+    /// earlier time (once, after a rescaled restore: keys resumed from
+    /// different old workers' positions are not all as far).
+    origin: (ChaCha8Rng, u64),
 }
 
 impl MarketFactor {
+    fn new(rng: ChaCha8Rng, step_sd: f64, start_us: u64) -> Self {
+        let step = start_us / FACTOR_STEP_US;
+        MarketFactor {
+            origin: (rng.clone(), step),
+            rng,
+            step_sd,
+            step,
+            value: 0.0,
+        }
+    }
+
     fn at(&mut self, time_us: u64) -> f64 {
         let target = time_us / FACTOR_STEP_US;
+        if target < self.step {
+            (self.rng, self.step) = self.origin.clone();
+            self.value = 0.0;
+        }
         while self.step < target {
             let z: f64 = StandardNormal.sample(&mut self.rng);
             self.value += self.step_sd * z;
@@ -257,6 +276,7 @@ pub struct MarketGenerator {
     merge: KeyMerge,
     schedule: Schedule,
     batch_limit: usize,
+    share: WorkerShare,
     /// Labels of anomalies injected since the last batch.
     truth: Vec<TruthRow>,
 }
@@ -309,18 +329,15 @@ impl MarketGenerator {
         for (slot, s) in symbols.iter().enumerate() {
             merge.push(s.arrivals.peek_us(), slot);
         }
-        let factor = MarketFactor {
-            rng: key_rng(seed, 2, 0),
-            step_sd: config.market_vol * (FACTOR_STEP_US as f64 / 1e6).sqrt(),
-            step: start_us / FACTOR_STEP_US,
-            value: 0.0,
-        };
+        let step_sd = config.market_vol * (FACTOR_STEP_US as f64 / 1e6).sqrt();
+        let factor = MarketFactor::new(key_rng(seed, 2, 0), step_sd, start_us);
         MarketGenerator {
             symbols,
             factor,
             merge,
             schedule,
             batch_limit: batch_limit.max(1),
+            share,
             truth: Vec::new(),
         }
     }
@@ -377,6 +394,10 @@ impl Source<Trade> for MarketGenerator {
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         keyed::restore(self, saved)
     }
+
+    fn restore_rescaled(&mut self, all: &[Vec<u8>], _: usize, _: usize) -> anyhow::Result<()> {
+        keyed::restore_rescaled(self, all)
+    }
 }
 
 impl KeyedGenerator<Trade> for MarketGenerator {
@@ -385,6 +406,12 @@ impl KeyedGenerator<Trade> for MarketGenerator {
     }
     fn batch_limit(&self) -> usize {
         self.batch_limit
+    }
+    fn share(&self) -> WorkerShare {
+        self.share
+    }
+    fn slot_key(&self, slot: usize) -> u64 {
+        self.symbols[slot].symbol.0
     }
     fn produce(&mut self, slot: usize) -> (u64, Trade, Option<u64>) {
         let (arrival, trade) = self.trade(slot);
