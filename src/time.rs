@@ -37,6 +37,11 @@ impl Watermark {
         }
     }
 
+    /// The greatest event time seen, if any.
+    pub fn max_seen(&self) -> Option<u64> {
+        self.max_seen_ms
+    }
+
     /// The current watermark; 0 before anything was seen.
     #[inline]
     pub fn current(&self) -> u64 {

@@ -163,6 +163,25 @@ fn records_sent_over_tcp_give_the_results_of_the_files() {
 
 #[test]
 fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
+    let log = killed_and_resumed(&[]);
+    assert!(!log.contains("rescaling"), "{log}");
+}
+
+#[test]
+fn a_killed_engine_resumed_on_more_or_fewer_workers_takes_each_line_once() {
+    for workers in ["3", "1"] {
+        let log = killed_and_resumed(&["--workers", workers]);
+        assert!(
+            log.contains("rescaling") && log.contains("this run is 1 process × "),
+            "{log}"
+        );
+    }
+}
+
+/// The engine on 2 workers, killed after event time 6 s while senders keep
+/// sending, resumed with `resume_flags`: equal to the files read directly.
+/// Returns the resumed run's log.
+fn killed_and_resumed(resume_flags: &[&str]) -> String {
     let data = data();
     let pipeline = pipeline(&data);
     let reference = reference(&data, &pipeline);
@@ -195,6 +214,7 @@ fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut resume = flags.to_vec();
     resume.push("--resume");
+    resume.extend_from_slice(resume_flags);
     let second = Running(Some(
         engine(&pipeline, &out, port, &resume)
             .stderr(Stdio::piped())
@@ -213,6 +233,7 @@ fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
         r["generated"], lines,
         "every line sent was taken exactly once"
     );
+    log
 }
 
 #[test]

@@ -104,19 +104,18 @@ pub enum Taken {
 
 /// Takes row `row_index` of an input every worker reads whole: the row moves
 /// the watermark (so late decisions follow the input's order whatever the
-/// number of workers); worker `index` of `peers` parses and admits the rows
-/// whose index it owns.
+/// number of workers); the worker that owns it (`mine`) parses and admits it.
 pub fn take_shared_row<E: Event + parse::ParseRow>(
     row: &csv::ByteRecord,
     row_index: u64,
-    (index, peers): (u64, u64),
+    mine: bool,
     batch: &mut Batch<E>,
     watermark: &mut Watermark,
 ) -> Taken {
     if let Some(ts) = parse::row_ts(row) {
         watermark.observe(ts);
     }
-    if row_index % peers != index {
+    if !mine {
         return Taken::Elsewhere;
     }
     batch.generated += 1;

@@ -8,6 +8,11 @@
 //! in the log. Fields are split at commas (the WORKLOAD.md formats have no
 //! quoting). A malformed line is reported with its sender and its line number
 //! among that sender's lines.
+//!
+//! Resumed on another number of workers, the new workers start reading at
+//! the old worker that was furthest behind, with its watermark (every worker
+//! sees every line, so that is the serial watermark there); a line already
+//! taken by its old owner ([`TakenEarlier`]) only moves the watermark again.
 
 use super::parse::ParseRow;
 use super::{take_shared_row, Batch, Malformed, Poll, Source, Taken};
@@ -31,6 +36,11 @@ pub struct TcpLog<E> {
     peers: u64,
     batch_lines: usize,
     done: bool,
+    /// The greatest event time of the lines read so far.
+    max_ts: Option<u64>,
+    /// After a rescaled restore: the event time to start the watermark at.
+    resume_max_ts: Option<u64>,
+    taken_earlier: TakenEarlier,
     row: ByteRecord,
     _record: PhantomData<E>,
 }
@@ -41,6 +51,30 @@ struct LogPosition {
     offset: u64,
     next_line: u64,
     done: bool,
+    max_ts: Option<u64>,
+    taken_earlier: TakenEarlier,
+}
+
+/// Lines ahead of a reader that the workers of an earlier layout had
+/// already taken when the run was rescaled.
+#[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct TakenEarlier {
+    /// Per earlier layout, the next line each of its workers had not taken:
+    /// line `i` was taken under that layout iff `i < next[i % next.len()]`.
+    layouts: Vec<Vec<u64>>,
+}
+
+impl TakenEarlier {
+    fn taken(&self, line: u64) -> bool {
+        self.layouts
+            .iter()
+            .any(|next| line < next[(line % next.len() as u64) as usize])
+    }
+
+    /// Forgets the layouts that took nothing at or after line `from`.
+    fn prune(&mut self, from: u64) {
+        self.layouts.retain(|next| next.iter().any(|&n| n > from));
+    }
 }
 
 impl<E: Event + ParseRow> TcpLog<E> {
@@ -61,6 +95,9 @@ impl<E: Event + ParseRow> TcpLog<E> {
             peers: peers as u64,
             batch_lines: batch_lines.max(1),
             done: false,
+            max_ts: None,
+            resume_max_ts: None,
+            taken_earlier: TakenEarlier::default(),
             row: ByteRecord::new(),
             _record: PhantomData,
         })
@@ -83,9 +120,10 @@ impl<E: Event + ParseRow> TcpLog<E> {
             for field in line.split(',') {
                 self.row.push_field(field.as_bytes());
             }
-            let share = (self.index, self.peers);
+            let mine =
+                line_index % self.peers == self.index && !self.taken_earlier.taken(line_index);
             if let Taken::Malformed(error) =
-                take_shared_row(&self.row, line_index, share, batch, watermark)
+                take_shared_row(&self.row, line_index, mine, batch, watermark)
             {
                 batch.malformed.push(Malformed {
                     line: first + k as u64 + 1,
@@ -107,6 +145,9 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
         batch: &mut Batch<E>,
         watermark: &mut Watermark,
     ) -> anyhow::Result<Poll> {
+        if let Some(ts) = self.resume_max_ts.take() {
+            watermark.observe(ts);
+        }
         let wanted = self.batch_lines as u64 * self.peers;
         let start = self.next_line;
         while !self.done && self.next_line - start < wanted {
@@ -116,6 +157,8 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
             }
         }
         self.log.set_read(self.local_worker, self.reader.offset());
+        self.max_ts = watermark.max_seen();
+        self.taken_earlier.prune(self.next_line);
         Ok(if self.done {
             Poll::Done
         } else if self.next_line == start {
@@ -134,11 +177,53 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
             offset: self.reader.offset(),
             next_line: self.next_line,
             done: self.done,
+            max_ts: self.max_ts,
+            taken_earlier: self.taken_earlier.clone(),
         })?)
     }
 
     fn restore(&mut self, saved: &[u8]) -> anyhow::Result<()> {
         let p: LogPosition = bincode::deserialize(saved)?;
+        self.resume_at(p)
+    }
+
+    fn restore_rescaled(&mut self, all: &[Vec<u8>], _: usize, _: usize) -> anyhow::Result<()> {
+        let old: Vec<LogPosition> = all
+            .iter()
+            .map(|b| bincode::deserialize(b))
+            .collect::<Result<_, _>>()?;
+        let Some(start) = LogPosition::rescaled(old) else {
+            anyhow::bail!("no saved input log positions");
+        };
+        self.resume_max_ts = start.max_ts;
+        self.resume_at(start)
+    }
+}
+
+impl LogPosition {
+    /// Where every worker of a new layout starts from the old workers'
+    /// positions: the one furthest behind, knowing what all had taken.
+    fn rescaled(old: Vec<LogPosition>) -> Option<LogPosition> {
+        let mut taken_earlier = TakenEarlier::default();
+        for layout in old.iter().flat_map(|p| &p.taken_earlier.layouts) {
+            if !taken_earlier.layouts.contains(layout) {
+                taken_earlier.layouts.push(layout.clone());
+            }
+        }
+        taken_earlier
+            .layouts
+            .push(old.iter().map(|p| p.next_line).collect());
+        let behind = old.into_iter().min_by_key(|p| p.next_line)?;
+        taken_earlier.prune(behind.next_line);
+        Some(LogPosition {
+            taken_earlier,
+            ..behind
+        })
+    }
+}
+
+impl<E> TcpLog<E> {
+    fn resume_at(&mut self, p: LogPosition) -> anyhow::Result<()> {
         if p.offset > self.log.durable() {
             anyhow::bail!(
                 "input log {} is shorter ({} bytes) than where the checkpoint left it ({} bytes)",
@@ -150,7 +235,67 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
         self.reader = LogReader::open(&self.log.path, p.offset)?;
         self.next_line = p.next_line;
         self.done = p.done;
+        self.max_ts = p.max_ts;
+        self.taken_earlier = p.taken_earlier;
         self.log.set_read(self.local_worker, p.offset);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Worker `index` of `peers` reads lines up to `until` from `p` (the
+    /// ownership rule of `take_lines`): the lines it takes.
+    fn read(p: &mut LogPosition, index: u64, peers: u64, until: u64) -> Vec<u64> {
+        let taken = (p.next_line..until)
+            .filter(|&i| i % peers == index && !p.taken_earlier.taken(i))
+            .collect();
+        p.next_line = p.next_line.max(until);
+        p.taken_earlier.prune(p.next_line);
+        taken
+    }
+
+    #[test]
+    fn rescaled_again_and_again_every_line_is_taken_once() {
+        let lines = 400;
+        // Workers stop at different lines; layouts 2 -> 3 -> 1 -> 4, the
+        // later ones stopping before the earlier ones' furthest worker.
+        let stops: [&[u64]; 3] = [&[50, 130], &[40, 90, 170], &[120]];
+        let mut all = Vec::new();
+        let mut positions: Vec<LogPosition> = (0..2)
+            .map(|_| LogPosition {
+                offset: 0,
+                next_line: 0,
+                done: false,
+                max_ts: None,
+                taken_earlier: TakenEarlier::default(),
+            })
+            .collect();
+        for layout_stops in stops
+            .iter()
+            .chain([&[lines, lines, lines, lines][..]].iter())
+        {
+            let peers = positions.len() as u64;
+            for (w, p) in positions.iter_mut().enumerate() {
+                let until = layout_stops[w].max(p.next_line);
+                all.extend(read(p, w as u64, peers, until));
+            }
+            let start = LogPosition::rescaled(std::mem::take(&mut positions)).unwrap();
+            let next_peers = match layout_stops.len() {
+                2 => 3,
+                3 => 1,
+                _ => 4,
+            };
+            positions = (0..next_peers)
+                .map(|_| LogPosition {
+                    taken_earlier: start.taken_earlier.clone(),
+                    ..start
+                })
+                .collect();
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..lines).collect::<Vec<_>>());
     }
 }
