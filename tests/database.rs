@@ -6,6 +6,8 @@
 //! - a run killed inside a checkpoint, after one, inside a sink transaction
 //!   and after one, then resumed, leaves tables equal to an uninterrupted
 //!   run's, and holds only final rows before the resume;
+//! - a run resumed on other layouts (1 × 2 → 1 × 3 → 2 processes) leaves
+//!   tables equal to an uninterrupted run's, for SQLite and PostgreSQL;
 //! - PostgreSQL stopped and started mid-run: the sink waits, counts its
 //!   retries, and the tables equal the run's files;
 //! - a bad URL, a missing permission and a full disk fail the run with one line.
@@ -328,6 +330,89 @@ const KILL_POINTS: [(&str, usize); 4] = [
     ("sink-before-commit@3", 2),
     ("sink-after-commit@2", 2),
 ];
+
+/// A run with a database sink killed and resumed on other layouts: 1 × 2
+/// (killed right after a sink transaction) → 1 × 3 (killed after a
+/// checkpoint) → `cluster -n 2 -w 1`. The tables equal an uninterrupted
+/// run's, and `eddy_progress` holds rows of the last layout's workers only
+/// (`progress` reads its (process, worker) pairs).
+fn rescaled_with_sink(
+    data: &Data,
+    sink: &[&str],
+    read: &dyn Fn() -> Tables,
+    progress: &dyn Fn() -> Vec<(String, String)>,
+    expected: &Tables,
+) {
+    let what = format!("{} across rescales", sink[0]);
+    let out = data.root.join(format!("rescaled{}", sink[0]));
+    let ck = data.root.join(format!("ck-rescaled{}", sink[0]));
+    let mut resume = sink.to_vec();
+    resume.push("--resume");
+    let runs = [
+        (data.checkpointed(&out, &ck, 2, sink), "sink-after-commit@2"),
+        (data.checkpointed(&out, &ck, 3, &resume), "after-manifest@2"),
+    ];
+    for (mut run, point) in runs {
+        let o = run.env("EDDY_CRASH_AT", point).output().unwrap();
+        assert_eq!(o.status.signal(), Some(9), "{what}: {}", stderr(&o));
+        assert_subset(expected, &read(), &what);
+    }
+    let last = data
+        .checkpointed_cluster(&out, &ck, 2, &resume)
+        .output()
+        .unwrap();
+    assert!(last.status.success(), "{what}: {}", stderr(&last));
+    assert!(
+        stderr(&last).contains("written by 1 process × 3 workers; this run is 2 processes"),
+        "{what}: {}",
+        stderr(&last)
+    );
+    assert_same_tables(expected, &read(), &what);
+    let pairs = |v: &[(u8, u8)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(p, w)| (p.to_string(), w.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        progress(),
+        pairs(&[(0, 0), (1, 1)]),
+        "{what}: eddy_progress"
+    );
+}
+
+#[test]
+fn sqlite_and_postgres_tables_after_rescales_equal_an_uninterrupted_run() {
+    let data = data();
+    let expected = csv_tables(&data.reference());
+    let db = data.root.join("rescaled.db");
+    let progress_sql = "SELECT process, worker FROM eddy_progress ORDER BY process, worker";
+    rescaled_with_sink(
+        &data,
+        &["--sqlite", db.to_str().unwrap()],
+        &|| sqlite_tables(&db, &expected),
+        &|| {
+            sqlite3_json(&db, progress_sql)
+                .iter()
+                .map(|r| (r["process"].to_string(), r["worker"].to_string()))
+                .collect()
+        },
+        &expected,
+    );
+    let pg = Postgres::start();
+    let url = pg.url();
+    rescaled_with_sink(
+        &data,
+        &["--postgres", &url, "--postgres-schema", "rescaled"],
+        &|| postgres_tables(&pg, "rescaled", &expected),
+        &|| {
+            pg.psql_rows(&progress_sql.replace("eddy_progress", "rescaled.eddy_progress"))
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].clone()))
+                .collect()
+        },
+        &expected,
+    );
+}
 
 #[test]
 fn sqlite_tables_after_kills_and_resumes_equal_an_uninterrupted_run() {

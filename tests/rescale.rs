@@ -14,24 +14,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// `eddy cluster -n PROCESSES -w 1` running the replay of `data` into `out`.
-fn cluster(data: &Data, out: &Path, ck: &Path, processes: usize, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    c.args(["cluster", "-n", &processes.to_string(), "-w", "1", "--"])
-        .args(["replay", "--quiet", "--trades"])
-        .arg(&data.trades)
-        .arg("--interactions")
-        .arg(&data.interactions)
-        .arg("--out")
-        .arg(out)
-        .arg("--checkpoint-dir")
-        .arg(ck)
-        .args(["--checkpoint-interval-ms", "500"])
-        .args(extra)
-        .env("RUST_LOG", "info");
-    c
-}
-
 /// Runs `command`, which must be killed at its `nth` checkpoint (process 0's).
 fn killed_at_checkpoint(mut command: Command, nth: u64, what: &str) -> Output {
     let o = command
@@ -65,7 +47,11 @@ fn a_replay_rescaled_through_several_layouts_equals_an_uninterrupted_run() {
     assert_rescaled(&second, "1 process × 2 workers", "1 × 3");
 
     // Process 0 is killed; process 1 loses its peer; the launcher gives up.
-    let third = killed_at_checkpoint(cluster(&data, &out, &ck, 2, &["--resume"]), 5, "2 × 1");
+    let third = killed_at_checkpoint(
+        data.checkpointed_cluster(&out, &ck, 2, &["--resume"]),
+        5,
+        "2 × 1",
+    );
     assert_rescaled(&third, "1 process × 3 workers", "2 × 1");
 
     let last = data
@@ -84,10 +70,15 @@ fn a_cluster_shrinks_and_grows_from_its_checkpoints() {
     let out = data.root.join("cluster");
     let ck = data.root.join("ck");
 
-    killed_at_checkpoint(cluster(&data, &out, &ck, 3, &[]), 3, "3 × 1");
-    let shrunk = killed_at_checkpoint(cluster(&data, &out, &ck, 2, &["--resume"]), 4, "2 × 1");
+    killed_at_checkpoint(data.checkpointed_cluster(&out, &ck, 3, &[]), 3, "3 × 1");
+    let shrunk = killed_at_checkpoint(
+        data.checkpointed_cluster(&out, &ck, 2, &["--resume"]),
+        4,
+        "2 × 1",
+    );
     assert_rescaled(&shrunk, "3 processes × 1 worker", "3 → 2 processes");
-    let grown = cluster(&data, &out, &ck, 3, &["--resume"])
+    let grown = data
+        .checkpointed_cluster(&out, &ck, 3, &["--resume"])
         .output()
         .unwrap();
     ok(grown.clone());
@@ -185,30 +176,4 @@ fn workers_beyond_the_key_groups_are_refused_in_one_line() {
         log.contains("engine.workers (3) must not exceed engine.key_groups (2)"),
         "{log}"
     );
-}
-
-#[test]
-fn a_rescale_with_a_database_sink_is_refused_in_one_line() {
-    let data = data();
-    let out = data.root.join("out");
-    let ck = data.root.join("ck");
-    let db = data.root.join("r.db");
-    let sqlite = ["--sqlite", db.to_str().unwrap()];
-    let first = data
-        .checkpointed(&out, &ck, 2, &sqlite)
-        .env("EDDY_CRASH_AT", "after-manifest@3")
-        .output()
-        .unwrap();
-    assert_eq!(first.status.signal(), Some(9), "{}", stderr(&first));
-    let mut resume = sqlite.to_vec();
-    resume.push("--resume");
-    let o = data.checkpointed(&out, &ck, 3, &resume).output().unwrap();
-    assert!(!o.status.success());
-    let log = stderr(&o);
-    assert!(
-        log.contains("written by 1 process × 2 workers: [sinks.sqlite] cannot follow a rescale"),
-        "{log}"
-    );
-    // On its own layout it resumes.
-    ok(data.checkpointed(&out, &ck, 2, &resume).output().unwrap());
 }

@@ -312,6 +312,35 @@ impl Checkpointer {
         Ok(epoch)
     }
 
+    /// Resumed, with the feeds restored: if a stream's feeds are finished on
+    /// every worker, the checkpoint resumed from was the last one (see
+    /// [`Self::take`]), so no further epoch is taken and the stream ends
+    /// where it stood, as it did in the run that wrote the checkpoint.
+    pub fn agree_on_ended(
+        &mut self,
+        worker: &mut timely::worker::Worker,
+        finished: [bool; 2],
+    ) -> anyhow::Result<()> {
+        self.input.send(Control::Next(self.limit, finished));
+        self.input.advance_to(2);
+        while self.probe.less_than(&2) {
+            worker.step();
+        }
+        let all: Vec<[bool; 2]> = self
+            .received
+            .borrow_mut()
+            .drain(..)
+            .filter_map(|c| match c {
+                Control::Next(_, f) => Some(f),
+                Control::Usable(_) => None,
+            })
+            .collect();
+        if (0..2).any(|s| !all.is_empty() && all.iter().all(|f| f[s])) {
+            self.limit = u64::MAX;
+        }
+        Ok(())
+    }
+
     /// Whether the probe shows the dataflow quiet at the pending epoch (there
     /// is none once every source is done).
     pub fn reached(&self, probe: &ProbeHandle<u64>) -> bool {

@@ -13,7 +13,14 @@
 //! epoch is written once: a crash before the commit leaves nothing of it, a
 //! crash after it leaves the progress that skips it. Rows are upserted by
 //! identity, so a new run over the same input replaces its rows instead of
-//! failing on them. Without checkpoints rows are committed in batches as the
+//! failing on them.
+//!
+//! Resumed on another layout (`docs/FAULTS.md`), a process's result files
+//! begin with its own old files' committed rows, so its progress row still
+//! names a prefix of them; the rows it took over from other old processes
+//! follow and are written again, which the upsert by identity makes
+//! harmless (every query's rows have an identity). The progress rows of
+//! processes and workers that are no more are removed. Without checkpoints rows are committed in batches as the
 //! files grow (every 100 ms) and the sink is at-least-once.
 //!
 //! A server that goes away (PostgreSQL stopped, a busy SQLite file) is
@@ -338,8 +345,15 @@ pub trait Store: Send {
         pipeline: &str,
         process: usize,
     ) -> Result<Option<BTreeMap<String, u64>>, DbError>;
-    /// Forgets the process's progress (a run that does not resume starts over).
-    fn reset(&mut self, pipeline: &str, process: usize) -> Result<(), DbError>;
+    /// Forgets the process's progress rows but those of `keep_workers` (a
+    /// run that does not resume starts over; a resumed one keeps only its
+    /// workers' rows).
+    fn reset(
+        &mut self,
+        pipeline: &str,
+        process: usize,
+        keep_workers: std::ops::Range<usize>,
+    ) -> Result<(), DbError>;
     /// Writes a batch in one transaction.
     fn write(&mut self, batch: &Batch) -> Result<(), DbError>;
     /// Connects again after a `Retry` error.
@@ -380,6 +394,9 @@ pub struct SinkPlace<'a> {
     pub process: usize,
     pub workers: std::ops::Range<usize>,
     pub resume: bool,
+    /// Resumed on another layout: the old processes whose result rows this
+    /// process took over (its own old index first, when it had one).
+    pub took_over: Vec<usize>,
 }
 
 impl DatabaseSink {
@@ -416,6 +433,17 @@ impl DatabaseSink {
         let kind = store.kind();
         let fatal = |e: DbError| anyhow::anyhow!("{kind} sink: {e}");
         store.prepare(&tables).map_err(fatal)?;
+        let rewrites_taken_over = place.took_over.iter().any(|&q| q != place.process);
+        if let Some(t) = tables
+            .iter()
+            .find(|t| rewrites_taken_over && t.identity.is_empty())
+        {
+            bail!(
+                "{kind} sink: table {} has no identity, so the rows this process took over \
+                 in the rescale would be written twice; resume on the layout that wrote the checkpoint",
+                t.name
+            );
+        }
         let mut written = BTreeMap::new();
         if place.resume {
             let done = store
@@ -429,8 +457,17 @@ impl DatabaseSink {
                     len.min(committed.get(&file).copied().unwrap_or(0)),
                 );
             }
+            // Rows of workers and processes that are no more.
+            store
+                .reset(place.pipeline, place.process, place.workers.clone())
+                .map_err(fatal)?;
+            for &old in place.took_over.iter().filter(|&&q| q != place.process) {
+                store.reset(place.pipeline, old, 0..0).map_err(fatal)?;
+            }
         } else {
-            store.reset(place.pipeline, place.process).map_err(fatal)?;
+            store
+                .reset(place.pipeline, place.process, 0..0)
+                .map_err(fatal)?;
         }
         Ok(DatabaseSink {
             store,

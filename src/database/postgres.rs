@@ -261,13 +261,26 @@ impl Store for PostgresStore {
             .map_err(|e| DbError::Fatal(anyhow!("eddy_progress.published: {e}")))
     }
 
-    fn reset(&mut self, pipeline: &str, process: usize) -> Result<(), DbError> {
+    fn reset(
+        &mut self,
+        pipeline: &str,
+        process: usize,
+        keep_workers: std::ops::Range<usize>,
+    ) -> Result<(), DbError> {
         let sql = format!(
-            "DELETE FROM {} WHERE pipeline = $1 AND process = $2",
+            "DELETE FROM {} WHERE pipeline = $1 AND process = $2 AND (worker < $3 OR worker >= $4)",
             self.qualified("eddy_progress")
         );
         self.client
-            .execute(&sql, &[&pipeline, &(process as i64)])
+            .execute(
+                &sql,
+                &[
+                    &pipeline,
+                    &(process as i64),
+                    &(keep_workers.start as i64),
+                    &(keep_workers.end as i64),
+                ],
+            )
             .map_err(classify)?;
         Ok(())
     }

@@ -143,11 +143,22 @@ impl Store for SqliteStore {
             .map_err(|e| DbError::Fatal(anyhow!("eddy_progress.published: {e}")))
     }
 
-    fn reset(&mut self, pipeline: &str, process: usize) -> Result<(), DbError> {
+    fn reset(
+        &mut self,
+        pipeline: &str,
+        process: usize,
+        keep_workers: std::ops::Range<usize>,
+    ) -> Result<(), DbError> {
         self.connection
             .execute(
-                "DELETE FROM eddy_progress WHERE pipeline = ?1 AND process = ?2",
-                (pipeline, process as i64),
+                "DELETE FROM eddy_progress WHERE pipeline = ?1 AND process = ?2 \
+                 AND (worker < ?3 OR worker >= ?4)",
+                (
+                    pipeline,
+                    process as i64,
+                    keep_workers.start as i64,
+                    keep_workers.end as i64,
+                ),
             )
             .map_err(classify)?;
         Ok(())

@@ -42,6 +42,16 @@ pub struct CheckpointPlan {
     adopted_lengths: Option<BTreeMap<String, u64>>,
     /// Resuming: the process's workers wait here until the result files are cut back.
     pub files_ready: std::sync::Barrier,
+    /// Resuming from a checkpoint of another layout: which.
+    pub rescaled: Option<Rescaled>,
+}
+
+/// A run resumed from a checkpoint of another layout.
+#[derive(Clone, Debug)]
+pub struct Rescaled {
+    /// The old processes whose result rows this process took over (its own
+    /// old index first, when it had one).
+    pub adopted: Vec<usize>,
 }
 
 impl CheckpointPlan {
@@ -79,9 +89,12 @@ impl CheckpointPlan {
         } else {
             None
         };
-        if let Some(f) = found.as_ref().filter(|f| !f.newest.same_layout()) {
-            refuse_sinks_across_a_rescale(pipeline, &f.newest)?;
-        }
+        let rescaled = found
+            .as_ref()
+            .filter(|f| !f.newest.same_layout())
+            .map(|f| Rescaled {
+                adopted: layout.adopted(&f.newest.layout, process),
+            });
         let mut adopted_lengths = None;
         if let (Some(f), Some(out)) = (&found, &out_dir) {
             if !f.newest.same_layout() {
@@ -124,6 +137,7 @@ impl CheckpointPlan {
             newest: std::sync::Mutex::new(found.map(|f| f.newest)),
             adopted_lengths,
             files_ready: std::sync::Barrier::new(workers),
+            rescaled,
         }))
     }
 
@@ -192,30 +206,6 @@ impl CheckpointPlan {
         };
         (lengths, counters)
     }
-}
-
-/// The sinks that copy committed rows keep their progress per process: a
-/// rescaled run would copy the rows it takes over from other processes
-/// again. Until their progress moves with the rows, a rescale with one of
-/// them is refused in one line.
-fn refuse_sinks_across_a_rescale(pipeline: &Pipeline, old: &OldEpoch) -> anyhow::Result<()> {
-    let sinks = &pipeline.sinks;
-    let named: Vec<&str> = [
-        (sinks.kafka.is_some(), "[sinks.kafka]"),
-        (sinks.sqlite.is_some(), "[sinks.sqlite]"),
-        (sinks.postgres.is_some(), "[sinks.postgres]"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
-    anyhow::ensure!(
-        named.is_empty(),
-        "the checkpoint was written by {}: {} cannot follow a rescale yet (its progress is \
-         kept per process); resume on that layout, or without the sink",
-        old.layout.describe(),
-        named.join(", ")
-    );
-    Ok(())
 }
 
 /// Takes this worker's checkpoint at the pending epoch (the dataflow is quiet

@@ -292,7 +292,8 @@ impl<E: Event> Feed<E> {
     /// layout): the source takes its share of what remains, and the records
     /// old worker `q` held back go to new worker `q % peers`. The watermark
     /// starts afresh: the source's position sets it again (a replay's
-    /// pieces carry the serial watermark; a generator's its schedule).
+    /// pieces carry the serial watermark; a generator's its schedule), but
+    /// for a stream that had ended.
     pub fn restore_rescaled(
         &mut self,
         all: &[Vec<u8>],
@@ -307,6 +308,16 @@ impl<E: Event> Feed<E> {
         self.source
             .restore_rescaled(&positions, index, peers)
             .with_context(|| format!("cannot resume the {} source", E::STREAM))?;
+        // A stream every old worker had read to its end is over here too,
+        // at the watermark it ended with (no position will set it again).
+        if states.iter().all(|s| s.source_done) {
+            self.source_done = true;
+            for s in &states {
+                if let Some(ts) = s.watermark.max_seen() {
+                    self.watermark.observe(ts);
+                }
+            }
+        }
         self.held = states
             .into_iter()
             .enumerate()

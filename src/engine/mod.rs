@@ -75,7 +75,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
         &outputs,
         &queries,
         (process, workers),
-        resume,
+        checkpoints.as_deref(),
         &metrics,
         &job.stop,
     )?;
@@ -280,11 +280,13 @@ fn start_result_copiers(
     outputs: &Outputs,
     queries: &[Arc<dyn Query>],
     place: (usize, usize),
-    resume: bool,
+    checkpoints: Option<&CheckpointPlan>,
     metrics: &Arc<Metrics>,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<ResultCopiers> {
     let (process, workers) = place;
+    let resume = checkpoints.is_some_and(|c| c.resume);
+    let rescaled = checkpoints.and_then(|c| c.rescaled.as_ref());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sinks = &pipeline.sinks;
     let mut threads = Vec::new();
@@ -294,16 +296,19 @@ fn start_result_copiers(
     let Some(dir) = &outputs.dir else {
         bail!("[sinks.*] copy the result files: they need an output folder (--out)");
     };
-    let checkpoints = pipeline.engine.checkpoint.dir.as_deref();
     if let Some(config) = &sinks.kafka {
         let ids: Vec<String> = queries.iter().map(|q| q.id().to_string()).collect();
         let publisher = crate::kafka::sink::ResultPublisher::new(
             config,
             dir,
-            checkpoints,
+            pipeline.engine.checkpoint.dir.as_deref(),
             process,
             &ids,
-            resume,
+            crate::kafka::sink::Start {
+                layout: checkpoints.map(|c| c.layout.describe()),
+                resume,
+                rescaled: rescaled.is_some(),
+            },
         )?;
         tracing::info!("{}", publisher.mode());
         threads.push((
@@ -322,11 +327,12 @@ fn start_result_copiers(
         let kind = store.kind();
         let place = crate::database::SinkPlace {
             out: dir,
-            checkpoints,
+            checkpoints: pipeline.engine.checkpoint.dir.as_deref(),
             pipeline: name,
             process,
             workers: process * workers..(process + 1) * workers,
             resume,
+            took_over: rescaled.map(|r| r.adopted.clone()).unwrap_or_default(),
         };
         let sink = crate::database::DatabaseSink::new(
             store,

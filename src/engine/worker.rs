@@ -89,6 +89,9 @@ pub fn run_worker(
     feeds.agree(worker)?;
     if let Some(saved) = feed_states {
         feeds.restore(saved, worker.index(), worker.peers())?;
+        if let Some(ck) = checkpointer.as_mut() {
+            ck.agree_on_ended(worker, feeds.finished())?;
+        }
     }
     if let Some(ck) = &checkpointer {
         feeds.release(ck.limit);

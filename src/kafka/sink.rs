@@ -85,6 +85,17 @@ fn one() -> i32 {
 struct Progress {
     epoch: u64,
     published: BTreeMap<String, u64>,
+    /// The layout of the run that published (absent in older records).
+    #[serde(default)]
+    layout: Option<String>,
+}
+
+/// How a publisher starts: the layout of the run (recorded in its progress
+/// records), whether it resumes and whether from another layout.
+pub struct Start {
+    pub layout: Option<String>,
+    pub resume: bool,
+    pub rescaled: bool,
 }
 
 /// Publishes committed result rows of one process (see the module doc).
@@ -98,6 +109,8 @@ pub struct ResultPublisher {
     /// Rows already in the topic past `published` (resuming): (file, row) → copies.
     already: BTreeMap<(String, String), u64>,
     pub messages: u64,
+    /// The run's layout, recorded in each progress record.
+    layout: Option<String>,
 }
 
 impl ResultPublisher {
@@ -107,7 +120,7 @@ impl ResultPublisher {
         checkpoints: Option<&Path>,
         process: usize,
         queries: &[String],
-        resume: bool,
+        start: Start,
     ) -> anyhow::Result<Self> {
         let files = CommittedFiles::new(
             out,
@@ -182,9 +195,10 @@ impl ResultPublisher {
             published: BTreeMap::new(),
             already: BTreeMap::new(),
             messages: 0,
+            layout: start.layout.clone(),
         };
-        if resume {
-            publisher.read_back()?;
+        if start.resume {
+            publisher.read_back(start.rescaled)?;
         }
         Ok(publisher)
     }
@@ -217,7 +231,10 @@ impl ResultPublisher {
 
     /// Resuming: the last progress record of this process, the lengths the
     /// resumed checkpoint committed, and the rows published past the lesser.
-    fn read_back(&mut self) -> anyhow::Result<()> {
+    /// Once the topic holds records of another layout (a rescale: rows
+    /// moved between processes), every row of the topic counts instead and
+    /// the result files are compared from their start (see [`Self::skip_all_published`]).
+    fn read_back(&mut self, rescaled: bool) -> anyhow::Result<()> {
         let consumer: BaseConsumer<KafkaLog> = client_config(
             &self.config.brokers,
             &[("enable.partition.eof", "true")],
@@ -227,12 +244,17 @@ impl ResultPublisher {
         .set("enable.auto.commit", "false")
         .create_with_context(KafkaLog::default())?;
         let progress_topic = self.progress_topic();
+        let mut other_layouts = rescaled;
         for (_, _, payload) in read_all(&consumer, &progress_topic)? {
             if let Ok((process, progress)) = serde_json::from_slice::<(usize, Progress)>(&payload) {
+                other_layouts |= progress.layout.is_some() && progress.layout != self.layout;
                 if process == self.process {
                     self.published = progress.published;
                 }
             }
+        }
+        if other_layouts {
+            return self.skip_all_published(&consumer);
         }
         let committed = self.files.resumed_lengths()?;
         for (file, len) in self.published.iter_mut() {
@@ -270,6 +292,38 @@ impl ResultPublisher {
         Ok(())
     }
 
+    /// After a rescale the rows a process holds were published by whichever
+    /// old process held them then, at offsets of its own files: this
+    /// process compares its files from their start with every row the topic
+    /// holds, skipping each row it meets once. A row in the topic belongs
+    /// to one process of the run (its key's, or its window's), and
+    /// everything published is a committed row or one the run writes again,
+    /// so each is met once, by that process.
+    fn skip_all_published(&mut self, consumer: &BaseConsumer<KafkaLog>) -> anyhow::Result<()> {
+        self.published.clear();
+        let topics: BTreeSet<String> = self
+            .files
+            .files
+            .iter()
+            .map(|(q, _)| self.topic_of(q))
+            .collect();
+        for topic in topics {
+            for (headers, _, payload) in read_all(consumer, &topic)? {
+                let Some(q) = headers.get("eddy-query") else {
+                    continue;
+                };
+                let file = crate::queries::file_name(q);
+                let row = String::from_utf8(payload)?;
+                *self.already.entry((file, row)).or_insert(0) += 1;
+            }
+        }
+        tracing::info!(
+            "kafka sink: the topic holds rows published by another layout;              {} rows in it are skipped where this process meets them",
+            self.already.values().sum::<u64>()
+        );
+        Ok(())
+    }
+
     /// Publishes what the newest complete checkpoint committed (with
     /// checkpoints), or everything (`at_end`, without).
     pub fn publish_committed(&mut self, at_end: bool) -> anyhow::Result<()> {
@@ -297,6 +351,7 @@ impl ResultPublisher {
             Progress {
                 epoch,
                 published: self.published.clone(),
+                layout: self.layout.clone(),
             },
         );
         let payload = serde_json::to_vec(&progress)?;

@@ -111,6 +111,30 @@ impl Data {
         out
     }
 
+    /// `eddy cluster -n PROCESSES -w 1` running the checkpointed replay.
+    pub fn checkpointed_cluster(
+        &self,
+        out: &Path,
+        ck: &Path,
+        processes: usize,
+        extra: &[&str],
+    ) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        c.args(["cluster", "-n", &processes.to_string(), "-w", "1", "--"])
+            .args(["replay", "--quiet", "--trades"])
+            .arg(&self.trades)
+            .arg("--interactions")
+            .arg(&self.interactions)
+            .arg("--out")
+            .arg(out)
+            .arg("--checkpoint-dir")
+            .arg(ck)
+            .args(["--checkpoint-interval-ms", "500"])
+            .args(extra)
+            .env("RUST_LOG", "info");
+        c
+    }
+
     pub fn checkpointed(&self, out: &Path, ck: &Path, workers: usize, extra: &[&str]) -> Command {
         let mut flags = vec![
             "--checkpoint-dir",
