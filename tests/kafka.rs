@@ -367,9 +367,20 @@ fn a_killed_run_resumes_from_its_offsets_with_nothing_lost_or_doubled() {
     }
     // The 4-partition topics moved from one process to two: a run on one
     // worker killed after a checkpoint resumes as a 2-process cluster, each
-    // process reading its partitions from the checkpoint's offsets.
+    // process reading its partitions from the checkpoint's offsets, killed
+    // again, and resumed on one process with 2 workers; the sink's topic
+    // holds each final row once.
     let out = data.root.join("out-rescaled");
     let ck = data.root.join("ck-rescaled");
+    let topic = "results-rescaled";
+    let sinking = data.root.join("k-rescaled.toml");
+    let text = std::fs::read_to_string(&file).unwrap()
+        + &format!(
+            "[sinks.kafka]\nbrokers = \"{}\"\ntopic = \"{topic}\"\nqueries = {published:?}\n",
+            broker.address
+        );
+    std::fs::write(&sinking, text).unwrap();
+    let file = sinking.to_str().unwrap().to_string();
     let run = |command: &mut Command| {
         command
             .arg("--out")
@@ -385,16 +396,38 @@ fn a_killed_run_resumes_from_its_offsets_with_nothing_lost_or_doubled() {
         .args(["run", &file, "--quiet", "--workers", "1"])
         .env("EDDY_CRASH_AT", "after-manifest@4"));
     assert_eq!(first.status.signal(), Some(9), "{}", stderr(&first));
-    let rescaled = run(Command::new(env!("CARGO_BIN_EXE_eddy")).args([
-        "cluster", "-n", "2", "-w", "1", "--", "run", &file, "--quiet", "--resume",
-    ]));
-    assert!(rescaled.status.success(), "{}", stderr(&rescaled));
+    let rescaled = run(Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "cluster", "-n", "2", "-w", "1", "--", "run", &file, "--quiet", "--resume",
+        ])
+        .env("EDDY_CRASH_AT", "after-manifest@2/p0"));
+    assert!(!rescaled.status.success(), "{}", stderr(&rescaled));
     assert!(
         stderr(&rescaled).contains("written by 1 process × 1 worker; this run is 2 processes"),
         "{}",
         stderr(&rescaled)
     );
-    assert_same_files(&reference, &out, "4 partitions, 1 process then 2");
+    let last = run(Command::new(env!("CARGO_BIN_EXE_eddy")).args([
+        "run",
+        &file,
+        "--quiet",
+        "--workers",
+        "2",
+        "--resume",
+    ]));
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert!(
+        stderr(&last).contains("written by 2 processes × 1 worker; this run is 1 process")
+            && stderr(&last).contains("published by another layout"),
+        "{}",
+        stderr(&last)
+    );
+    assert_same_files(&reference, &out, "4 partitions, 1 process then 2, then 1");
+    assert_eq!(
+        read_results(&broker, topic),
+        expected,
+        "the sink's topic across rescales"
+    );
 }
 
 #[test]
