@@ -18,6 +18,11 @@
 //! it meets it again. A crash anywhere (before, while or after publishing,
 //! before the progress record) neither loses nor doubles a row.
 //!
+//! Progress records name the layout that wrote them; resumed on another
+//! layout (or once the topic holds progress of one), a process compares its
+//! files from their start with every row of the topic instead, skipping
+//! each once when it meets it: rows moved between processes in the rescale.
+//!
 //! With `transactions = true` each checkpoint's rows and its progress record
 //! are one Kafka transaction instead (the two-phase commit of Flink's
 //! KafkaSink, committed once the checkpoint completes): the read-back then
