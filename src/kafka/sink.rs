@@ -266,29 +266,12 @@ impl ResultPublisher {
             *len = (*len).min(committed.get(file).copied().unwrap_or(0));
         }
         let me = self.process.to_string();
-        let topics: BTreeSet<String> = self
-            .files
-            .files
-            .iter()
-            .map(|(q, _)| self.topic_of(q))
-            .collect();
-        for topic in topics {
-            for (headers, _, payload) in read_all(&consumer, &topic)? {
-                let (Some(q), Some(p), Some(offset)) = (
-                    headers.get("eddy-query"),
-                    headers.get("eddy-process"),
-                    headers.get("eddy-offset"),
-                ) else {
-                    continue;
-                };
-                let file = crate::queries::file_name(q);
-                let offset: u64 = offset.parse().unwrap_or(u64::MAX);
-                if *p == me && offset >= self.published.get(&file).copied().unwrap_or(0) {
-                    let row = String::from_utf8(payload)?;
-                    *self.already.entry((file, row)).or_insert(0) += 1;
-                }
-            }
-        }
+        let published = self.published.clone();
+        self.note_rows_in_topics(&consumer, |headers, file| {
+            let offset = headers.get("eddy-offset").and_then(|o| o.parse().ok());
+            headers.get("eddy-process") == Some(&me)
+                && offset.unwrap_or(u64::MAX) >= published.get(file).copied().unwrap_or(0)
+        })?;
         tracing::info!(
             "kafka sink: resuming after {} published bytes; {} rows already in the topic past them",
             self.published.values().sum::<u64>(),
@@ -306,6 +289,22 @@ impl ResultPublisher {
     /// so each is met once, by that process.
     fn skip_all_published(&mut self, consumer: &BaseConsumer<KafkaLog>) -> anyhow::Result<()> {
         self.published.clear();
+        self.note_rows_in_topics(consumer, |_, _| true)?;
+        tracing::info!(
+            "kafka sink: the topic holds rows published by another layout; \
+             {} rows in it are skipped where this process meets them",
+            self.already.values().sum::<u64>()
+        );
+        Ok(())
+    }
+
+    /// Notes in `already` each row of the result topics that `counts`
+    /// (given the message's headers and the row's file) says to skip once.
+    fn note_rows_in_topics(
+        &mut self,
+        consumer: &BaseConsumer<KafkaLog>,
+        counts: impl Fn(&BTreeMap<String, String>, &str) -> bool,
+    ) -> anyhow::Result<()> {
         let topics: BTreeSet<String> = self
             .files
             .files
@@ -318,14 +317,12 @@ impl ResultPublisher {
                     continue;
                 };
                 let file = crate::queries::file_name(q);
-                let row = String::from_utf8(payload)?;
-                *self.already.entry((file, row)).or_insert(0) += 1;
+                if counts(&headers, &file) {
+                    let row = String::from_utf8(payload)?;
+                    *self.already.entry((file, row)).or_insert(0) += 1;
+                }
             }
         }
-        tracing::info!(
-            "kafka sink: the topic holds rows published by another layout;              {} rows in it are skipped where this process meets them",
-            self.already.values().sum::<u64>()
-        );
         Ok(())
     }
 
