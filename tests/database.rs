@@ -332,8 +332,8 @@ const KILL_POINTS: [(&str, usize); 4] = [
 ];
 
 /// A run with a database sink killed and resumed on other layouts: 1 × 2
-/// (killed right after a sink transaction) → 1 × 3 (killed after a
-/// checkpoint) → `cluster -n 2 -w 1`. The tables equal an uninterrupted
+/// → 1 × 3 → `cluster -n 2 -w 1`, each killed right after a sink
+/// transaction but the last. The tables equal an uninterrupted
 /// run's, and `eddy_progress` holds rows of the last layout's workers only
 /// (`progress` reads its (process, worker) pairs).
 fn rescaled_with_sink(
@@ -350,7 +350,12 @@ fn rescaled_with_sink(
     resume.push("--resume");
     let runs = [
         (data.checkpointed(&out, &ck, 2, sink), "sink-after-commit@2"),
-        (data.checkpointed(&out, &ck, 3, &resume), "after-manifest@2"),
+        // Its own first transaction: after its first checkpoint, or at its
+        // end when the one it resumed from was the last.
+        (
+            data.checkpointed(&out, &ck, 3, &resume),
+            "sink-after-commit@1",
+        ),
     ];
     for (mut run, point) in runs {
         let o = run.env("EDDY_CRASH_AT", point).output().unwrap();
@@ -362,8 +367,10 @@ fn rescaled_with_sink(
         .output()
         .unwrap();
     assert!(last.status.success(), "{what}: {}", stderr(&last));
+    // From 1 × 3's checkpoint, or from 1 × 2's when 1 × 3 took none.
     assert!(
-        stderr(&last).contains("written by 1 process × 3 workers; this run is 2 processes"),
+        stderr(&last).contains("rescaling: the checkpoint of epoch")
+            && stderr(&last).contains("this run is 2 processes × 1 worker"),
         "{what}: {}",
         stderr(&last)
     );
