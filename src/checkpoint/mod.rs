@@ -106,6 +106,11 @@ pub fn next_epoch(after: u64, at_least: u64, interval_ms: u64) -> u64 {
     from.div_ceil(interval_ms).saturating_mul(interval_ms)
 }
 
+/// Whether every worker's proposal says some stream's feeds are finished.
+fn a_stream_ends(proposals: &[(u64, [bool; 2])]) -> bool {
+    (0..2).any(|s| !proposals.is_empty() && proposals.iter().all(|(_, f)| f[s]))
+}
+
 /// A message of the control dataflow.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Control {
@@ -326,19 +331,22 @@ impl Checkpointer {
         while self.probe.less_than(&2) {
             worker.step();
         }
-        let all: Vec<[bool; 2]> = self
-            .received
-            .borrow_mut()
-            .drain(..)
-            .filter_map(|c| match c {
-                Control::Next(_, f) => Some(f),
-                Control::Usable(_) => None,
-            })
-            .collect();
-        if (0..2).any(|s| !all.is_empty() && all.iter().all(|f| f[s])) {
+        if a_stream_ends(&self.drain_proposals()) {
             self.limit = u64::MAX;
         }
         Ok(())
+    }
+
+    /// The proposals for the next epoch every worker sent since the last drain.
+    fn drain_proposals(&self) -> Vec<(u64, [bool; 2])> {
+        self.received
+            .borrow_mut()
+            .drain(..)
+            .filter_map(|c| match c {
+                Control::Next(n, f) => Some((n, f)),
+                Control::Usable(_) => None,
+            })
+            .collect()
     }
 
     /// Whether the probe shows the dataflow quiet at the pending epoch (there
@@ -427,18 +435,8 @@ impl Checkpointer {
             crash_here();
         }
         // The least proposal: no worker skips an epoch another still needs.
-        let proposals: Vec<(u64, [bool; 2])> = self
-            .received
-            .borrow_mut()
-            .drain(..)
-            .filter_map(|c| match c {
-                Control::Next(n, f) => Some((n, f)),
-                Control::Usable(_) => None,
-            })
-            .collect();
-        let a_stream_ends =
-            (0..2).any(|s| !proposals.is_empty() && proposals.iter().all(|(_, f)| f[s]));
-        let next = if a_stream_ends {
+        let proposals = self.drain_proposals();
+        let next = if a_stream_ends(&proposals) {
             u64::MAX
         } else {
             proposals

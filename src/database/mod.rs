@@ -20,8 +20,10 @@
 //! names a prefix of them; the rows it took over from other old processes
 //! follow and are written again, which the upsert by identity makes
 //! harmless (every query's rows have an identity). The progress rows of
-//! processes and workers that are no more are removed. Without checkpoints rows are committed in batches as the
-//! files grow (every 100 ms) and the sink is at-least-once.
+//! processes and workers that are no more are removed.
+//!
+//! Without checkpoints rows are committed in batches as the files grow
+//! (every 100 ms) and the sink is at-least-once.
 //!
 //! A server that goes away (PostgreSQL stopped, a busy SQLite file) is
 //! waited for: the transaction is retried with backoff up to `retry_for_s`,
@@ -315,6 +317,16 @@ pub fn progress_upsert(qualified: &str, now: &str) -> String {
     )
 }
 
+/// The statement that deletes a process's [`ProgressRow`]s but those of
+/// a range of workers (parameters `$1`..`$4`: pipeline, process, the
+/// range's start and end).
+pub fn progress_reset(qualified: &str) -> String {
+    format!(
+        "DELETE FROM {qualified} WHERE pipeline = $1 AND process = $2 \
+         AND (worker < $3 OR worker >= $4)"
+    )
+}
+
 /// Why a database operation failed: worth waiting for (the server went
 /// away, the file is locked) or not (everything else).
 #[derive(Debug)]
@@ -434,10 +446,8 @@ impl DatabaseSink {
         let fatal = |e: DbError| anyhow::anyhow!("{kind} sink: {e}");
         store.prepare(&tables).map_err(fatal)?;
         let rewrites_taken_over = place.took_over.iter().any(|&q| q != place.process);
-        if let Some(t) = tables
-            .iter()
-            .find(|t| rewrites_taken_over && t.identity.is_empty())
-        {
+        let without_identity = tables.iter().find(|t| t.identity.is_empty());
+        if let Some(t) = without_identity.filter(|_| rewrites_taken_over) {
             bail!(
                 "{kind} sink: table {} has no identity, so the rows this process took over \
                  in the rescale would be written twice; resume on the layout that wrote the checkpoint",

@@ -267,10 +267,7 @@ impl Store for PostgresStore {
         process: usize,
         keep_workers: std::ops::Range<usize>,
     ) -> Result<(), DbError> {
-        let sql = format!(
-            "DELETE FROM {} WHERE pipeline = $1 AND process = $2 AND (worker < $3 OR worker >= $4)",
-            self.qualified("eddy_progress")
-        );
+        let sql = super::progress_reset(&self.qualified("eddy_progress"));
         self.client
             .execute(
                 &sql,

@@ -151,8 +151,7 @@ impl Store for SqliteStore {
     ) -> Result<(), DbError> {
         self.connection
             .execute(
-                "DELETE FROM eddy_progress WHERE pipeline = ?1 AND process = ?2 \
-                 AND (worker < ?3 OR worker >= ?4)",
+                &super::progress_reset("eddy_progress"),
                 (
                     pipeline,
                     process as i64,

@@ -50,8 +50,15 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
     let lag_ms = first_due.and_then(|first| schedule.lag_ms(first));
     let mut emitted = 0;
     let mut last_arrival = None;
-    while emitted < limit {
-        let Some(slot) = generator.parts().1.pop_due(until) else {
+    // Up to the limit, then the records sharing the last arrival too, so
+    // that a position always means "every arrival at or before it, none
+    // after": what a rescaled restore relies on.
+    loop {
+        let due_by = match last_arrival {
+            Some(last) if emitted >= limit => last,
+            _ => until,
+        };
+        let Some(slot) = generator.parts().1.pop_due(due_by) else {
             break;
         };
         let (arrival, record, next) = generator.produce(slot);
@@ -60,18 +67,6 @@ pub(crate) fn next_batch<E: Event, G: KeyedGenerator<E>>(
         let ts = record.ts_ms();
         batch.admit(record, ts, watermark);
         emitted += 1;
-    }
-    // Cut short by the limit, the records sharing the last arrival are taken
-    // too, so that a position always means "every arrival at or before it,
-    // none after": what a rescaled restore relies on.
-    if let Some(last) = last_arrival.filter(|_| emitted == limit) {
-        while let Some(slot) = generator.parts().1.pop_due(last) {
-            let (_, record, next) = generator.produce(slot);
-            generator.parts().1.push(next, slot);
-            let ts = record.ts_ms();
-            batch.admit(record, ts, watermark);
-            emitted += 1;
-        }
     }
     batch.generated += emitted as u64;
     batch.lag_ms = lag_ms;

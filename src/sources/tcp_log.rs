@@ -36,10 +36,9 @@ pub struct TcpLog<E> {
     peers: u64,
     batch_lines: usize,
     done: bool,
-    /// The greatest event time of the lines read so far.
+    /// The greatest event time of the lines read so far (what a rescaled
+    /// restore starts the watermark at).
     max_ts: Option<u64>,
-    /// After a rescaled restore: the event time to start the watermark at.
-    resume_max_ts: Option<u64>,
     taken_earlier: TakenEarlier,
     row: ByteRecord,
     _record: PhantomData<E>,
@@ -96,7 +95,6 @@ impl<E: Event + ParseRow> TcpLog<E> {
             batch_lines: batch_lines.max(1),
             done: false,
             max_ts: None,
-            resume_max_ts: None,
             taken_earlier: TakenEarlier::default(),
             row: ByteRecord::new(),
             _record: PhantomData,
@@ -145,7 +143,7 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
         batch: &mut Batch<E>,
         watermark: &mut Watermark,
     ) -> anyhow::Result<Poll> {
-        if let Some(ts) = self.resume_max_ts.take() {
+        if let Some(ts) = self.max_ts {
             watermark.observe(ts);
         }
         let wanted = self.batch_lines as u64 * self.peers;
@@ -195,7 +193,6 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
         let Some(start) = LogPosition::rescaled(old) else {
             anyhow::bail!("no saved input log positions");
         };
-        self.resume_max_ts = start.max_ts;
         self.resume_at(start)
     }
 }
@@ -262,7 +259,12 @@ mod tests {
         let lines = 400;
         // Workers stop at different lines; layouts 2 -> 3 -> 1 -> 4, the
         // later ones stopping before the earlier ones' furthest worker.
-        let stops: [&[u64]; 3] = [&[50, 130], &[40, 90, 170], &[120]];
+        let layouts: [(&[u64], usize); 4] = [
+            (&[50, 130], 3),
+            (&[40, 90, 170], 1),
+            (&[120], 4),
+            (&[lines; 4], 4),
+        ];
         let mut all = Vec::new();
         let mut positions: Vec<LogPosition> = (0..2)
             .map(|_| LogPosition {
@@ -273,21 +275,13 @@ mod tests {
                 taken_earlier: TakenEarlier::default(),
             })
             .collect();
-        for layout_stops in stops
-            .iter()
-            .chain([&[lines, lines, lines, lines][..]].iter())
-        {
+        for (stops, next_peers) in layouts {
             let peers = positions.len() as u64;
             for (w, p) in positions.iter_mut().enumerate() {
-                let until = layout_stops[w].max(p.next_line);
+                let until = stops[w].max(p.next_line);
                 all.extend(read(p, w as u64, peers, until));
             }
             let start = LogPosition::rescaled(std::mem::take(&mut positions)).unwrap();
-            let next_peers = match layout_stops.len() {
-                2 => 3,
-                3 => 1,
-                _ => 4,
-            };
             positions = (0..next_peers)
                 .map(|_| LogPosition {
                     taken_earlier: start.taken_earlier.clone(),
