@@ -247,6 +247,11 @@ struct EngineArgs {
     /// With --postgres: the schema of the tables.
     #[arg(long, value_name = "NAME", requires = "postgres")]
     postgres_schema: Option<String>,
+    /// Also write every query's rows to MongoDB, a collection per query,
+    /// e.g. mongodb://127.0.0.1:27017/eddy (the database from the path,
+    /// default eddy).
+    #[arg(long, value_name = "URI")]
+    mongodb: Option<String>,
     /// Count the records and progress messages the workers send each other
     /// (metrics.json `traffic`; costs a little).
     #[arg(long)]
@@ -376,6 +381,15 @@ impl EngineArgs {
                 c.schema = schema.clone();
             }
             p.sinks.postgres = Some(c);
+        }
+        if let Some(uri) = &self.mongodb {
+            let mut c = p
+                .sinks
+                .mongodb
+                .clone()
+                .unwrap_or(eddy::database::MongoSinkConfig::at(uri));
+            c.uri = uri.clone();
+            p.sinks.mongodb = Some(c);
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct SinksConfig {
     pub sqlite: Option<crate::database::SqliteSinkConfig>,
     /// Every query's committed rows in PostgreSQL (see `database/`).
     pub postgres: Option<crate::database::PostgresSinkConfig>,
+    /// Every query's committed rows in MongoDB (see `database/mongodb.rs`).
+    pub mongodb: Option<crate::database::MongoSinkConfig>,
 }
 
 /// How the engine runs (`[engine]`).

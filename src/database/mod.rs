@@ -1,6 +1,7 @@
 //! Database sinks: every query's rows in a table of SQLite (`[sinks.sqlite]`,
-//! `--sqlite FILE`) or PostgreSQL (`[sinks.postgres]`, `--postgres URL`),
-//! exactly once per checkpoint epoch.
+//! `--sqlite FILE`) or PostgreSQL (`[sinks.postgres]`, `--postgres URL`), or
+//! a collection of MongoDB (`[sinks.mongodb]`, `--mongodb URI`; see
+//! `mongodb.rs`), exactly once per checkpoint epoch.
 //!
 //! A table per query, named by its id: the columns and types of its row type
 //! (the source of its CSV header), a primary key of the row's identity
@@ -32,6 +33,7 @@
 //! one line.
 
 mod fields;
+pub mod mongodb;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
@@ -79,6 +81,35 @@ pub struct PostgresSinkConfig {
     pub retry_for_s: f64,
 }
 
+/// `[sinks.mongodb]`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MongoSinkConfig {
+    /// `mongodb://host:port/db?...` (the official driver's URI).
+    pub uri: String,
+    /// The database (default: the URI's path, else `eddy`).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// The queries written (default: every query of the run).
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
+    /// How long a server that went away is waited for before the run fails.
+    #[serde(default = "retry_for_s")]
+    pub retry_for_s: f64,
+}
+
+impl MongoSinkConfig {
+    /// Every query to `uri`, the default settings.
+    pub fn at(uri: &str) -> Self {
+        MongoSinkConfig {
+            uri: uri.to_string(),
+            database: None,
+            queries: None,
+            retry_for_s: retry_for_s(),
+        }
+    }
+}
+
 impl SqliteSinkConfig {
     /// Every query to `path`, the default settings.
     pub fn at(path: &Path) -> Self {
@@ -106,12 +137,11 @@ impl PostgresSinkConfig {
 /// long it waits for its database.
 pub type ConfiguredStore = (Box<dyn Store>, Option<Vec<String>>, f64);
 
-/// Opens the stores of `[sinks.sqlite]` and `[sinks.postgres]`: a file that
-/// cannot be opened or a server that cannot be reached is the run's error.
-pub fn open_stores(
-    sqlite: Option<&SqliteSinkConfig>,
-    postgres: Option<&PostgresSinkConfig>,
-) -> anyhow::Result<Vec<ConfiguredStore>> {
+/// Opens the stores of `[sinks.sqlite]`, `[sinks.postgres]` and
+/// `[sinks.mongodb]`: a file that cannot be opened or a server that cannot
+/// be reached is the run's error.
+pub fn open_stores(sinks: &crate::pipeline::SinksConfig) -> anyhow::Result<Vec<ConfiguredStore>> {
+    let (sqlite, postgres) = (sinks.sqlite.as_ref(), sinks.postgres.as_ref());
     let mut stores: Vec<ConfiguredStore> = Vec::new();
     if let Some(c) = sqlite {
         let store = sqlite::SqliteStore::open(&c.path)?;
@@ -119,6 +149,10 @@ pub fn open_stores(
     }
     if let Some(c) = postgres {
         let store = postgres::PostgresStore::connect(&c.url, &c.schema)?;
+        stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
+    }
+    if let Some(c) = &sinks.mongodb {
+        let store = mongodb::MongoStore::connect(&c.uri, c.database.as_deref())?;
         stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
     }
     Ok(stores)
@@ -349,6 +383,10 @@ pub trait Store: Send {
     fn kind(&self) -> &'static str;
     /// Where it writes, for messages.
     fn target(&self) -> String;
+    /// How it is exactly once with checkpoints, for the start of the run.
+    fn exactly_once_how(&self) -> &'static str {
+        "each checkpoint's rows in one transaction with eddy_progress"
+    }
     /// Creates the tables, their indexes and `eddy_progress` where missing.
     fn prepare(&mut self, tables: &[Table]) -> Result<(), DbError>;
     /// The bytes of each file the process's last committed transaction wrote.
@@ -499,7 +537,10 @@ impl DatabaseSink {
     pub fn mode(&self) -> String {
         let (kind, target) = (self.store.kind(), self.store.target());
         if self.files.checkpointed() {
-            format!("{kind} sink to {target}: exactly once, each checkpoint's rows in one transaction with eddy_progress")
+            format!(
+                "{kind} sink to {target}: exactly once, {}",
+                self.store.exactly_once_how()
+            )
         } else {
             format!("{kind} sink to {target}: at least once, rows committed every 100 ms as the files grow (no checkpoints)")
         }

@@ -274,7 +274,7 @@ fn join_result_copiers((threads, done): ResultCopiers) -> anyhow::Result<()> {
 }
 
 /// Starts the sinks that copy committed result rows: `[sinks.kafka]`,
-/// `[sinks.sqlite]`, `[sinks.postgres]`; each says its mode.
+/// `[sinks.sqlite]`, `[sinks.postgres]`, `[sinks.mongodb]`; each says its mode.
 fn start_result_copiers(
     pipeline: &Pipeline,
     outputs: &Outputs,
@@ -290,7 +290,11 @@ fn start_result_copiers(
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sinks = &pipeline.sinks;
     let mut threads = Vec::new();
-    if sinks.kafka.is_none() && sinks.sqlite.is_none() && sinks.postgres.is_none() {
+    if sinks.kafka.is_none()
+        && sinks.sqlite.is_none()
+        && sinks.postgres.is_none()
+        && sinks.mongodb.is_none()
+    {
         return Ok((threads, done));
     }
     let Some(dir) = &outputs.dir else {
@@ -316,7 +320,7 @@ fn start_result_copiers(
             crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
         ));
     }
-    let stores = crate::database::open_stores(sinks.sqlite.as_ref(), sinks.postgres.as_ref())?;
+    let stores = crate::database::open_stores(sinks)?;
     let name = if pipeline.name.is_empty() {
         "eddy"
     } else {
