@@ -79,8 +79,8 @@ impl MongoStore {
             .run_command(doc! { "hello": 1 })
             .run()
             .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
-        let transactions = hello.contains_key("setName")
-            || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
+        let transactions =
+            hello.contains_key("setName") || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
         // bulkWrite came with MongoDB 8.0 (wire version 25).
         let wire = hello
             .get_i32("maxWireVersion")
@@ -291,9 +291,9 @@ impl Store for MongoStore {
             .map_err(|e| DbError::Fatal(anyhow!("eddy_progress.published: {e}")))?;
         let mut lengths = BTreeMap::new();
         for (file, bytes) in published {
-            let bytes = bytes
-                .as_i64()
-                .ok_or_else(|| DbError::Fatal(anyhow!("eddy_progress.published.{file}: {bytes}")))?;
+            let bytes = bytes.as_i64().ok_or_else(|| {
+                DbError::Fatal(anyhow!("eddy_progress.published.{file}: {bytes}"))
+            })?;
             lengths.insert(file.clone(), bytes as u64);
         }
         Ok(Some(lengths))
@@ -322,6 +322,14 @@ impl Store for MongoStore {
         let mut session = if self.transactions {
             let mut s = self.client.start_session().run().map_err(classify)?;
             s.start_transaction().run().map_err(classify)?;
+            // The transaction's first command is a plain read: SecantusDB
+            // (the test server) does not open one on a `bulkWrite`.
+            self.database
+                .collection::<Document>("eddy_progress")
+                .find_one(doc! { "_id": 0 })
+                .session(&mut s)
+                .run()
+                .map_err(classify)?;
             Some(s)
         } else {
             None
