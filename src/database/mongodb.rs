@@ -131,12 +131,19 @@ impl MongoStore {
                 }
                 values.push(value);
             }
+            // A scalar `_id`: the test server (SecantusDB) fails transactions
+            // that upsert documents with a document `_id`.
             let id = match identity.as_slice() {
                 [one] => values[*one].clone(),
-                many => Bson::Document(
+                many => Bson::String(
                     many.iter()
-                        .map(|&i| (table.columns[i].name.to_string(), values[i].clone()))
-                        .collect(),
+                        .map(|&i| match &values[i] {
+                            Bson::String(s) => s.clone(),
+                            Bson::Null => String::new(),
+                            v => v.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"),
                 ),
             };
             document.insert("_id", id);
@@ -217,8 +224,8 @@ impl MongoStore {
     }
 }
 
-fn progress_id(pipeline: &str, process: usize, worker: usize) -> Document {
-    doc! { "pipeline": pipeline, "process": process as i64, "worker": worker as i64 }
+fn progress_id(pipeline: &str, process: usize, worker: usize) -> String {
+    format!("{pipeline}|{process}|{worker}")
 }
 
 /// A typed field as BSON.
