@@ -3,8 +3,9 @@
 //!
 //! A document holds the row's fields typed (64-bit integers, doubles,
 //! booleans, strings; an empty field of an optional column is absent) and
-//! `_id`, the row's identity: the identity column's value, or a document of
-//! the identity columns in order when there are several. Every write is an
+//! `_id`, the row's identity (the SQL sinks' primary key): the identity
+//! column's value, or the identity columns' values joined by `|` in order
+//! when there are several (`"SYM001|1700000000000"`). Every write is an
 //! upsert by `_id` (unordered `bulkWrite`s of up to [`ROWS_PER_COMMAND`]
 //! rows: MongoDB 8.0 or later), so a row written again replaces itself.
 //! Each collection is indexed by its key (the first identity column that is
@@ -30,9 +31,14 @@ use std::collections::BTreeMap;
 /// Rows per `update` command (the server takes up to 100 000 and 48 MB).
 const ROWS_PER_COMMAND: usize = 5_000;
 
+/// How long a command waits for a server before it fails (unless the URI
+/// says `serverSelectionTimeoutMS` / `connectTimeoutMS`).
+const SERVER_SELECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A MongoDB database.
 pub struct MongoStore {
     uri: String,
+    options: mongodb::options::ClientOptions,
     database_name: String,
     client: Client,
     database: Database,
@@ -65,15 +71,20 @@ impl MongoStore {
     /// run's error, in one line.
     /// The database is `database`, else the URI's path, else `eddy`.
     pub fn connect(uri: &str, database: Option<&str>) -> anyhow::Result<MongoStore> {
-        let options = mongodb::options::ClientOptions::parse(uri)
+        let mut options = mongodb::options::ClientOptions::parse(uri)
             .run()
             .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+        // A server that is not there is said in seconds, not the driver's 30.
+        options
+            .server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options.connect_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
         let database_name = database
             .map(str::to_string)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| "eddy".to_string());
-        let client =
-            Client::with_options(options).map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+        let client = Client::with_options(options.clone())
+            .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
         let database = client.database(&database_name);
         let hello = database
             .run_command(doc! { "hello": 1 })
@@ -100,6 +111,7 @@ impl MongoStore {
             .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
         Ok(MongoStore {
             uri: uri.to_string(),
+            options,
             database_name,
             client,
             database,
@@ -353,7 +365,7 @@ impl Store for MongoStore {
     }
 
     fn reconnect(&mut self) -> Result<(), DbError> {
-        let client = Client::with_uri_str(&self.uri).map_err(classify)?;
+        let client = Client::with_options(self.options.clone()).map_err(classify)?;
         self.database = client.database(&self.database_name);
         self.client = client;
         Ok(())

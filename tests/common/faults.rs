@@ -41,6 +41,12 @@ pub fn spoil(path: &Path, every: usize, malformed: &str) {
 }
 
 pub fn data() -> Data {
+    data_of(80_000, 60_000)
+}
+
+/// `trades` over 40 s of event time (anomalies from 30 s on) and
+/// `interactions` over 20 s, each spoilt twenty times.
+pub fn data_of(trades_n: usize, interactions_n: usize) -> Data {
     let dir = temp_dir();
     let root = dir.path().to_path_buf();
     let trades = root.join("trades.csv");
@@ -51,13 +57,13 @@ pub fn data() -> Data {
         "-o",
         trades.to_str().unwrap(),
         "-n",
-        "80000",
+        &trades_n.to_string(),
         "--symbols",
         "20",
         // 40 s of event time with labelled anomalies (from 30 s on), so that
         // anomalies.csv has rows.
         "--rate",
-        "2000",
+        &(trades_n / 40).to_string(),
         "--anomalies",
         "--disorder-ms",
         "150",
@@ -68,18 +74,18 @@ pub fn data() -> Data {
         "-o",
         interactions.to_str().unwrap(),
         "-n",
-        "60000",
+        &interactions_n.to_string(),
         "--users",
         "400",
         "--items",
         "60",
         "--rate",
-        "3000",
+        &(interactions_n / 20).to_string(),
         "--disorder-ms",
         "150",
     ]));
-    spoil(&trades, 4000, "1700000000000,SYM001,not-a-price,5");
-    spoil(&interactions, 5000, "1700000000000,12,7,hover");
+    spoil(&trades, trades_n / 20, "1700000000000,SYM001,not-a-price,5");
+    spoil(&interactions, interactions_n / 12, "1700000000000,12,7,hover");
     Data {
         _dir: dir,
         root,
