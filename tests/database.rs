@@ -23,12 +23,12 @@ mod tables;
 use common::*;
 use databases::*;
 use faults::*;
-use tables::*;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tables::*;
 
 /// The same from an SQLite file, read with `sqlite3 -json`.
 fn sqlite_tables(db: &Path, like: &Tables) -> Tables {

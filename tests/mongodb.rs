@@ -130,7 +130,8 @@ fn the_shared_sample_in_mongodb_equals_its_csv_files() {
 }
 
 /// Kills a checkpointed run at `point`, checks the database holds only final
-/// rows, resumes it and checks the collections equal `expected`.
+/// rows, resumes it and checks the collections equal `expected`. Without
+/// transactions a sink's rows are there before it commits.
 fn kill_and_resume(
     data: &Data,
     server: &MongoServer,
@@ -138,6 +139,7 @@ fn kill_and_resume(
     point: &str,
     expected: &Tables,
 ) {
+    let transactions = !database.starts_with("standalone");
     let what = format!("killed at {point} ({database})");
     let out = data.root.join(format!("out-{database}"));
     let ck = data.root.join(format!("ck-{database}"));
@@ -160,7 +162,7 @@ fn kill_and_resume(
     );
     let before = server.collections(database, expected);
     assert_subset(expected, &before, &what);
-    if point.starts_with("sink-") {
+    if point.starts_with("sink-after-commit") || (!transactions && point.starts_with("sink-")) {
         let rows: usize = before.values().map(|(_, r)| r.len()).sum();
         assert!(rows > 0, "{what}: the sink's first write left no rows");
     }
@@ -186,8 +188,10 @@ fn collections_after_kills_and_resumes_equal_an_uninterrupted_run() {
     for (n, point) in [
         "mid-write@2",
         "after-manifest@3",
-        "sink-before-commit@2",
-        "sink-after-commit@2",
+        // The sink's first transaction: a slow server makes it the last
+        // but one, taking every epoch committed meanwhile.
+        "sink-before-commit@1",
+        "sink-after-commit@1",
     ]
     .into_iter()
     .enumerate()
@@ -205,7 +209,10 @@ fn a_standalone_server_without_transactions_is_exactly_once_by_upserts() {
         .replay(
             &data.root.join("mode"),
             1,
-            &["--checkpoint-dir", data.root.join("ck-mode").to_str().unwrap()],
+            &[
+                "--checkpoint-dir",
+                data.root.join("ck-mode").to_str().unwrap(),
+            ],
         )
         .args(["--mongodb", &server.uri("mode")])
         .output()
@@ -217,8 +224,14 @@ fn a_standalone_server_without_transactions_is_exactly_once_by_upserts() {
     );
     // Killed after the rows and progress of a checkpoint are written but
     // before the sink says so: the resumed run writes that epoch again.
-    kill_and_resume(&data, &server, "s0", "sink-before-commit@2", &expected);
-    kill_and_resume(&data, &server, "s1", "mid-write@2", &expected);
+    kill_and_resume(
+        &data,
+        &server,
+        "standalone0",
+        "sink-before-commit@1",
+        &expected,
+    );
+    kill_and_resume(&data, &server, "standalone1", "mid-write@2", &expected);
 }
 
 #[test]
@@ -302,5 +315,5 @@ fn a_bad_uri_no_server_and_refused_authentication_fail_with_one_line() {
         "mongodb://eddy:wrong@127.0.0.1:{}/x?directConnection=true",
         server.port
     );
-    assert_fails_with(&data, &uri, "Authentication failed");
+    assert_fails_with(&data, &uri, "authentication failed");
 }

@@ -57,7 +57,7 @@ fn classify(e: Error) -> DbError {
                 | ErrorKind::ServerSelection { .. }
                 | ErrorKind::ConnectionPoolCleared { .. }
         );
-    let e = anyhow!("{e}");
+    let e = anyhow!("{}", e.kind);
     if transient {
         DbError::Retry(e)
     } else {
@@ -71,25 +71,28 @@ impl MongoStore {
     /// run's error, in one line.
     /// The database is `database`, else the URI's path, else `eddy`.
     pub fn connect(uri: &str, database: Option<&str>) -> anyhow::Result<MongoStore> {
-        let mut options = mongodb::options::ClientOptions::parse(uri)
+        let (full_uri, uri) = (uri, without_password(uri));
+        let mut options = mongodb::options::ClientOptions::parse(full_uri)
             .run()
-            .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+            .map_err(|e| anyhow!("mongodb sink: {uri}: {}", e.kind))?;
         // A server that is not there is said in seconds, not the driver's 30.
         options
             .server_selection_timeout
             .get_or_insert(SERVER_SELECTION_TIMEOUT);
-        options.connect_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options
+            .connect_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
         let database_name = database
             .map(str::to_string)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| "eddy".to_string());
         let client = Client::with_options(options.clone())
-            .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+            .map_err(|e| anyhow!("mongodb sink: {uri}: {}", e.kind))?;
         let database = client.database(&database_name);
         let hello = database
             .run_command(doc! { "hello": 1 })
             .run()
-            .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+            .map_err(|e| anyhow!("mongodb sink: {uri}: {}", e.kind))?;
         let transactions =
             hello.contains_key("setName") || hello.get_str("msg").is_ok_and(|m| m == "isdbgrid");
         // bulkWrite came with MongoDB 8.0 (wire version 25).
@@ -108,7 +111,7 @@ impl MongoStore {
         database
             .run_command(doc! { "listCollections": 1, "nameOnly": true })
             .run()
-            .map_err(|e| anyhow!("mongodb sink: {uri}: {e}"))?;
+            .map_err(|e| anyhow!("mongodb sink: {uri}: {}", e.kind))?;
         Ok(MongoStore {
             uri: uri.to_string(),
             options,
@@ -233,6 +236,24 @@ impl MongoStore {
             })
             .collect();
         self.replace("eddy_progress", documents, session)
+    }
+}
+
+/// `uri` with any password replaced by `***`, for messages.
+fn without_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if !credentials.contains('/') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            if credentials.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                uri.to_string()
+            }
+        }
+        _ => uri.to_string(),
     }
 }
 
@@ -369,5 +390,24 @@ impl Store for MongoStore {
         self.database = client.database(&self.database_name);
         self.client = client;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            without_password("mongodb://eddy:s3cret@db:27017/x?authSource=admin"),
+            "mongodb://eddy:***@db:27017/x?authSource=admin"
+        );
+        assert_eq!(
+            without_password("mongodb://eddy@db/x"),
+            "mongodb://eddy@db/x"
+        );
+        assert_eq!(without_password("mongodb://db/x"), "mongodb://db/x");
+        assert_eq!(without_password("not a uri"), "not a uri");
     }
 }

@@ -85,7 +85,11 @@ pub fn data_of(trades_n: usize, interactions_n: usize) -> Data {
         "150",
     ]));
     spoil(&trades, trades_n / 20, "1700000000000,SYM001,not-a-price,5");
-    spoil(&interactions, interactions_n / 12, "1700000000000,12,7,hover");
+    spoil(
+        &interactions,
+        interactions_n / 12,
+        "1700000000000,12,7,hover",
+    );
     Data {
         _dir: dir,
         root,

@@ -86,4 +86,3 @@ pub fn assert_subset(expected: &Tables, got: &Tables, what: &str) {
         }
     }
 }
-
