@@ -362,14 +362,6 @@ impl Store for MongoStore {
         let mut session = if self.transactions {
             let mut s = self.client.start_session().run().map_err(classify)?;
             s.start_transaction().run().map_err(classify)?;
-            // The transaction's first command is a plain read: SecantusDB
-            // (the test server) does not open one on a `bulkWrite`.
-            self.database
-                .collection::<Document>("eddy_progress")
-                .find_one(doc! { "_id": 0 })
-                .session(&mut s)
-                .run()
-                .map_err(classify)?;
             Some(s)
         } else {
             None
