@@ -92,6 +92,8 @@ pub async fn open_browser(driver: &Driver, profile: &Path, size: (u32, u32)) -> 
         "browserName": "chrome",
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
     });
+    // Two rustls back-ends are linked (see Cargo.toml): name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     ClientBuilder::rustls()
         .expect("TLS set-up")
         .capabilities(capabilities.as_object().unwrap().clone())
