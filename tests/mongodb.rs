@@ -6,7 +6,8 @@
 //! - a run killed inside a checkpoint, after one, inside a sink transaction
 //!   and after one, then resumed, leaves collections equal to an
 //!   uninterrupted run's, on a replica set (transactions) and on a
-//!   standalone server (upserts by `_id`, then `eddy_progress`);
+//!   standalone server (upserts by `_id`, then `eddy_progress`), and after a
+//!   rescale from 2 to 3 workers;
 //! - the server killed and started again mid-run: the sink waits, counts its
 //!   retries, and the collections equal the run's files;
 //! - a bad URI, a server that is not there and a refused authentication fail
@@ -316,4 +317,41 @@ fn a_bad_uri_no_server_and_refused_authentication_fail_with_one_line() {
         server.port
     );
     assert_fails_with(&data, &uri, "authentication failed");
+}
+
+#[test]
+fn collections_after_a_rescale_from_2_to_3_workers_equal_an_uninterrupted_run() {
+    let data = small_data();
+    let expected = csv_tables(&data.reference());
+    let server = MongoServer::start();
+    let uri = server.uri("rescaled");
+    let out = data.root.join("out-rescaled");
+    let ck = data.root.join("ck-rescaled");
+    let first = data
+        .checkpointed(&out, &ck, 2, &uri_flags(&uri))
+        .env("EDDY_CRASH_AT", "sink-after-commit@1")
+        .output()
+        .unwrap();
+    assert_eq!(first.status.signal(), Some(9), "{}", stderr(&first));
+    let resumed = data
+        .checkpointed(&out, &ck, 3, &["--mongodb", &uri, "--resume"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("rescaling: the checkpoint of epoch"),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_same_tables(
+        &expected,
+        &server.collections("rescaled", &expected),
+        "2 -> 3",
+    );
+    let workers: Vec<(i64, i64)> = server
+        .progress("rescaled")
+        .iter()
+        .map(|p| (p.0, p.1))
+        .collect();
+    assert_eq!(workers, vec![(0, 0), (0, 1), (0, 2)]);
 }

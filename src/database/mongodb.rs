@@ -146,22 +146,7 @@ impl MongoStore {
                 }
                 values.push(value);
             }
-            // A scalar `_id`: the test server (SecantusDB) fails transactions
-            // that upsert documents with a document `_id`.
-            let id = match identity.as_slice() {
-                [one] => values[*one].clone(),
-                many => Bson::String(
-                    many.iter()
-                        .map(|&i| match &values[i] {
-                            Bson::String(s) => s.clone(),
-                            Bson::Null => String::new(),
-                            v => v.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                ),
-            };
-            document.insert("_id", id);
+            document.insert("_id", identity_of(&values, &identity));
             documents.push(document);
             if documents.len() == ROWS_PER_COMMAND {
                 self.replace(&table.name, std::mem::take(&mut documents), session)?;
@@ -236,6 +221,25 @@ impl MongoStore {
             })
             .collect();
         self.replace("eddy_progress", documents, session)
+    }
+}
+
+/// A row's `_id`: its one identity value, or its identity values joined by
+/// `|`. A string rather than a sub-document: the test server (SecantusDB)
+/// fails transactions that upsert documents with a sub-document `_id`.
+fn identity_of(values: &[Bson], identity: &[usize]) -> Bson {
+    match identity {
+        [one] => values[*one].clone(),
+        many => Bson::String(
+            many.iter()
+                .map(|&i| match &values[i] {
+                    Bson::String(s) => s.clone(),
+                    Bson::Null => String::new(),
+                    v => v.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|"),
+        ),
     }
 }
 
@@ -388,6 +392,20 @@ impl Store for MongoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_of_several_columns_is_one_string() {
+        let values = [
+            Bson::String("SYM004".into()),
+            Bson::Int64(1_700_000_001_000),
+            Bson::Double(101.5),
+        ];
+        assert_eq!(
+            identity_of(&values, &[0, 1]),
+            Bson::String("SYM004|1700000001000".into())
+        );
+        assert_eq!(identity_of(&values, &[1]), Bson::Int64(1_700_000_001_000));
+    }
 
     #[test]
     fn passwords_stay_out_of_messages() {
