@@ -159,24 +159,16 @@ fn the_shared_sample_in_sqlite_and_postgres_equals_its_csv_files() {
         let out = dir.path().join(format!("out-{workers}"));
         let db = dir.path().join(format!("s-{workers}.db"));
         let schema = format!("s{workers}");
-        let o = eddy(&[
-            "replay",
-            "--trades",
-            sample.join("trades.csv").to_str().unwrap(),
-            "--interactions",
-            sample.join("interactions.csv").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--workers",
-            workers,
-            "--quiet",
+        let (db_path, url) = (db.to_str().unwrap(), pg.url());
+        let flags = [
             "--sqlite",
-            db.to_str().unwrap(),
+            db_path,
             "--postgres",
-            &pg.url(),
+            &url,
             "--postgres-schema",
             &schema,
-        ]);
+        ];
+        let o = replay_sample(&sample, &out, workers, &flags);
         assert!(o.status.success(), "{}", stderr(&o));
         let files = csv_tables(&out);
         assert_same_tables(&files, &sqlite_tables(&db, &files), workers);

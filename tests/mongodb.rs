@@ -110,20 +110,8 @@ fn the_shared_sample_in_mongodb_equals_its_csv_files() {
     for workers in ["1", "2"] {
         let out = dir.path().join(format!("out-{workers}"));
         let database = format!("s{workers}");
-        let o = eddy(&[
-            "replay",
-            "--trades",
-            sample.join("trades.csv").to_str().unwrap(),
-            "--interactions",
-            sample.join("interactions.csv").to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--workers",
-            workers,
-            "--quiet",
-            "--mongodb",
-            &server.uri(&database),
-        ]);
+        let uri = server.uri(&database);
+        let o = replay_sample(&sample, &out, workers, &["--mongodb", &uri]);
         assert!(o.status.success(), "{}", stderr(&o));
         let files = csv_tables(&out);
         assert_same_tables(&files, &server.collections(&database, &files), workers);

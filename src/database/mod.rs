@@ -140,8 +140,11 @@ pub type ConfiguredStore = (Box<dyn Store>, Option<Vec<String>>, f64);
 /// Opens the stores of `[sinks.sqlite]`, `[sinks.postgres]` and
 /// `[sinks.mongodb]`: a file that cannot be opened or a server that cannot
 /// be reached is the run's error.
-pub fn open_stores(sinks: &crate::pipeline::SinksConfig) -> anyhow::Result<Vec<ConfiguredStore>> {
-    let (sqlite, postgres) = (sinks.sqlite.as_ref(), sinks.postgres.as_ref());
+pub fn open_stores(
+    sqlite: Option<&SqliteSinkConfig>,
+    postgres: Option<&PostgresSinkConfig>,
+    mongodb: Option<&MongoSinkConfig>,
+) -> anyhow::Result<Vec<ConfiguredStore>> {
     let mut stores: Vec<ConfiguredStore> = Vec::new();
     if let Some(c) = sqlite {
         let store = sqlite::SqliteStore::open(&c.path)?;
@@ -151,7 +154,7 @@ pub fn open_stores(sinks: &crate::pipeline::SinksConfig) -> anyhow::Result<Vec<C
         let store = postgres::PostgresStore::connect(&c.url, &c.schema)?;
         stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
     }
-    if let Some(c) = &sinks.mongodb {
+    if let Some(c) = mongodb {
         let store = mongodb::MongoStore::connect(&c.uri, c.database.as_deref())?;
         stores.push((Box::new(store), c.queries.clone(), c.retry_for_s));
     }

@@ -320,7 +320,11 @@ fn start_result_copiers(
             crate::kafka::sink::spawn(publisher, Arc::clone(&done)),
         ));
     }
-    let stores = crate::database::open_stores(sinks)?;
+    let stores = crate::database::open_stores(
+        sinks.sqlite.as_ref(),
+        sinks.postgres.as_ref(),
+        sinks.mongodb.as_ref(),
+    )?;
     let name = if pipeline.name.is_empty() {
         "eddy"
     } else {

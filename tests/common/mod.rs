@@ -190,6 +190,29 @@ pub fn shared_sample() -> Option<PathBuf> {
     p.join("trades.csv").exists().then_some(p)
 }
 
+/// `eddy replay` of the shared sample's two files into `out` on `workers`
+/// workers, quiet, with `extra` flags.
+pub fn replay_sample(
+    sample: &Path,
+    out: &Path,
+    workers: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "replay",
+        "--quiet",
+        "--workers",
+        workers,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (trades, interactions) = (sample.join("trades.csv"), sample.join("interactions.csv"));
+    args.extend(["--trades", trades.to_str().unwrap()]);
+    args.extend(["--interactions", interactions.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    eddy(&args)
+}
+
 fn two_pass_std(xs: &[f64]) -> f64 {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
