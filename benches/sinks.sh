@@ -64,27 +64,37 @@ server_cpu() {
   awk -v t="$(getconf CLK_TCK)" '{ print ($14 + $15) / t }' "/proc/$server_pid/stat"
 }
 
-# Five rounds, the sinks interleaved within each (a slow moment of the
-# machine hits all three alike); each figure is the median of its five runs.
-runs="$work/runs.csv"
-echo "sink,mode,workers,records,rows,wall_s,server_cpu_s" > "$runs"
-for mode in batches checkpoints; do
-  for workers in 1 2; do
-    for rep in 1 2 3 4 5; do
-      for sink in csv sqlite postgres; do
-        out="$work/out-$sink-$mode-$workers-$rep"
-        flags=()
-        [ "$mode" = checkpoints ] && flags+=(--checkpoint-dir "$work/ck-$sink-$workers-$rep" --checkpoint-interval-ms 5000)
-        case $sink in
-          sqlite) rm -f "$work/r.db"*; flags+=(--sqlite "$work/r.db") ;;
-          postgres) psql -q -X -d "$url" -c "DROP SCHEMA IF EXISTS b CASCADE" >/dev/null 2>&1; flags+=(--postgres "$url" --postgres-schema b) ;;
-        esac
-        timed_run "$sink" "$mode" "$workers" "$out" "${flags[@]}"
-        rm -rf "$out"
+# REPS rounds of every mode and worker count, the SINKS interleaved within
+# each (a slow moment of the machine hits them alike); each figure is the
+# median of its runs. Run n writes MongoDB's database bn.
+#   rounds REPS SINKS...
+n=0
+rounds() {
+  local reps=$1 mode workers rep sink
+  shift
+  for mode in batches checkpoints; do
+    for workers in 1 2; do
+      for rep in $(seq "$reps"); do
+        for sink in "$@"; do
+          n=$((n + 1))
+          flags=()
+          [ "$mode" = checkpoints ] && flags+=(--checkpoint-dir "$work/ck-$n" --checkpoint-interval-ms 5000)
+          case $sink in
+            sqlite) rm -f "$work/r.db"*; flags+=(--sqlite "$work/r.db") ;;
+            postgres) psql -q -X -d "$url" -c "DROP SCHEMA IF EXISTS b CASCADE" >/dev/null 2>&1; flags+=(--postgres "$url" --postgres-schema b) ;;
+            mongodb) flags+=(--mongodb "mongodb://127.0.0.1:$mport/b$n?directConnection=true") ;;
+          esac
+          timed_run "$sink" "$mode" "$workers" "$work/out-$n" "${flags[@]}"
+          rm -rf "$work/out-$n" "$work/ck-$n"
+        done
       done
     done
   done
-done
+}
+
+runs="$work/runs.csv"
+echo "sink,mode,workers,records,rows,wall_s,server_cpu_s" > "$runs"
+rounds 5 csv sqlite postgres
 # MongoDB: its own smaller input and CSV-only baseline, three rounds.
 replay_files "$mongo_trades" "$mongo_interactions"
 venv="${HOME:-/tmp}/.cache/eddy-test-tools/venv-py"
@@ -97,22 +107,7 @@ mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null; as_pg "$bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null; rm -rf "$work"' EXIT
 until python3 -c "import socket; socket.create_connection(('127.0.0.1', $mport))" 2>/dev/null; do sleep 0.2; done
-n=0
-for mode in batches checkpoints; do
-  for workers in 1 2; do
-    for rep in 1 2 3; do
-      for sink in csv mongodb; do
-        n=$((n + 1))
-        out="$work/out-$sink-$mode-$workers-$rep"
-        flags=()
-        [ "$mode" = checkpoints ] && flags+=(--checkpoint-dir "$work/ck-$sink-$workers-$rep" --checkpoint-interval-ms 5000)
-        [ "$sink" = mongodb ] && flags+=(--mongodb "mongodb://127.0.0.1:$mport/b$n?directConnection=true")
-        timed_run "$sink" "$mode" "$workers" "$out" "${flags[@]}"
-        rm -rf "$out"
-      done
-    done
-  done
-done
+rounds 3 csv mongodb
 # The server's ceiling: the documents of the last run written again by
 # pymongo, unordered bulk upserts of 5 000, no transaction.
 for rep in 1 2 3; do

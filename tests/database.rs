@@ -411,15 +411,7 @@ fn postgres_stopped_and_started_mid_run_loses_and_doubles_nothing() {
     pg.stop();
     std::thread::sleep(Duration::from_millis(2500));
     pg.start_again();
-    let o = run.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
-    let m = metrics(&out);
-    assert!(
-        m["sinks"]["postgres"]["retries"].as_u64().unwrap() >= 1,
-        "{}",
-        m["sinks"]
-    );
+    assert_sink_retried(&run.wait_with_output().unwrap(), &out, "postgres");
     let files = csv_tables(&out);
     assert!(files["bars_1s"].1.len() > 100);
     assert_same_tables(
@@ -429,24 +421,9 @@ fn postgres_stopped_and_started_mid_run_loses_and_doubles_nothing() {
     );
 }
 
-/// Runs the sample-sized replay with `sink` flags; the run must fail with
-/// one line containing `expected`.
+/// The replay with `sink` flags must fail with one line containing `expected`.
 fn assert_fails_with(data: &Data, sink: &[&str], expected: &str) {
-    let out = data.root.join("bad-out");
-    let started = Instant::now();
-    let o = data.replay(&out, 1, sink).output().unwrap();
-    assert!(!o.status.success(), "{expected}: the run succeeded");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{expected}: {:?}",
-        started.elapsed()
-    );
-    let text = stderr(&o);
-    let last = text.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("eddy: error:") && last.contains(expected),
-        "{expected}: {text}"
-    );
+    data.assert_fails_with(sink, "eddy: error:", expected);
 }
 
 #[test]

@@ -244,15 +244,7 @@ fn the_server_killed_and_started_again_mid_run_loses_and_doubles_nothing() {
     server.stop();
     std::thread::sleep(Duration::from_millis(3000));
     server.start_again();
-    let o = run.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
-    let m = metrics(&out);
-    assert!(
-        m["sinks"]["mongodb"]["retries"].as_u64().unwrap() >= 1,
-        "{}",
-        m["sinks"]
-    );
+    assert_sink_retried(&run.wait_with_output().unwrap(), &out, "mongodb");
     let files = csv_tables(&out);
     assert_same_tables(
         &files,
@@ -262,26 +254,10 @@ fn the_server_killed_and_started_again_mid_run_loses_and_doubles_nothing() {
     assert_same_files(&data.reference(), &out, "after the restart", &[]);
 }
 
-/// Runs the small replay with `--mongodb uri`; the run must fail within
-/// 30 s with one line containing `expected`.
+/// The small replay with `--mongodb uri` must fail within 30 s with one
+/// line containing `expected`.
 fn assert_fails_with(data: &Data, uri: &str, expected: &str) {
-    let started = Instant::now();
-    let o = data
-        .replay(&data.root.join("bad"), 1, &uri_flags(uri))
-        .output()
-        .unwrap();
-    assert!(!o.status.success(), "{expected}: the run succeeded");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{expected}: {:?}",
-        started.elapsed()
-    );
-    let text = stderr(&o);
-    let last = text.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("eddy: error: mongodb sink:") && last.contains(expected),
-        "{expected}: {text}"
-    );
+    data.assert_fails_with(&uri_flags(uri), "eddy: error: mongodb sink:", expected);
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! Shared by the fault tests (checkpoint.rs, tcp_ingest.rs): a generated
+//! Shared by the fault and sink tests (checkpoint.rs, tcp_ingest.rs,
+//! database.rs, mongodb.rs): a generated
 //! data set with disorder, malformed and late rows, and an exact comparison of
-//! two result folders.
+//! two result folders, and the checks of a database sink that failed or
+//! retried.
 #![allow(dead_code)]
 
 use super::common::*;
@@ -98,7 +100,42 @@ pub fn data_of(trades_n: usize, interactions_n: usize) -> Data {
     }
 }
 
+/// A run with a database sink that lost its database and got it back:
+/// it succeeded, said it was retrying, and counted the retries of `kind`.
+pub fn assert_sink_retried(o: &Output, out: &Path, kind: &str) {
+    assert!(o.status.success(), "{}", stderr(o));
+    assert!(stderr(o).contains("retrying"), "{}", stderr(o));
+    let m = metrics(out);
+    assert!(
+        m["sinks"][kind]["retries"].as_u64().unwrap() >= 1,
+        "{}",
+        m["sinks"]
+    );
+}
+
 impl Data {
+    /// Runs the replay on 1 worker with `flags`; it must fail within 30 s,
+    /// its last line starting with `starts` and containing `expected`.
+    pub fn assert_fails_with(&self, flags: &[&str], starts: &str, expected: &str) {
+        let started = std::time::Instant::now();
+        let o = self
+            .replay(&self.root.join("bad-out"), 1, flags)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{expected}: the run succeeded");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{expected}: {:?}",
+            started.elapsed()
+        );
+        let text = stderr(&o);
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(starts) && last.contains(expected),
+            "{expected}: {text}"
+        );
+    }
+
     /// `eddy replay` of both files into `out` on `workers` workers, with `extra` flags.
     pub fn replay(&self, out: &Path, workers: usize, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
