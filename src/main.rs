@@ -424,6 +424,19 @@ struct RunArgs {
     /// With --listen: MiB of logged input not yet processed before senders are held back.
     #[arg(long, value_name = "MIB", requires = "listen")]
     max_backlog_mib: Option<u64>,
+    /// With --listen: senders must present the token in this file on their
+    /// first line (`token=...`, see `eddy send --token-file`).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    ingest_token_file: Option<PathBuf>,
+    /// With --listen: a line longer than this (KiB) drops its sender.
+    #[arg(long, value_name = "KIB", requires = "listen")]
+    max_line_kib: Option<u64>,
+    /// With --listen: connections open at once; more are refused.
+    #[arg(long, value_name = "N", requires = "listen")]
+    max_connections: Option<usize>,
+    /// With --listen: a sender that sends nothing this long is dropped.
+    #[arg(long, value_name = "SECONDS", requires = "listen")]
+    ingest_idle_timeout: Option<f64>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -445,6 +458,9 @@ struct SendArgs {
     /// After a lost connection, keep reconnecting this many seconds.
     #[arg(long, default_value_t = 30.0)]
     retry_s: f64,
+    /// The engine's token (its --ingest-token-file): the file's first line.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -638,6 +654,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             input_log: None,
             idle_exit: None,
             max_backlog_mib: None,
+            ingest_token_file: None,
+            max_line_kib: None,
+            max_connections: None,
+            ingest_idle_timeout: None,
             engine: EngineArgs::default(),
         }),
         Some(Command::Run(args)) => run(args),
@@ -741,6 +761,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 log_dir: args.input_log,
                 max_backlog_mib: args.max_backlog_mib.unwrap_or(defaults.max_backlog_mib),
                 idle_exit_s: args.idle_exit,
+                max_line_kib: args.max_line_kib.unwrap_or(defaults.max_line_kib),
+                max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+                idle_timeout_s: args.ingest_idle_timeout.unwrap_or(defaults.idle_timeout_s),
+                token_file: args.ingest_token_file,
             }),
         };
     }
@@ -779,6 +803,10 @@ fn send(args: SendArgs) -> anyhow::Result<()> {
             rate: args.rate,
             id,
             retry: std::time::Duration::from_secs_f64(args.retry_s.max(0.0)),
+            token: match &args.token_file {
+                Some(path) => Some(String::from_utf8(eddy::ingest::read_token(path)?)?),
+                None => None,
+            },
         },
     )?;
     eprintln!(

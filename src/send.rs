@@ -23,7 +23,22 @@ pub struct Send {
     pub id: String,
     /// Keep reconnecting this long after a failure.
     pub retry: Duration,
+    /// The engine's token (`--ingest-token-file`), sent on the first line.
+    pub token: Option<String>,
 }
+
+/// The engine refused this sender (a wrong token, a bad first line): no
+/// reconnecting helps.
+#[derive(Debug)]
+struct RefusedByEngine(String);
+
+impl std::fmt::Display for RefusedByEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedByEngine {}
 
 /// What a send did.
 #[derive(Debug)]
@@ -59,7 +74,7 @@ pub fn send(file: &Path, how: &Send) -> anyhow::Result<Sent> {
         let progress_before = written_before;
         match attempt(how, stream, &lines, started, &mut written_before, &mut sent) {
             Ok(()) => break,
-            Err(e) if how.id.is_empty() => return Err(e),
+            Err(e) if how.id.is_empty() || e.is::<RefusedByEngine>() => return Err(e),
             Err(e) => {
                 // Reconnecting for `retry` since the last connection that got lines through.
                 if written_before > progress_before {
@@ -95,15 +110,20 @@ fn attempt(
     socket.set_nodelay(true)?;
     let mut replies = BufReader::new(socket.try_clone()?);
     let mut out = BufWriter::with_capacity(1 << 16, socket.try_clone()?);
-    writeln!(out, "{stream} {}", how.id)?;
+    match &how.token {
+        Some(token) => writeln!(out, "{stream} {} token={token}", how.id)?,
+        None => writeln!(out, "{stream} {}", how.id)?,
+    }
     out.flush()?;
     let mut reply = String::new();
     replies.read_line(&mut reply)?;
-    let logged: u64 = reply
-        .trim()
-        .strip_prefix("ok ")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow!("{} refused the sender: {}", how.to, reply.trim()))?;
+    let logged: u64 = match reply.trim().strip_prefix("ok ").map(str::parse) {
+        Some(Ok(n)) => n,
+        _ => {
+            let why = reply.trim().trim_start_matches("error: ");
+            return Err(RefusedByEngine(format!("{} refused the sender: {why}", how.to)).into());
+        }
+    };
     sent.connections += 1;
     if logged > lines.len() as u64 {
         bail!(

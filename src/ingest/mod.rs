@@ -46,6 +46,15 @@ pub struct ListenConfig {
     pub max_backlog_mib: u64,
     /// End the streams once no sender has been connected for this long.
     pub idle_exit_s: Option<f64>,
+    /// A line longer than this drops its sender (KiB).
+    pub max_line_kib: u64,
+    /// Connections open at once; more are refused.
+    pub max_connections: usize,
+    /// A sender that sends nothing for this long is dropped.
+    pub idle_timeout_s: f64,
+    /// A file holding the token every sender must present on its first line
+    /// (`trades feed-1 token=...`); none: no token asked.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for ListenConfig {
@@ -55,12 +64,14 @@ impl Default for ListenConfig {
             log_dir: None,
             max_backlog_mib: 64,
             idle_exit_s: None,
+            max_line_kib: 1024,
+            max_connections: 256,
+            idle_timeout_s: 60.0,
+            token_file: None,
         }
     }
 }
 
-/// Lines longer than this are logged cut short (and so counted malformed).
-const MAX_LINE: usize = 64 * 1024;
 /// Lines per log frame at most.
 const FRAME_LINES: usize = 4096;
 
@@ -177,6 +188,40 @@ pub struct Ingest {
     pub held_ms: AtomicU64,
     /// The largest backlog seen, bytes.
     pub max_backlog_seen: AtomicU64,
+    limits: Limits,
+    /// Connections refused or dropped, by reason.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// What a sender may do.
+struct Limits {
+    max_line: usize,
+    max_connections: usize,
+    idle_timeout: Duration,
+    token: Option<Vec<u8>>,
+}
+
+/// Why a connection was refused or dropped (`eddy_ingest_refused_total{reason}`).
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: &'static str,
+    pub why: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(reason: &'static str, why: impl Into<String>) -> anyhow::Error {
+    Refused {
+        reason,
+        why: why.into(),
+    }
+    .into()
 }
 
 /// What a run reports about its TCP ingest.
@@ -188,6 +233,11 @@ pub struct IngestSummary {
     pub max_backlog_bytes: u64,
     /// Time senders were held back by the backlog bound, summed over connections.
     pub senders_held_s: f64,
+    /// Connections refused or dropped, by reason: `hello` (a bad first
+    /// line), `token` (wrong or missing), `connections` (too many),
+    /// `line_too_long`, `idle`.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
 }
 
 impl Ingest {
@@ -211,6 +261,10 @@ impl Ingest {
                 }
             }
         }
+        let token = match &config.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => None,
+        };
         let listener = TcpListener::bind(&config.address)
             .with_context(|| format!("cannot listen on {}", config.address))?;
         let ingest = Arc::new(Ingest {
@@ -221,6 +275,13 @@ impl Ingest {
             open_connections: AtomicUsize::new(0),
             held_ms: AtomicU64::new(0),
             max_backlog_seen: AtomicU64::new(0),
+            limits: Limits {
+                max_line: (config.max_line_kib.max(1) << 10) as usize,
+                max_connections: config.max_connections.max(1),
+                idle_timeout: Duration::from_secs_f64(config.idle_timeout_s.max(0.001)),
+                token,
+            },
+            refused: Mutex::new(BTreeMap::new()),
         });
         tracing::info!(
             "listening for records on {} (first line `trades` or `interactions` [sender id]); input log in {}",
@@ -256,6 +317,13 @@ impl Ingest {
                 .collect(),
             max_backlog_bytes: self.max_backlog_seen.load(Relaxed),
             senders_held_s: self.held_ms.load(Relaxed) as f64 / 1e3,
+            refused: self
+                .refused
+                .lock()
+                .expect("refused lock")
+                .iter()
+                .map(|(r, n)| (r.to_string(), *n))
+                .collect(),
         }
     }
 
@@ -275,13 +343,22 @@ impl Ingest {
         let mut idle_since = Instant::now();
         while !stop.load(Relaxed) && !self.ended() {
             match listener.accept() {
-                Ok((socket, peer)) => {
+                Ok((mut socket, peer)) => {
                     socket.set_nonblocking(false)?;
+                    if self.open_connections.load(Relaxed) >= self.limits.max_connections {
+                        let why = format!(
+                            "{} connections are open already",
+                            self.limits.max_connections
+                        );
+                        let _ = writeln!(socket, "error: {why}");
+                        self.refuse(peer, &refused("connections", why));
+                        continue;
+                    }
                     self.open_connections.fetch_add(1, Relaxed);
                     let ingest = Arc::clone(self);
                     std::thread::spawn(move || {
                         if let Err(e) = ingest.serve(socket) {
-                            tracing::warn!("sender {peer}: {e:#}");
+                            ingest.refuse(peer, &e);
                         }
                         ingest.open_connections.fetch_sub(1, Relaxed);
                     });
@@ -307,15 +384,25 @@ impl Ingest {
 
     /// Serves one sender: handshake, then lines into the log in frames.
     fn serve(&self, socket: TcpStream) -> anyhow::Result<()> {
+        socket.set_read_timeout(Some(self.limits.idle_timeout))?;
         let mut reply = socket.try_clone()?;
         let mut reader = BufReader::with_capacity(1 << 16, socket);
         let mut line = Vec::new();
-        read_line(&mut reader, &mut line)?;
-        let (log, id) = match parse_hello(&line) {
-            Ok((stream, id)) => (self.log(stream), id),
-            Err(why) => {
-                let _ = writeln!(reply, "error: {why}");
-                bail!("{why}");
+        let max_line = self.limits.max_line;
+        let hello = match read_line(&mut reader, &mut line, max_line) {
+            Ok(true) => parse_hello(&line),
+            Ok(false) => Err(Refused {
+                reason: "hello",
+                why: "closed before its first line".into(),
+            }),
+            Err(e) => Err(e),
+        }
+        .and_then(|hello| self.check_token(hello));
+        let (log, id) = match hello {
+            Ok(Hello { stream, id, .. }) => (self.log(stream), id),
+            Err(refusal) => {
+                let _ = writeln!(reply, "error: {refusal}");
+                return Err(refusal.into());
             }
         };
         let mut next = {
@@ -335,7 +422,24 @@ impl Ingest {
             let mut lines = Vec::new();
             loop {
                 self.hold_while_backlogged(&log);
-                let eof = read_frame(&mut reader, &mut line, &mut lines, header_of(log.stream))?;
+                let read = read_frame(
+                    &mut reader,
+                    &mut line,
+                    &mut lines,
+                    header_of(log.stream),
+                    max_line,
+                );
+                let eof = match read {
+                    Ok(eof) => eof,
+                    Err(refusal) => {
+                        // What came before the bad line is kept and told.
+                        if !lines.is_empty() {
+                            next = log.append_lines(&id, std::mem::take(&mut lines))?;
+                        }
+                        let _ = writeln!(reply, "error: {refusal} (after {next} lines)");
+                        return Err(refusal.into());
+                    }
+                };
                 if !lines.is_empty() {
                     next = log.append_lines(&id, std::mem::take(&mut lines))?;
                 }
@@ -347,6 +451,43 @@ impl Ingest {
         })();
         log.writer.lock().expect("log lock").connected.remove(&id);
         outcome
+    }
+
+    /// The sender's token, compared in constant time with the run's.
+    fn check_token(&self, hello: Hello) -> Result<Hello, Refused> {
+        let Some(expected) = &self.limits.token else {
+            return Ok(hello);
+        };
+        use subtle::ConstantTimeEq;
+        let given = hello.token.as_deref().unwrap_or_default().as_bytes();
+        if bool::from(given.ct_eq(expected)) {
+            Ok(hello)
+        } else {
+            let why = if hello.token.is_some() {
+                "wrong token"
+            } else {
+                "no token (the first line needs `token=...`)"
+            };
+            Err(Refused {
+                reason: "token",
+                why: why.into(),
+            })
+        }
+    }
+
+    /// Logs and counts a refused or dropped connection in one line.
+    fn refuse(&self, peer: std::net::SocketAddr, e: &anyhow::Error) {
+        let reason = match e.downcast_ref::<Refused>() {
+            Some(r) => r.reason,
+            None => "error",
+        };
+        *self
+            .refused
+            .lock()
+            .expect("refused lock")
+            .entry(reason)
+            .or_default() += 1;
+        tracing::warn!("sender {peer}: refused ({reason}): {e:#}");
     }
 
     /// Stops reading this sender while the workers are too far behind.
@@ -377,55 +518,107 @@ fn header_of(stream: &str) -> &'static str {
     }
 }
 
-/// Reads the first line: `trades` or `interactions`, then an optional sender id.
-pub fn parse_hello(line: &[u8]) -> Result<(&'static str, String), String> {
-    let text = std::str::from_utf8(line).map_err(|_| "the first line is not UTF-8".to_string())?;
+/// A sender's first line: `trades` or `interactions`, then an optional
+/// sender id and an optional `token=...`.
+#[derive(Debug, PartialEq)]
+pub struct Hello {
+    pub stream: &'static str,
+    pub id: String,
+    pub token: Option<String>,
+}
+
+/// Reads the first line.
+pub fn parse_hello(line: &[u8]) -> Result<Hello, Refused> {
+    let bad = |why: String| Refused {
+        reason: "hello",
+        why,
+    };
+    let text =
+        std::str::from_utf8(line).map_err(|_| bad("the first line is not UTF-8".to_string()))?;
     let mut words = text.split_whitespace();
     let stream = match words.next() {
         Some("trades") => "trades",
         Some("interactions") => "interactions",
         other => {
-            return Err(format!(
-            "the first line must name the stream, `trades` or `interactions` [sender id], not `{}`",
-            other.unwrap_or("")
-        ))
+            return Err(bad(format!(
+            "the first line must name the stream, `trades` or `interactions` [sender id] [token=...], not `{}`",
+            other.unwrap_or("").chars().take(40).collect::<String>()
+        )))
         }
     };
-    let id = words.next().unwrap_or("").to_string();
-    if words.next().is_some() {
-        return Err("the first line has more than a stream and a sender id".into());
+    let (mut id, mut token) = (None, None);
+    for word in words {
+        match word.strip_prefix("token=") {
+            Some(t) if token.is_none() => token = Some(t.to_string()),
+            None if id.is_none() && token.is_none() => id = Some(word.to_string()),
+            _ => {
+                return Err(bad(
+                    "the first line has more than a stream, a sender id and a token".into(),
+                ))
+            }
+        }
     }
+    let id = id.unwrap_or_default();
     if id.len() > 64
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     {
-        return Err(format!(
-            "sender id `{id}`: up to 64 letters, digits, '-', '_' or '.'"
-        ));
+        return Err(bad(format!(
+            "sender id `{}`: up to 64 letters, digits, '-', '_' or '.'",
+            id.chars().take(70).collect::<String>()
+        )));
     }
-    Ok((stream, id))
+    Ok(Hello { stream, id, token })
 }
 
-/// Reads one line (without its end) into `line`; false at end of input. A
-/// line longer than [`MAX_LINE`] is kept cut short, marked, and the rest skipped.
-fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> anyhow::Result<bool> {
+/// The token in `path`: its first line, trimmed; an empty one is refused.
+pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() || token.split_whitespace().count() != 1 {
+        bail!(
+            "the token file {} must hold one word on its first line",
+            path.display()
+        );
+    }
+    Ok(token.as_bytes().to_vec())
+}
+
+/// Reads one line (without its end) into `line`, at most `max_line`
+/// bytes; false at end of input. A longer line, or a sender quiet for the
+/// idle timeout, is a [`Refused`]: nothing more of the line is read.
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max_line: usize,
+) -> Result<bool, Refused> {
     line.clear();
     let n = reader
         .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', line)?;
+        .take(max_line as u64 + 1)
+        .read_until(b'\n', line)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Refused {
+                reason: "idle",
+                why: "sent nothing for the idle timeout".into(),
+            },
+            _ => Refused {
+                reason: "error",
+                why: format!("cannot read: {e}"),
+            },
+        })?;
     if n == 0 {
         return Ok(false);
     }
     if line.last() == Some(&b'\n') {
         line.pop();
-    } else if line.len() > MAX_LINE {
-        // Skip the rest of the over-long line.
-        let mut rest = Vec::new();
-        reader.read_until(b'\n', &mut rest)?;
-        line.truncate(64);
-        line.extend_from_slice(b"... (line longer than 64 KiB)");
+    } else if line.len() > max_line {
+        return Err(Refused {
+            reason: "line_too_long",
+            why: format!("a line longer than {} KiB", max_line >> 10),
+        });
     }
     if line.last() == Some(&b'\r') {
         line.pop();
@@ -440,9 +633,10 @@ fn read_frame(
     line: &mut Vec<u8>,
     lines: &mut Vec<String>,
     header: &str,
-) -> anyhow::Result<bool> {
+    max_line: usize,
+) -> Result<bool, Refused> {
     loop {
-        if !read_line(reader, line)? {
+        if !read_line(reader, line, max_line)? {
             return Ok(true);
         }
         if !line.is_empty() && line.as_slice() != header.as_bytes() {
@@ -474,29 +668,56 @@ pub fn log_dir(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_first_line_names_a_stream_and_maybe_a_sender() {
-        assert_eq!(parse_hello(b"trades"), Ok(("trades", String::new())));
-        assert_eq!(
-            parse_hello(b"interactions feed-2"),
-            Ok(("interactions", "feed-2".to_string()))
-        );
-        assert!(parse_hello(b"quotes").unwrap_err().contains("`quotes`"));
-        assert!(parse_hello(b"trades a b").is_err());
-        assert!(parse_hello(b"trades a/b").is_err());
-        assert!(parse_hello(&[0xff, 0xfe]).is_err());
+    fn hello(stream: &'static str, id: &str, token: Option<&str>) -> Result<Hello, Refused> {
+        Ok(Hello {
+            stream,
+            id: id.to_string(),
+            token: token.map(str::to_string),
+        })
     }
 
     #[test]
-    fn over_long_lines_are_cut_and_marked() {
-        let mut input = vec![b'x'; MAX_LINE + 10];
-        input.extend_from_slice(b"\nnext\r\n");
+    fn the_first_line_names_a_stream_and_maybe_a_sender_and_a_token() {
+        let same = |a: Result<Hello, Refused>, b: Result<Hello, Refused>| {
+            assert_eq!(a.map_err(|e| e.why), b.map_err(|e| e.why))
+        };
+        same(parse_hello(b"trades"), hello("trades", "", None));
+        same(
+            parse_hello(b"interactions feed-2"),
+            hello("interactions", "feed-2", None),
+        );
+        same(
+            parse_hello(b"trades feed-1 token=s3cret"),
+            hello("trades", "feed-1", Some("s3cret")),
+        );
+        same(
+            parse_hello(b"trades token=x"),
+            hello("trades", "", Some("x")),
+        );
+        assert!(parse_hello(b"quotes").unwrap_err().why.contains("`quotes`"));
+        for bad in [
+            &b"trades a b"[..],
+            b"trades a/b",
+            b"trades token=x feed",
+            b"trades token=x token=y",
+            &[0xff, 0xfe],
+        ] {
+            assert_eq!(parse_hello(bad).unwrap_err().reason, "hello", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_without_reading_it_all() {
+        let mut input = b"short\r\n".to_vec();
+        input.extend(vec![b'x'; 5000]);
+        input.extend_from_slice(b"\nnext\n");
         let mut reader = std::io::Cursor::new(input);
         let mut line = Vec::new();
-        assert!(read_line(&mut reader, &mut line).unwrap());
-        assert!(line.ends_with(b"(line longer than 64 KiB)"));
-        assert!(read_line(&mut reader, &mut line).unwrap());
-        assert_eq!(line, b"next");
-        assert!(!read_line(&mut reader, &mut line).unwrap());
+        assert!(read_line(&mut reader, &mut line, 1024).unwrap());
+        assert_eq!(line, b"short");
+        let refused = read_line(&mut reader, &mut line, 1024).unwrap_err();
+        assert_eq!(refused.reason, "line_too_long");
+        // Read no further than the limit.
+        assert_eq!(reader.position(), 7 + 1025);
     }
 }
