@@ -269,3 +269,117 @@ fn senders_are_held_back_when_the_engine_falls_behind() {
         data_lines(&data.trades) + data_lines(&data.interactions)
     );
 }
+
+/// Connects to the engine, writes `first`, and returns the last line it
+/// answers before it closes (empty when none).
+fn answer_to(port: u16, first: &[u8]) -> String {
+    use std::io::{BufRead, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _ = socket.write_all(first);
+    let lines = std::io::BufReader::new(socket).lines();
+    let answers: Vec<String> = lines.map_while(Result::ok).collect();
+    answers.last().cloned().unwrap_or_default()
+}
+
+#[test]
+fn hostile_senders_are_refused_counted_and_change_nothing() {
+    let data = data();
+    let pipeline = pipeline(&data);
+    let reference = reference(&data, &pipeline);
+    let port = free_port();
+    let out = data.root.join("guarded");
+    let token = data.root.join("token");
+    std::fs::write(&token, "9f8e7d6c5b4a\n").unwrap();
+    let wrong = data.root.join("wrong");
+    std::fs::write(&wrong, "9f8e7d6c5b4b\n").unwrap();
+    let flags = [
+        "--ingest-token-file",
+        token.to_str().unwrap(),
+        "--max-line-kib",
+        "64",
+        "--max-connections",
+        "6",
+        "--ingest-idle-timeout",
+        "2",
+    ];
+    let engine = Running(Some(
+        engine(&pipeline, &out, port, &flags)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let send = |file: &Path, token: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        c.arg("send")
+            .arg(file)
+            .args(["--to", &format!("127.0.0.1:{port}"), "--rate", "8000"])
+            .arg("--token-file")
+            .arg(token)
+            .stderr(Stdio::piped());
+        Running(Some(c.spawn().unwrap()))
+    };
+    // The good senders stay connected about 7–10 s (and retry until the
+    // engine listens); the hostile ones come meanwhile.
+    let trades = send(&data.trades, &token);
+    let interactions = send(&data.interactions, &token);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let refused = send(&data.trades, &wrong)
+        .0
+        .take()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("refused the sender: wrong token"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(answer_to(port, b"trades\n").contains("no token"));
+    assert!(answer_to(port, b"GET / HTTP/1.1\r\n").contains("must name the stream"));
+    // One byte over the limit (more, unread when the engine closes, would
+    // reset the connection before its answer is read).
+    let mut long = b"trades hostile token=9f8e7d6c5b4a\n".to_vec();
+    long.extend(vec![b'7'; (64 << 10) + 1]);
+    let answer = answer_to(port, &long);
+    assert!(
+        answer.contains("a line longer than 64 KiB (after 0 lines)"),
+        "{answer}"
+    );
+    // Two good senders and four idle ones: a seventh is one too many.
+    let idle: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(answer_to(port, b"").contains("6 connections are open already"));
+    // Idle for the timeout: closed (the four above, then one more).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        answer_to(port, b""),
+        "error: sent nothing for the idle timeout"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(idle);
+    let said = finish(trades) + &finish(interactions);
+    assert!(said.contains("over 1 connection"), "{said}");
+    let log = finish(engine);
+    assert!(log.contains("refused (token): wrong token"), "{log}");
+    assert_same_as_files(&reference, &out, "with hostile senders");
+    let ingest = &metrics(&out)["ingest"];
+    // Nothing of the refused connections reached the log.
+    assert_eq!(ingest["lines"]["trades"], data_lines(&data.trades));
+    assert_eq!(
+        ingest["lines"]["interactions"],
+        data_lines(&data.interactions)
+    );
+    let refused = &ingest["refused"];
+    assert_eq!(refused["token"], 2, "{ingest}");
+    assert_eq!(refused["hello"], 1, "{ingest}");
+    assert_eq!(refused["line_too_long"], 1, "{ingest}");
+    assert_eq!(refused["connections"], 1, "{ingest}");
+    assert_eq!(refused["idle"], 5, "{ingest}");
+}
