@@ -1,7 +1,8 @@
 //! Durable TCP ingest (`eddy run --listen HOST:PORT`).
 //!
 //! A sender connects and names its stream on the first line: `trades` or
-//! `interactions`, optionally followed by a sender id (`trades feed-1`). The
+//! `interactions`, optionally followed by a sender id (`trades feed-1`) and
+//! the run's token (`trades feed-1 token=...`). The
 //! engine answers `ok N`: the number of this sender's lines it has already
 //! logged (0 for a new or anonymous sender), so that a sender reconnecting
 //! after a crash resends from line N + 1 and nothing is doubled. Then the
@@ -13,6 +14,15 @@
 //! fsynced before the sources may read it, so every acknowledged line
 //! survives a crash; the log's read offsets are part of each checkpoint, so
 //! a resumed run replays exactly the lines after its checkpoint.
+//!
+//! Hostile senders are bounded: with `token_file`, the first line must carry
+//! `token=...` (compared in constant time); a line longer than
+//! `max_line_kib` drops its sender (nothing past the limit is read, the
+//! lines before it are kept and told), more than `max_connections` open at
+//! once are refused, and a sender quiet for `idle_timeout_s` is dropped.
+//! Each refusal is answered `error: ...`, logged in one line with the peer's
+//! address and counted by reason (metrics.json `ingest.refused`); nothing of
+//! a refused connection reaches the log.
 //!
 //! Overload: when the log holds more than `max_backlog_mib` not yet read by
 //! every worker, connections stop reading their sockets until the workers
