@@ -220,6 +220,13 @@ struct EngineArgs {
     /// Keep serving the dashboard this many seconds after the run ends.
     #[arg(long, value_name = "SECONDS")]
     dashboard_linger: Option<f64>,
+    /// The dashboard, its API and /metrics ask for the token in this file
+    /// (`Authorization: Bearer TOKEN`, or `?token=TOKEN` once in a browser).
+    #[arg(long, value_name = "FILE")]
+    dashboard_token_file: Option<PathBuf>,
+    /// Serve the dashboard on a non-loopback address without a token.
+    #[arg(long)]
+    dashboard_public: bool,
     /// No dashboard, even where the pipeline asks for one (the demo does).
     #[arg(long)]
     no_dashboard: bool,
@@ -339,6 +346,12 @@ impl EngineArgs {
         }
         if let Some(s) = self.dashboard_linger {
             e.dashboard_linger_s = s;
+        }
+        if let Some(path) = &self.dashboard_token_file {
+            e.dashboard_token_file = Some(path.clone());
+        }
+        if self.dashboard_public {
+            e.dashboard_public = true;
         }
         if self.no_dashboard {
             e.dashboard = None;

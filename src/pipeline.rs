@@ -86,6 +86,11 @@ pub struct EngineConfig {
     /// Keep serving the dashboard this many seconds after the run ends, so
     /// that the final figures can be read (and scraped) from it.
     pub dashboard_linger_s: f64,
+    /// A file holding the token the dashboard, its API and /metrics ask for
+    /// (`Authorization: Bearer`, or `?token=` once); none: open.
+    pub dashboard_token_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback address without a token anyway.
+    pub dashboard_public: bool,
     /// Checkpoints (`[engine.checkpoint]`): off unless a folder is named.
     pub checkpoint: CheckpointConfig,
     /// Count what the workers send each other (`metrics.json` `traffic`).
@@ -241,6 +246,8 @@ impl Default for EngineConfig {
             start_ms: None,
             dashboard: None,
             dashboard_linger_s: 0.0,
+            dashboard_token_file: None,
+            dashboard_public: false,
             checkpoint: CheckpointConfig::default(),
             measure_traffic: false,
             key_groups: crate::rescale::groups::DEFAULT_KEY_GROUPS,

@@ -1,6 +1,8 @@
 //! The dashboard's server without a browser: `/metrics` parsed by an
 //! independent Prometheus parser (expected families, counters that only
-//! grow, final values equal to metrics.json), `/health`, and the page's assets.
+//! grow, final values equal to metrics.json), `/health`, the page's assets,
+//! and the token (`--dashboard-token-file`): 401 without it, 200 with it as a
+//! bearer header or the cookie `?token=` sets; a public address without one refused.
 
 mod common;
 
@@ -208,4 +210,70 @@ fn final_metrics_equal_the_run_summary() {
         m["latency_ms"]["count"].as_f64().unwrap()
     );
     assert_eq!(last["eddy_records_in_flight{}"], 0.0, "nothing lost");
+}
+
+/// GET `path` with `headers`: (status, the Set-Cookie header).
+fn get_with(address: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = ureq::get(&format!("http://{address}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match request.call() {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Err(ureq::Error::StatusCode(code)) => (code, String::new()),
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
+#[test]
+fn with_a_token_the_dashboard_answers_401_without_it_and_200_with_it() {
+    let dir = common::temp_dir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "d45hb0ard\n").unwrap();
+    let out = dir.path().join("out");
+    let served = Served::start(&[
+        "run",
+        "--duration",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard-token-file",
+        token.to_str().unwrap(),
+    ]);
+    let at = served.address.as_str();
+    for path in ["/", "/api/state", "/metrics", "/events"] {
+        assert_eq!(get_with(at, path, &[]).0, 401, "{path}");
+        let wrong = [("Authorization", "Bearer d45hb0ard-not")];
+        assert_eq!(get_with(at, path, &wrong).0, 401, "{path}");
+    }
+    assert_eq!(get_with(at, "/health", &[]).0, 200);
+    let bearer = [("Authorization", "Bearer d45hb0ard")];
+    assert_eq!(get_with(at, "/metrics", &bearer).0, 200);
+    assert_eq!(get_with(at, "/api/state", &bearer).0, 200);
+    // ?token= once: the page, and a cookie for what it loads next.
+    let (status, cookie) = get_with(at, "/?token=d45hb0ard", &[]);
+    assert_eq!(status, 200);
+    assert!(cookie.starts_with("eddy_token=d45hb0ard;") && cookie.contains("HttpOnly"));
+    let with_cookie = [("Cookie", "other=1; eddy_token=d45hb0ard")];
+    assert_eq!(get_with(at, "/api/state", &with_cookie).0, 200);
+}
+
+#[test]
+fn a_dashboard_on_a_public_address_without_a_token_is_refused_in_one_line() {
+    let o = common::eddy(&["run", "--duration", "1", "--dashboard", "0.0.0.0:0"]);
+    assert!(!o.status.success());
+    let text = common::stderr(&o);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("eddy: error: the dashboard on 0.0.0.0:0 would answer anyone")
+            && last.contains("--dashboard-public"),
+        "{text}"
+    );
 }

@@ -19,6 +19,8 @@ pub mod board;
 pub mod health;
 pub mod prometheus;
 
+mod guard;
+
 use crate::metrics::Metrics;
 use anyhow::Context;
 use axum::extract::{Query, State};
@@ -62,6 +64,8 @@ struct Shared {
     info: RunInfo,
     /// Bumped after each sample: wakes the event streams.
     sampled: watch::Sender<u64>,
+    /// The token every page but /health asks for; none: open.
+    token: Option<Vec<u8>>,
 }
 
 /// A running dashboard; dropping it stops the server.
@@ -88,6 +92,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     board: Arc<Board>,
     info: RunInfo,
+    token: Option<Vec<u8>>,
 ) -> anyhow::Result<Dashboard> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot serve the dashboard on {address}"))?;
@@ -101,6 +106,7 @@ pub fn start(
         health: Mutex::default(),
         info,
         sampled,
+        token,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -150,7 +156,29 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/state", get(state))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            guard::guard,
+        ))
         .with_state(shared)
+}
+
+/// Refuses to serve a non-loopback `address` without a token unless asked
+/// (`--dashboard-public`).
+pub fn refuse_public_without_token(address: &str, token: bool, public: bool) -> anyhow::Result<()> {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback && !token && !public {
+        anyhow::bail!(
+            "the dashboard on {address} would answer anyone who can reach it: \
+             give it --dashboard-token-file FILE, or say --dashboard-public"
+        );
+    }
+    Ok(())
 }
 
 async fn sample_forever(shared: Arc<Shared>) {

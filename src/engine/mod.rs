@@ -418,8 +418,15 @@ fn serve_dashboard(
         max_delay_ms: e.max_delay_ms,
         sample_every_ms: dashboard::SAMPLE_EVERY.as_millis() as u64,
     };
-    let serve =
-        |at: &str| dashboard::start(at, Arc::clone(metrics), Arc::clone(board), info.clone());
+    let token = match &e.dashboard_token_file {
+        Some(path) => Some(crate::ingest::read_token(path)?),
+        None => None,
+    };
+    dashboard::refuse_public_without_token(address, token.is_some(), e.dashboard_public)?;
+    let serve = |at: &str| {
+        let (metrics, board) = (Arc::clone(metrics), Arc::clone(board));
+        dashboard::start(at, metrics, board, info.clone(), token.clone())
+    };
     let served = serve(address).or_else(|e| {
         let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
         let any = format!("{host}:0");
