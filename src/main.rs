@@ -227,6 +227,12 @@ struct EngineArgs {
     /// Serve the dashboard on a non-loopback address without a token.
     #[arg(long)]
     dashboard_public: bool,
+    /// TLS on the --listen port and the dashboard: this PEM certificate chain...
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// ... and its PEM private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// No dashboard, even where the pipeline asks for one (the demo does).
     #[arg(long)]
     no_dashboard: bool,
@@ -353,6 +359,10 @@ impl EngineArgs {
         if self.dashboard_public {
             e.dashboard_public = true;
         }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            e.tls_cert = Some(cert.clone());
+            e.tls_key = Some(key.clone());
+        }
         if self.no_dashboard {
             e.dashboard = None;
         }
@@ -474,6 +484,13 @@ struct SendArgs {
     /// The engine's token (its --ingest-token-file): the file's first line.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Speak TLS, trusting only the certificates in this PEM file (the
+    /// engine's certificate is checked against the host name of --to).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Speak TLS, trusting the public web roots.
+    #[arg(long, conflicts_with = "tls_ca")]
+    tls: bool,
 }
 
 #[derive(Args)]
@@ -817,8 +834,13 @@ fn send(args: SendArgs) -> anyhow::Result<()> {
             id,
             retry: std::time::Duration::from_secs_f64(args.retry_s.max(0.0)),
             token: match &args.token_file {
-                Some(path) => Some(String::from_utf8(eddy::ingest::read_token(path)?)?),
+                Some(path) => Some(String::from_utf8(eddy::security::token::read_token(path)?)?),
                 None => None,
+            },
+            tls: match (&args.tls_ca, args.tls) {
+                (Some(ca), _) => Some(eddy::security::tls::client_config(Some(ca))?),
+                (None, true) => Some(eddy::security::tls::client_config(None)?),
+                (None, false) => None,
             },
         },
     )?;

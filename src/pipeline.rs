@@ -91,6 +91,10 @@ pub struct EngineConfig {
     pub dashboard_token_file: Option<std::path::PathBuf>,
     /// Serve a non-loopback address without a token anyway.
     pub dashboard_public: bool,
+    /// TLS for the ingest port and the dashboard: a PEM certificate chain
+    /// and its private key (both or neither).
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// Checkpoints (`[engine.checkpoint]`): off unless a folder is named.
     pub checkpoint: CheckpointConfig,
     /// Count what the workers send each other (`metrics.json` `traffic`).
@@ -248,6 +252,8 @@ impl Default for EngineConfig {
             dashboard_linger_s: 0.0,
             dashboard_token_file: None,
             dashboard_public: false,
+            tls_cert: None,
+            tls_key: None,
             checkpoint: CheckpointConfig::default(),
             measure_traffic: false,
             key_groups: crate::rescale::groups::DEFAULT_KEY_GROUPS,
@@ -386,6 +392,9 @@ impl Pipeline {
             if !(d.is_finite() && d > 0.0) {
                 return Err(format!("engine.duration_s must be positive, got {d}"));
             }
+        }
+        if e.tls_cert.is_some() != e.tls_key.is_some() {
+            return Err("engine.tls_cert and engine.tls_key go together: give both or neither".into());
         }
         if !(e.dashboard_linger_s.is_finite() && e.dashboard_linger_s >= 0.0) {
             return Err(format!(

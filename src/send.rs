@@ -6,12 +6,17 @@
 //! — reconnects until `--retry-s` runs out, and the engine tells it how many
 //! of its lines it already logged: it goes on from the next one, so every
 //! line is logged exactly once. The send ends when the engine confirms that
-//! every line is on disk.
+//! every line is on disk. With `--tls-ca FILE` (or `--tls`) it speaks TLS
+//! and checks the engine's certificate against the host it connects to; a
+//! refusal (wrong token, untrusted certificate, TLS asked of a plain port
+//! or the other way round) ends the send at once with the reason.
 
 use anyhow::{anyhow, bail, Context};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use crate::security::tls;
+use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What `eddy send` was asked.
@@ -25,6 +30,8 @@ pub struct Send {
     pub retry: Duration,
     /// The engine's token (`--ingest-token-file`), sent on the first line.
     pub token: Option<String>,
+    /// Speak TLS with this client configuration (`--tls-ca`, `--tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The engine refused this sender (a wrong token, a bad first line): no
@@ -108,17 +115,24 @@ fn attempt(
     let socket =
         TcpStream::connect(&how.to).with_context(|| format!("cannot connect to {}", how.to))?;
     socket.set_nodelay(true)?;
-    let mut replies = BufReader::new(socket.try_clone()?);
-    let mut out = BufWriter::with_capacity(1 << 16, socket.try_clone()?);
+    let mut conn = tls::connect(how.tls.as_ref(), &how.to, socket)?;
+    let mut out = BufWriter::with_capacity(1 << 16, &mut conn);
     match &how.token {
         Some(token) => writeln!(out, "{stream} {} token={token}", how.id)?,
         None => writeln!(out, "{stream} {}", how.id)?,
     }
-    out.flush()?;
-    let mut reply = String::new();
-    replies.read_line(&mut reply)?;
+    out.flush().map_err(|e| tls_refusal(how, e))?;
+    drop(out);
+    let reply = read_reply(&mut conn).map_err(|e| tls_refusal(how, e))?;
     let logged: u64 = match reply.trim().strip_prefix("ok ").map(str::parse) {
         Some(Ok(n)) => n,
+        _ if tls::looks_like_tls(reply.as_bytes()) => {
+            return Err(RefusedByEngine(format!(
+                "{} answered in TLS: give --tls-ca FILE (or --tls)",
+                how.to
+            ))
+            .into())
+        }
         _ => {
             let why = reply.trim().trim_start_matches("error: ");
             return Err(RefusedByEngine(format!("{} refused the sender: {why}", how.to)).into());
@@ -134,6 +148,7 @@ fn attempt(
         );
     }
     sent.resent += written_before.saturating_sub(logged);
+    let mut out = BufWriter::with_capacity(1 << 16, &mut conn);
     for (i, line) in lines.iter().enumerate().skip(logged as usize) {
         if let Some(rate) = how.rate {
             // Open loop: line i is due at i / rate seconds after the start.
@@ -148,9 +163,9 @@ fn attempt(
         *written_before = (*written_before).max(i as u64 + 1);
     }
     out.flush()?;
-    socket.shutdown(std::net::Shutdown::Write)?;
-    reply.clear();
-    replies.read_line(&mut reply)?;
+    drop(out);
+    conn.close_writing()?;
+    let reply = read_reply(&mut conn)?;
     let done: u64 = reply
         .trim()
         .strip_prefix("done ")
@@ -160,4 +175,25 @@ fn attempt(
         bail!("{} confirmed {done} lines of {}", how.to, lines.len());
     }
     Ok(())
+}
+
+/// Reads one reply line of the engine (a few bytes: `ok N`, `done N`,
+/// `error: ...`), lossily; an end of input gives what came before it.
+fn read_reply(conn: &mut impl Read) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while line.len() < 4096 && conn.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// A TLS failure in the handshake (an untrusted certificate, a name that
+/// does not match, a plain-text engine): no reconnecting helps.
+fn tls_refusal(how: &Send, e: std::io::Error) -> anyhow::Error {
+    if how.tls.is_some() && e.kind() == std::io::ErrorKind::InvalidData {
+        RefusedByEngine(format!("TLS with {} failed: {e}", how.to)).into()
+    } else {
+        e.into()
+    }
 }

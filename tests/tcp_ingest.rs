@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/faults.rs"]
 mod faults;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::*;
 use faults::*;
@@ -382,4 +384,114 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
     assert_eq!(refused["line_too_long"], 1, "{ingest}");
     assert_eq!(refused["connections"], 1, "{ingest}");
     assert_eq!(refused["idle"], 5, "{ingest}");
+}
+
+#[test]
+fn a_tls_port_takes_tls_senders_with_the_token_and_refuses_the_rest() {
+    tls_senders(&data(), None);
+    match shared_sample() {
+        Some(sample) => tls_senders(
+            &data_from(&sample.join("trades.csv"), &sample.join("interactions.csv")),
+            Some(&sample),
+        ),
+        None => println!("the shared sample is not beside the project: checked on generated data only"),
+    }
+}
+
+/// A TLS engine with a token: plain-text, wrong-token, untrusting and
+/// wrong-name senders are refused and counted; the two good TLS senders
+/// give the files' results (and the shared sample's expected ones).
+fn tls_senders(data: &Data, sample: Option<&Path>) {
+    let pipeline = pipeline(data);
+    // The sample's own expected results are the reference there.
+    let reference = match sample {
+        None => reference(data, &pipeline),
+        Some(_) => PathBuf::new(),
+    };
+    let port = free_port();
+    let out = data.root.join("tls");
+    // The certificate names `localhost` only: 127.0.0.1 is a wrong name.
+    let pki = tls::make_pki(&data.root.join("pki"), &["localhost"]);
+    let stranger = tls::make_pki(&data.root.join("other-pki"), &["localhost"]);
+    let token = data.root.join("token");
+    std::fs::write(&token, "c0ffee-7e57\n").unwrap();
+    let wrong = data.root.join("wrong");
+    std::fs::write(&wrong, "c0ffee-7e58\n").unwrap();
+    let engine = Running(Some(
+        engine(
+            &pipeline,
+            &out,
+            port,
+            &[
+                "--tls-cert",
+                pki.cert.to_str().unwrap(),
+                "--tls-key",
+                pki.key.to_str().unwrap(),
+                "--ingest-token-file",
+                token.to_str().unwrap(),
+            ],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let send = |file: &Path, host: &str, ca: Option<&Path>, token: &Path, rate: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        c.arg("send")
+            .arg(file)
+            .args(["--to", &format!("{host}:{port}"), "--rate", rate])
+            .arg("--token-file")
+            .arg(token)
+            .stderr(Stdio::piped());
+        if let Some(ca) = ca {
+            c.arg("--tls-ca").arg(ca);
+        }
+        Running(Some(c.spawn().unwrap()))
+    };
+    let refusal = |file: &Path, host: &str, ca: Option<&Path>, token: &Path| {
+        let o = send(file, host, ca, token, "1000")
+            .0
+            .take()
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        assert!(!o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let rate = (data_lines(&data.trades) / 6).max(100).to_string();
+    let trades = send(&data.trades, "localhost", Some(&pki.ca), &token, &rate);
+    let interactions = send(&data.interactions, "localhost", Some(&pki.ca), &token, &rate);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let said = refusal(&data.trades, "localhost", None, &token);
+    assert!(said.contains("answered in TLS: give --tls-ca"), "{said}");
+    let said = refusal(&data.trades, "localhost", Some(&pki.ca), &wrong);
+    assert!(said.contains("refused the sender: wrong token"), "{said}");
+    let said = refusal(&data.trades, "localhost", Some(&stranger.ca), &token);
+    assert!(said.contains("invalid peer certificate"), "{said}");
+    let said = refusal(&data.trades, "127.0.0.1", Some(&pki.ca), &token);
+    assert!(said.contains("not valid for name"), "{said}");
+    let said = finish(trades) + &finish(interactions);
+    assert!(said.contains("over 1 connection"), "{said}");
+    let log = finish(engine);
+    assert!(log.contains("over TLS"), "{log}");
+    assert!(log.contains("refused (tls): TLS:"), "{log}");
+    let ingest = &metrics(&out)["ingest"];
+    assert_eq!(ingest["lines"]["trades"], data_lines(&data.trades));
+    assert_eq!(ingest["refused"]["tls"], 3, "{ingest}");
+    assert_eq!(ingest["refused"]["token"], 1, "{ingest}");
+    let Some(sample) = sample else {
+        return assert_same_as_files(&reference, &out, "over TLS");
+    };
+    let compare = Command::new("python3")
+        .arg(sample.join("../compare.py"))
+        .arg(sample.join("expected"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "the shared sample sent over TLS:\n{}{}",
+        String::from_utf8_lossy(&compare.stdout),
+        stderr(&compare)
+    );
 }

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
+use crate::security::token;
 
 const COOKIE: &str = "eddy_token";
 
@@ -27,7 +27,7 @@ pub async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Ne
     let presented = bearer(&request)
         .or_else(|| cookie(&request))
         .or(from_query.clone());
-    let valid = presented.is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected)));
+    let valid = presented.is_some_and(|t| token::matches(t.as_bytes(), expected));
     if !valid {
         return (
             StatusCode::UNAUTHORIZED,

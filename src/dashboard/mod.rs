@@ -20,6 +20,7 @@ pub mod health;
 pub mod prometheus;
 
 mod guard;
+mod tls;
 
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -93,6 +94,7 @@ pub fn start(
     board: Arc<Board>,
     info: RunInfo,
     token: Option<Vec<u8>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<Dashboard> {
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("cannot serve the dashboard on {address}"))?;
@@ -124,11 +126,24 @@ pub fn start(
                     }
                 };
                 tokio::spawn(sample_forever(Arc::clone(&shared)));
-                let served = axum::serve(listener, router(shared))
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
+                let stopped = async move {
+                    let _ = stopped.await;
+                };
+                let served = match tls {
+                    None => {
+                        axum::serve(listener, router(shared))
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    }
+                    Some(config) => match tls::TlsListener::new(listener, config) {
+                        Ok(listener) => {
+                            axum::serve(listener, router(shared))
+                                .with_graceful_shutdown(stopped)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
                 if let Err(e) = served {
                     tracing::error!("dashboard: {e}");
                 }

@@ -380,10 +380,19 @@ fn start_ingest(
                 &dir,
                 resume,
                 pipeline.engine.workers,
+                server_tls(pipeline)?,
                 Arc::clone(stop),
             )?))
         }
         None => Ok(None),
+    }
+}
+
+/// The TLS identity of the ingest port and the dashboard, when given.
+fn server_tls(pipeline: &Pipeline) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&pipeline.engine.tls_cert, &pipeline.engine.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::security::tls::server_config(cert, key)?)),
+        _ => Ok(None),
     }
 }
 
@@ -419,13 +428,14 @@ fn serve_dashboard(
         sample_every_ms: dashboard::SAMPLE_EVERY.as_millis() as u64,
     };
     let token = match &e.dashboard_token_file {
-        Some(path) => Some(crate::ingest::read_token(path)?),
+        Some(path) => Some(crate::security::token::read_token(path)?),
         None => None,
     };
     dashboard::refuse_public_without_token(address, token.is_some(), e.dashboard_public)?;
+    let tls = server_tls(pipeline)?;
     let serve = |at: &str| {
         let (metrics, board) = (Arc::clone(metrics), Arc::clone(board));
-        dashboard::start(at, metrics, board, info.clone(), token.clone())
+        dashboard::start(at, metrics, board, info.clone(), token.clone(), tls.clone())
     };
     let served = serve(address).or_else(|e| {
         let host = address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
@@ -437,8 +447,13 @@ fn serve_dashboard(
         );
         Ok::<_, anyhow::Error>(served)
     })?;
+    let scheme = if pipeline.engine.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
-        "dashboard: http://{}/  (Prometheus: http://{}/metrics)",
+        "dashboard: {scheme}://{}/  (Prometheus: {scheme}://{}/metrics)",
         served.address,
         served.address
     );

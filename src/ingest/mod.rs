@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use crate::security::{tls, token};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -199,6 +200,8 @@ pub struct Ingest {
     /// The largest backlog seen, bytes.
     pub max_backlog_seen: AtomicU64,
     limits: Limits,
+    /// TLS on the port (`--tls-cert`, `--tls-key`); none: plain text.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections refused or dropped, by reason.
     refused: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -258,6 +261,7 @@ impl Ingest {
         dir: &Path,
         resume: bool,
         workers: usize,
+        tls: Option<Arc<rustls::ServerConfig>>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<Arc<Ingest>> {
         std::fs::create_dir_all(dir)
@@ -272,7 +276,7 @@ impl Ingest {
             }
         }
         let token = match &config.token_file {
-            Some(path) => Some(read_token(path)?),
+            Some(path) => Some(token::read_token(path)?),
             None => None,
         };
         let listener = TcpListener::bind(&config.address)
@@ -291,11 +295,14 @@ impl Ingest {
                 idle_timeout: Duration::from_secs_f64(config.idle_timeout_s.max(0.001)),
                 token,
             },
+            tls,
             refused: Mutex::new(BTreeMap::new()),
         });
         tracing::info!(
-            "listening for records on {} (first line `trades` or `interactions` [sender id]); input log in {}",
+            "listening for records on {}{} (first line `trades` or `interactions` [sender id]{}); input log in {}",
             ingest.address,
+            if ingest.tls.is_some() { " over TLS" } else { "" },
+            if ingest.limits.token.is_some() { " token=..." } else { "" },
             dir.display()
         );
         let accepting = Arc::clone(&ingest);
@@ -395,40 +402,46 @@ impl Ingest {
     /// Serves one sender: handshake, then lines into the log in frames.
     fn serve(&self, socket: TcpStream) -> anyhow::Result<()> {
         socket.set_read_timeout(Some(self.limits.idle_timeout))?;
-        let mut reply = socket.try_clone()?;
-        let mut reader = BufReader::with_capacity(1 << 16, socket);
+        let conn = tls::accept(self.tls.as_ref(), socket)?;
+        let mut reader = BufReader::with_capacity(1 << 16, conn);
         let mut line = Vec::new();
         let max_line = self.limits.max_line;
-        let hello = match read_line(&mut reader, &mut line, max_line) {
-            Ok(true) => parse_hello(&line),
-            Ok(false) => Err(Refused {
-                reason: "hello",
-                why: "closed before its first line".into(),
-            }),
-            Err(e) => Err(e),
-        }
+        let hello = self
+            .refuse_tls_on_plain_port(&mut reader)
+            .and_then(|()| match read_line(&mut reader, &mut line, max_line) {
+                Ok(true) => parse_hello(&line),
+                Ok(false) => Err(Refused {
+                    reason: "hello",
+                    why: "closed before its first line".into(),
+                }),
+                Err(e) => Err(e),
+            })
         .and_then(|hello| self.check_token(hello));
         let (log, id) = match hello {
             Ok(Hello { stream, id, .. }) => (self.log(stream), id),
             Err(refusal) => {
-                let _ = writeln!(reply, "error: {refusal}");
+                // A failed TLS handshake has no channel to answer on
+                // (writing would wait for the handshake until the idle timeout).
+                if reader.get_ref().handshake_done() {
+                    let _ = writeln!(reader.get_mut(), "error: {refusal}");
+                }
                 return Err(refusal.into());
             }
         };
         let mut next = {
             let mut w = log.writer.lock().expect("log lock");
             if w.ended {
-                let _ = writeln!(reply, "error: the {} stream has ended", log.stream);
+                let _ = writeln!(reader.get_mut(), "error: the {} stream has ended", log.stream);
                 bail!("connected after the {} stream ended", log.stream);
             }
             if !id.is_empty() && !w.connected.insert(id.clone()) {
-                let _ = writeln!(reply, "error: sender {id} is already connected");
+                let _ = writeln!(reader.get_mut(), "error: sender {id} is already connected");
                 bail!("sender {id} connected twice");
             }
             w.sent.get(&id).copied().unwrap_or(0)
         };
         let outcome = (|| -> anyhow::Result<()> {
-            writeln!(reply, "ok {next}")?;
+            writeln!(reader.get_mut(), "ok {next}")?;
             let mut lines = Vec::new();
             loop {
                 self.hold_while_backlogged(&log);
@@ -446,7 +459,7 @@ impl Ingest {
                         if !lines.is_empty() {
                             next = log.append_lines(&id, std::mem::take(&mut lines))?;
                         }
-                        let _ = writeln!(reply, "error: {refusal} (after {next} lines)");
+                        let _ = writeln!(reader.get_mut(), "error: {refusal} (after {next} lines)");
                         return Err(refusal.into());
                     }
                 };
@@ -454,7 +467,7 @@ impl Ingest {
                     next = log.append_lines(&id, std::mem::take(&mut lines))?;
                 }
                 if eof {
-                    writeln!(reply, "done {next}")?;
+                    writeln!(reader.get_mut(), "done {next}")?;
                     return Ok(());
                 }
             }
@@ -463,14 +476,28 @@ impl Ingest {
         outcome
     }
 
+    /// A TLS handshake sent to a plain-text port would wait for a newline
+    /// until the idle timeout: refused at once instead.
+    fn refuse_tls_on_plain_port(&self, reader: &mut impl BufRead) -> Result<(), Refused> {
+        if self.tls.is_some() {
+            return Ok(());
+        }
+        match reader.fill_buf() {
+            Ok([0x16, 0x03, ..]) => Err(Refused {
+                reason: "tls",
+                why: "a TLS handshake on a plain-text port (the engine has no --tls-cert)".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The sender's token, compared in constant time with the run's.
     fn check_token(&self, hello: Hello) -> Result<Hello, Refused> {
         let Some(expected) = &self.limits.token else {
             return Ok(hello);
         };
-        use subtle::ConstantTimeEq;
         let given = hello.token.as_deref().unwrap_or_default().as_bytes();
-        if bool::from(given.ct_eq(expected)) {
+        if token::matches(given, expected) {
             Ok(hello)
         } else {
             let why = if hello.token.is_some() {
@@ -582,20 +609,6 @@ pub fn parse_hello(line: &[u8]) -> Result<Hello, Refused> {
     Ok(Hello { stream, id, token })
 }
 
-/// The token in `path`: its first line, trimmed; an empty one is refused.
-pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim();
-    if token.is_empty() || token.split_whitespace().count() != 1 {
-        bail!(
-            "the token file {} must hold one word on its first line",
-            path.display()
-        );
-    }
-    Ok(token.as_bytes().to_vec())
-}
-
 /// Reads one line (without its end) into `line`, at most `max_line`
 /// bytes; false at end of input. A longer line, or a sender quiet for the
 /// idle timeout, is a [`Refused`]: nothing more of the line is read.
@@ -613,6 +626,11 @@ fn read_line(
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Refused {
                 reason: "idle",
                 why: "sent nothing for the idle timeout".into(),
+            },
+            // Only TLS turns bytes into this error: not TLS, or a failed handshake.
+            std::io::ErrorKind::InvalidData => Refused {
+                reason: "tls",
+                why: format!("TLS: {e}"),
             },
             _ => Refused {
                 reason: "error",
@@ -638,8 +656,8 @@ fn read_line(
 
 /// Reads lines for one frame: at least one (blocking), then as many as are
 /// already buffered, up to [`FRAME_LINES`]. Returns true at end of input.
-fn read_frame(
-    reader: &mut BufReader<TcpStream>,
+fn read_frame<R: Read>(
+    reader: &mut BufReader<R>,
     line: &mut Vec<u8>,
     lines: &mut Vec<String>,
     header: &str,

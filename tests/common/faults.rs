@@ -42,6 +42,21 @@ pub fn spoil(path: &Path, every: usize, malformed: &str) {
     std::fs::write(path, out).unwrap();
 }
 
+/// Copies of two existing files (the shared sample, say).
+pub fn data_from(trades: &Path, interactions: &Path) -> Data {
+    let dir = temp_dir();
+    let root = dir.path().to_path_buf();
+    let data = Data {
+        trades: root.join("trades.csv"),
+        interactions: root.join("interactions.csv"),
+        root,
+        _dir: dir,
+    };
+    std::fs::copy(trades, &data.trades).unwrap();
+    std::fs::copy(interactions, &data.interactions).unwrap();
+    data
+}
+
 pub fn data() -> Data {
     data_of(80_000, 60_000)
 }
