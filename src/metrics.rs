@@ -111,6 +111,8 @@ pub struct Snapshot {
     pub kafka_lag: std::collections::BTreeMap<String, i64>,
     /// Database sinks by kind (`sqlite`, `postgres`).
     pub sinks: std::collections::BTreeMap<String, SinkCounts>,
+    /// TCP ingest connections refused or dropped, by reason (none without --listen).
+    pub ingest_refused: std::collections::BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -156,6 +158,8 @@ pub struct Metrics {
     /// (local worker reading it, lag).
     kafka_lag: Mutex<std::collections::BTreeMap<String, (usize, i64)>>,
     sinks: Mutex<std::collections::BTreeMap<String, SinkCounts>>,
+    /// The TCP ingest of the run, once started: its refusals are counters.
+    pub ingest: std::sync::OnceLock<Arc<crate::ingest::Ingest>>,
 }
 
 /// What the checkpoints of this run cost, summed over the process's workers.
@@ -198,6 +202,7 @@ impl Metrics {
             measure_traffic: AtomicBool::new(false),
             kafka_lag: Mutex::new(Default::default()),
             sinks: Mutex::new(Default::default()),
+            ingest: std::sync::OnceLock::new(),
         })
     }
 
@@ -417,6 +422,11 @@ impl Metrics {
             rss_bytes: current_rss_bytes(),
             kafka_lag: self.kafka_lag(),
             sinks: self.sinks(),
+            ingest_refused: self
+                .ingest
+                .get()
+                .map(|i| i.refused_counts())
+                .unwrap_or_default(),
             finished: self.finished.load(Relaxed),
         }
     }

@@ -394,7 +394,9 @@ impl Pipeline {
             }
         }
         if e.tls_cert.is_some() != e.tls_key.is_some() {
-            return Err("engine.tls_cert and engine.tls_key go together: give both or neither".into());
+            return Err(
+                "engine.tls_cert and engine.tls_key go together: give both or neither".into(),
+            );
         }
         if !(e.dashboard_linger_s.is_finite() && e.dashboard_linger_s >= 0.0) {
             return Err(format!(

@@ -11,8 +11,8 @@
 //! refusal (wrong token, untrusted certificate, TLS asked of a plain port
 //! or the other way round) ends the send at once with the reason.
 
-use anyhow::{anyhow, bail, Context};
 use crate::security::tls;
+use anyhow::{anyhow, bail, Context};
 use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -2,9 +2,15 @@
 //! independent Prometheus parser (expected families, counters that only
 //! grow, final values equal to metrics.json), `/health`, the page's assets,
 //! and the token (`--dashboard-token-file`): 401 without it, 200 with it as a
-//! bearer header or the cookie `?token=` sets; a public address without one refused.
+//! bearer header or the cookie `?token=` sets; a public address without one
+//! refused; over TLS, checked by curl: only with the CA, and with the token;
+//! the ingest port's refusals counted in `eddy_ingest_refused_total`.
 
+#[path = "common/apt.rs"]
+mod apt;
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::{metrics, temp_dir, Served};
 use prometheus_parse::{Scrape, Value};
@@ -275,5 +281,101 @@ fn a_dashboard_on_a_public_address_without_a_token_is_refused_in_one_line() {
         last.starts_with("eddy: error: the dashboard on 0.0.0.0:0 would answer anyone")
             && last.contains("--dashboard-public"),
         "{text}"
+    );
+}
+
+/// `curl ARGS`: its exit code and what it printed.
+fn curl(args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn over_tls_the_dashboard_answers_a_client_trusting_its_ca_with_the_token() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(apt::apt_install(&["curl"]), "cannot install curl");
+    }
+    let dir = common::temp_dir();
+    let pki = tls::make_pki(&dir.path().join("pki"), &["localhost"]);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "7l5-d45hb0ard\n").unwrap();
+    let out = dir.path().join("out");
+    let served = Served::start(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--idle-exit",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+        "--dashboard-token-file",
+        token.to_str().unwrap(),
+        "--tls-cert",
+        pki.cert.to_str().unwrap(),
+        "--tls-key",
+        pki.key.to_str().unwrap(),
+    ]);
+    let port = served.address.rsplit_once(':').unwrap().1.to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    let ca = pki.ca.to_str().unwrap();
+    let status = |path: &str, extra: &[&str]| {
+        let target = url(path);
+        let mut args = vec!["--resolve", &resolve, "--cacert", ca, "-o", "/dev/null"];
+        args.extend(["-w", "%{http_code}", &target]);
+        args.extend_from_slice(extra);
+        curl(&args).1
+    };
+    let bearer = ["-H", "Authorization: Bearer 7l5-d45hb0ard"];
+    for path in ["/", "/api/state", "/metrics"] {
+        assert_eq!(status(path, &[]), "401", "{path}");
+        assert_eq!(status(path, &bearer), "200", "{path}");
+    }
+    assert_eq!(status("/health", &[]), "200");
+    // Without the CA curl trusts nothing here (60: the certificate).
+    let (code, _) = curl(&["--resolve", &resolve, &url("/health")]);
+    assert_eq!(
+        code, 60,
+        "curl trusted a certificate of a CA it was not given"
+    );
+    // Plain HTTP to the TLS port gets no answer.
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{port}/health")]);
+    assert_ne!(code, 0, "plain HTTP was answered on a TLS port");
+    // A plain-text sender on the TLS ingest port: refused, and counted.
+    let ingest = {
+        let log = served.log.lock().unwrap().clone();
+        let at = log.split("listening for records on ").nth(1).unwrap_or("");
+        at.split_whitespace().next().unwrap_or("").to_string()
+    };
+    assert!(served.log.lock().unwrap().contains("over TLS"));
+    let mut plain = std::net::TcpStream::connect(&ingest).unwrap();
+    std::io::Write::write_all(&mut plain, b"trades feed-1 token=7l5-d45hb0ard\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("ok"));
+    let scraped = curl(&[
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca,
+        "-H",
+        "Authorization: Bearer 7l5-d45hb0ard",
+        &url("/metrics"),
+    ])
+    .1;
+    assert!(
+        scraped.contains("eddy_ingest_refused_total{reason=\"tls\"} 1"),
+        "{scraped}"
     );
 }

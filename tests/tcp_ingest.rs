@@ -340,6 +340,21 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
         "{}",
         stderr(&refused)
     );
+    // A TLS sender on this plain-text port: refused at once, not after the idle timeout.
+    let pki = tls::make_pki(&data.root.join("pki"), &["localhost"]);
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("send")
+        .arg(&data.trades)
+        .args(["--to", &format!("localhost:{port}"), "--tls-ca"])
+        .arg(&pki.ca)
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("TLS with localhost:"), "{}", stderr(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert!(answer_to(port, b"trades\n").contains("no token"));
     assert!(answer_to(port, b"GET / HTTP/1.1\r\n").contains("must name the stream"));
     // One byte over the limit (more, unread when the engine closes, would
@@ -384,6 +399,7 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
     assert_eq!(refused["line_too_long"], 1, "{ingest}");
     assert_eq!(refused["connections"], 1, "{ingest}");
     assert_eq!(refused["idle"], 5, "{ingest}");
+    assert_eq!(refused["tls"], 1, "{ingest}");
 }
 
 #[test]
@@ -394,7 +410,9 @@ fn a_tls_port_takes_tls_senders_with_the_token_and_refuses_the_rest() {
             &data_from(&sample.join("trades.csv"), &sample.join("interactions.csv")),
             Some(&sample),
         ),
-        None => println!("the shared sample is not beside the project: checked on generated data only"),
+        None => {
+            println!("the shared sample is not beside the project: checked on generated data only")
+        }
     }
 }
 
@@ -460,7 +478,13 @@ fn tls_senders(data: &Data, sample: Option<&Path>) {
     };
     let rate = (data_lines(&data.trades) / 6).max(100).to_string();
     let trades = send(&data.trades, "localhost", Some(&pki.ca), &token, &rate);
-    let interactions = send(&data.interactions, "localhost", Some(&pki.ca), &token, &rate);
+    let interactions = send(
+        &data.interactions,
+        "localhost",
+        Some(&pki.ca),
+        &token,
+        &rate,
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let said = refusal(&data.trades, "localhost", None, &token);
     assert!(said.contains("answered in TLS: give --tls-ca"), "{said}");

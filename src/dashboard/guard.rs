@@ -6,12 +6,12 @@
 //! request passes. Tokens are compared in constant time.
 
 use super::Shared;
+use crate::security::token;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use crate::security::token;
 
 const COOKIE: &str = "eddy_token";
 

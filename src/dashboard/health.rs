@@ -200,6 +200,7 @@ mod tests {
             finished: false,
             kafka_lag: Default::default(),
             sinks: Default::default(),
+            ingest_refused: Default::default(),
         }
     }
 

@@ -13,6 +13,9 @@
 //!   `eddy_worker_watermark_seconds`; the counter `eddy_worker_records_ingested`;
 //! - `eddy_sink_rows_total{sink}`, `eddy_sink_retries_total{sink}`: database
 //!   sinks' committed rows and retries after their database went away.
+//! - `eddy_ingest_refused_total{reason}`: TCP ingest connections refused or
+//!   dropped (`tls`, `token`, `hello`, `connections`, `line_too_long`,
+//!   `idle`, `error`); present with `--listen` once one was.
 //! - `eddy_kafka_consumer_lag{topic,partition}`: messages a Kafka source's
 //!   partition has that its worker has not read yet;
 //! - `eddy_cpu_seconds` (counter) and `eddy_finished` (0 or 1).
@@ -274,6 +277,17 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         )?;
     }
     encode_sinks(e, s)?;
+    if !s.ingest_refused.is_empty() {
+        counters(
+            e,
+            "eddy_ingest_refused",
+            "TCP ingest connections refused or dropped, by reason.",
+            s.ingest_refused
+                .iter()
+                .map(|(reason, n)| (vec![("reason", reason.clone())], *n))
+                .collect::<Vec<_>>(),
+        )?;
+    }
     gauge(
         e,
         "eddy_finished",

@@ -43,7 +43,9 @@ impl TlsListener {
                             let _ = handed.send((stream, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("dashboard: TLS with {peer} failed: {e}"),
-                        Err(_) => tracing::debug!("dashboard: {peer} did not finish its TLS handshake"),
+                        Err(_) => {
+                            tracing::debug!("dashboard: {peer} did not finish its TLS handshake")
+                        }
                     }
                 });
             }

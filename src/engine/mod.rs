@@ -70,6 +70,9 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     }
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let ingest = start_ingest(&pipeline, processes, &outputs, resume, &job.stop)?;
+    if let Some(ingest) = &ingest {
+        let _ = metrics.ingest.set(Arc::clone(ingest));
+    }
     let copiers = start_result_copiers(
         &pipeline,
         &outputs,

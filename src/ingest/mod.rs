@@ -32,12 +32,12 @@
 
 pub mod log;
 
+use crate::security::{tls, token};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use crate::security::{tls, token};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -334,14 +334,14 @@ impl Ingest {
                 .collect(),
             max_backlog_bytes: self.max_backlog_seen.load(Relaxed),
             senders_held_s: self.held_ms.load(Relaxed) as f64 / 1e3,
-            refused: self
-                .refused
-                .lock()
-                .expect("refused lock")
-                .iter()
-                .map(|(r, n)| (r.to_string(), *n))
-                .collect(),
+            refused: self.refused_counts(),
         }
+    }
+
+    /// Connections refused or dropped so far, by reason.
+    pub fn refused_counts(&self) -> BTreeMap<String, u64> {
+        let refused = self.refused.lock().expect("refused lock");
+        refused.iter().map(|(r, n)| (r.to_string(), *n)).collect()
     }
 
     fn ended(&self) -> bool {
@@ -416,7 +416,7 @@ impl Ingest {
                 }),
                 Err(e) => Err(e),
             })
-        .and_then(|hello| self.check_token(hello));
+            .and_then(|hello| self.check_token(hello));
         let (log, id) = match hello {
             Ok(Hello { stream, id, .. }) => (self.log(stream), id),
             Err(refusal) => {
@@ -431,7 +431,11 @@ impl Ingest {
         let mut next = {
             let mut w = log.writer.lock().expect("log lock");
             if w.ended {
-                let _ = writeln!(reader.get_mut(), "error: the {} stream has ended", log.stream);
+                let _ = writeln!(
+                    reader.get_mut(),
+                    "error: the {} stream has ended",
+                    log.stream
+                );
                 bail!("connected after the {} stream ended", log.stream);
             }
             if !id.is_empty() && !w.connected.insert(id.clone()) {
@@ -482,8 +486,8 @@ impl Ingest {
         if self.tls.is_some() {
             return Ok(());
         }
-        match reader.fill_buf() {
-            Ok([0x16, 0x03, ..]) => Err(Refused {
+        match reader.fill_buf().map_err(io_refusal)? {
+            [0x16, 0x03, ..] => Err(Refused {
                 reason: "tls",
                 why: "a TLS handshake on a plain-text port (the engine has no --tls-cert)".into(),
             }),
@@ -609,6 +613,26 @@ pub fn parse_hello(line: &[u8]) -> Result<Hello, Refused> {
     Ok(Hello { stream, id, token })
 }
 
+/// A failed read as a refusal: `idle` after the idle timeout, `tls` for
+/// bytes TLS could not take, else `error`.
+fn io_refusal(e: std::io::Error) -> Refused {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Refused {
+            reason: "idle",
+            why: "sent nothing for the idle timeout".into(),
+        },
+        // Only TLS turns bytes into this error: not TLS, or a failed handshake.
+        std::io::ErrorKind::InvalidData => Refused {
+            reason: "tls",
+            why: format!("TLS: {e}"),
+        },
+        _ => Refused {
+            reason: "error",
+            why: format!("cannot read: {e}"),
+        },
+    }
+}
+
 /// Reads one line (without its end) into `line`, at most `max_line`
 /// bytes; false at end of input. A longer line, or a sender quiet for the
 /// idle timeout, is a [`Refused`]: nothing more of the line is read.
@@ -622,21 +646,7 @@ fn read_line(
         .by_ref()
         .take(max_line as u64 + 1)
         .read_until(b'\n', line)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Refused {
-                reason: "idle",
-                why: "sent nothing for the idle timeout".into(),
-            },
-            // Only TLS turns bytes into this error: not TLS, or a failed handshake.
-            std::io::ErrorKind::InvalidData => Refused {
-                reason: "tls",
-                why: format!("TLS: {e}"),
-            },
-            _ => Refused {
-                reason: "error",
-                why: format!("cannot read: {e}"),
-            },
-        })?;
+        .map_err(io_refusal)?;
     if n == 0 {
         return Ok(false);
     }

@@ -48,9 +48,9 @@ pub fn client_config(ca: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
     match ca {
         Some(ca) => {
             for certificate in read_certificates(ca)? {
-                roots
-                    .add(certificate)
-                    .with_context(|| format!("--tls-ca {}: a certificate is unusable", ca.display()))?;
+                roots.add(certificate).with_context(|| {
+                    format!("--tls-ca {}: a certificate is unusable", ca.display())
+                })?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),

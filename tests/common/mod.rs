@@ -550,7 +550,9 @@ impl Served {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(rest) = line.split("dashboard: http://").nth(1) {
+                // http:// or https://
+                if let Some(rest) = line.split("dashboard: http").nth(1) {
+                    let rest = rest.trim_start_matches('s').trim_start_matches("://");
                     let _ = found.send(rest.split('/').next().unwrap_or("").to_string());
                 }
                 let mut log = appended.lock().unwrap();
