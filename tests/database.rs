@@ -19,6 +19,8 @@ mod databases;
 mod faults;
 #[path = "common/tables.rs"]
 mod tables;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::*;
 use databases::*;
@@ -499,5 +501,95 @@ fn bad_urls_missing_permissions_and_full_disks_fail_with_one_line() {
         last.starts_with("eddy: error: sqlite sink:") && last.contains("full"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// `eddy query --postgres URL SQL`: its output, or its one-line error.
+fn eddy_query(url: &str, sql: &str) -> Result<String, String> {
+    let o = eddy(&["query", "--postgres", url, sql]);
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(stderr(&o))
+    }
+}
+
+#[test]
+fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
+    let data = data_of(20_000, 15_000);
+    let pg = Postgres::start();
+    let pki = tls::make_pki(&data.root.join("pki"), &["localhost"]);
+    let stranger = tls::make_pki(&data.root.join("other-pki"), &["localhost"]);
+    pg.require_tls(&pki.cert, &pki.key);
+    let url =
+        |host: &str, query: &str| format!("postgresql://eddy@{host}:{}/postgres?{query}", pg.port);
+    let ca = pki.ca.to_str().unwrap();
+    let full = url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let is_tls = "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let said = eddy_query(&full, is_tls).unwrap();
+    assert!(said.starts_with("ssl,version\nt,TLSv1."), "{said}");
+    // The server refuses plain text; verify-full refuses a name the
+    // certificate does not hold and a CA that did not sign it.
+    let e = eddy_query(&url("localhost", "sslmode=disable"), is_tls).unwrap_err();
+    assert!(e.contains("no encryption"), "{e}");
+    let by_ip = url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let e = eddy_query(&by_ip, is_tls).unwrap_err();
+    assert!(
+        e.contains("NotValidForName") || e.contains("not valid for name"),
+        "{e}"
+    );
+    let other = stranger.ca.to_str().unwrap();
+    let e = eddy_query(
+        &url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={other}"),
+        ),
+        is_tls,
+    )
+    .unwrap_err();
+    assert!(e.contains("invalid peer certificate"), "{e}");
+    // verify-ca checks the signer only; require without a root checks nothing.
+    let ca_only = url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}"));
+    assert!(eddy_query(&ca_only, is_tls).unwrap().contains("\nt,"));
+    assert!(eddy_query(&url("127.0.0.1", "sslmode=require"), is_tls)
+        .unwrap()
+        .contains("\nt,"));
+    let e = eddy_query(
+        &url("localhost", &format!("sslmode=require&sslrootcert={other}")),
+        is_tls,
+    )
+    .unwrap_err();
+    assert!(e.contains("invalid peer certificate"), "{e}");
+    // The sink over verify-full: the tables equal the files, read back by psql.
+    let out = data.root.join("out");
+    let o = data
+        .replay(&out, 2, &[])
+        .args(["--postgres", &full, "--postgres-schema", "tls"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = csv_tables(&out);
+    assert_same_tables(
+        &files,
+        &postgres_tables(&pg, "tls", &files),
+        "postgres over TLS",
+    );
+    // A sink with the wrong CA fails in one line.
+    data.assert_fails_with(
+        &[
+            "--postgres",
+            &url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
+        ],
+        "eddy: error: postgres sink: cannot connect to eddy@localhost",
+        "invalid peer certificate",
     );
 }

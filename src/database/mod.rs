@@ -34,6 +34,7 @@
 
 mod fields;
 pub mod mongodb;
+pub mod pg_tls;
 pub mod postgres;
 pub mod query;
 pub mod sqlite;
@@ -684,6 +685,32 @@ pub fn spawn(
         sink.step(true)?;
         Ok(sink.rows)
     })
+}
+
+/// `uri` with any password replaced by `***`, for messages.
+pub(crate) fn without_password(uri: &str) -> String {
+    if !uri.contains("://") {
+        // `key=value` words (PostgreSQL): the password's value hidden.
+        let words = uri.split_whitespace().map(|w| match w.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => w.to_string(),
+        });
+        return words.collect::<Vec<_>>().join(" ");
+    }
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if !credentials.contains('/') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            if credentials.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                uri.to_string()
+            }
+        }
+        _ => uri.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! `_id`s, which is harmless, and the progress then skips it.
 
 use super::fields::{for_each_row, Field};
+use super::without_password;
 use super::{Batch, DbError, Store, Table};
 use anyhow::anyhow;
 use mongodb::bson::{doc, Bson, Document};
@@ -240,24 +241,6 @@ fn identity_of(values: &[Bson], identity: &[usize]) -> Bson {
                 .collect::<Vec<_>>()
                 .join("|"),
         ),
-    }
-}
-
-/// `uri` with any password replaced by `***`, for messages.
-fn without_password(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) if !credentials.contains('/') => {
-            let user = credentials.split(':').next().unwrap_or_default();
-            if credentials.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                uri.to_string()
-            }
-        }
-        _ => uri.to_string(),
     }
 }
 

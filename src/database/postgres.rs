@@ -1,5 +1,5 @@
-//! The PostgreSQL store of the database sink: one connection (no TLS: a
-//! local server, or one reached through a tunnel), tables in `schema`.
+//! The PostgreSQL store of the database sink: one connection (TLS as the
+//! URL's `sslmode` and `sslrootcert` say, see `pg_tls.rs`), tables in `schema`.
 //! Each transaction parses the rows of the result files to their types and
 //! streams them with a binary `COPY ... FROM STDIN` into the query's table
 //! (the server stores values instead of parsing text); when a row is there
@@ -13,18 +13,18 @@
 //! URL, authentication, permission, full disk) is not.
 
 use super::fields::{for_each_row, Field, Row};
+use super::pg_tls::{explain, PgTarget};
 use super::{progress_table, Batch, DbError, Store, Table};
 use crate::sinks::ColumnType;
 use anyhow::anyhow;
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub struct PostgresStore {
-    config: Config,
+    server: PgTarget,
     /// `user@host:port/db`, without the password.
     target: String,
     schema: String,
@@ -80,15 +80,19 @@ fn sql_type(ty: ColumnType) -> &'static str {
 impl PostgresStore {
     /// Connects (within 10 s); any failure here is the run's one-line error.
     pub fn connect(url: &str, schema: &str) -> anyhow::Result<PostgresStore> {
-        let mut config =
-            Config::from_str(url).map_err(|e| anyhow!("postgres sink: bad URL {url:?}: {e}"))?;
-        config.connect_timeout(Duration::from_secs(10));
-        let target = describe(&config);
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| anyhow!("postgres sink: cannot connect to {target}: {e}"))?;
+        let mut server = PgTarget::parse(url).map_err(|e| {
+            anyhow!(
+                "postgres sink: bad URL {}: {e:#}",
+                super::without_password(url)
+            )
+        })?;
+        server.config.connect_timeout(Duration::from_secs(10));
+        let target = describe(&server.config);
+        let client = server
+            .connect()
+            .map_err(|e| anyhow!("postgres sink: cannot connect to {target}: {}", explain(&e)))?;
         Ok(PostgresStore {
-            config,
+            server,
             target,
             schema: schema.to_string(),
             client,
@@ -326,7 +330,7 @@ impl Store for PostgresStore {
     }
 
     fn reconnect(&mut self) -> Result<(), DbError> {
-        self.client = self.config.connect(NoTls).map_err(classify)?;
+        self.client = self.server.connect().map_err(classify)?;
         self.create_stages()
     }
 }

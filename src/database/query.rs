@@ -45,8 +45,14 @@ pub fn sqlite(path: &Path, sql: &str, out: impl Write) -> anyhow::Result<()> {
 /// Runs `sql` on PostgreSQL (the server's text form of every value).
 pub fn postgres(url: &str, sql: &str, out: impl Write) -> anyhow::Result<()> {
     use postgres::SimpleQueryMessage;
-    let mut client = postgres::Client::connect(url, postgres::NoTls)
-        .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))?;
+    let server = super::pg_tls::PgTarget::parse(url)
+        .map_err(|e| anyhow!("bad PostgreSQL URL {}: {e:#}", super::without_password(url)))?;
+    let mut client = server.connect().map_err(|e| {
+        anyhow!(
+            "cannot connect to PostgreSQL: {}",
+            super::pg_tls::explain(&e)
+        )
+    })?;
     let messages = client
         .simple_query(sql)
         .map_err(|e| anyhow!("query: {e}"))?;

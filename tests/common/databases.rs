@@ -181,6 +181,33 @@ impl Postgres {
         );
     }
 
+    /// Turns TLS on with `cert` and `key` (PEM) and refuses every
+    /// connection without it (`hostssl` only), then restarts the server.
+    pub fn require_tls(&self, cert: &Path, key: &Path) {
+        let (server_cert, server_key) =
+            (self.data.join("server.crt"), self.data.join("server.key"));
+        std::fs::copy(cert, &server_cert).unwrap();
+        std::fs::copy(key, &server_key).unwrap();
+        std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if is_root() {
+            for file in [&server_cert, &server_key] {
+                let chown = Command::new("chown").arg("postgres").arg(file).status();
+                assert!(chown.is_ok_and(|s| s.success()), "chown postgres {file:?}");
+            }
+        }
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .unwrap();
+        self.stop();
+        self.start_again();
+    }
+
     pub fn url(&self) -> String {
         format!("postgresql://eddy@127.0.0.1:{}/postgres", self.port)
     }
