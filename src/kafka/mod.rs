@@ -173,3 +173,40 @@ pub fn partitions(
     }
     Ok(t.partitions().len() as i32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    /// The options of a broker behind TLS and SCRAM: librdkafka is built
+    /// with both (it refuses `SASL_SSL` otherwise) and loads the CA file.
+    #[test]
+    fn tls_and_sasl_options_pass_through_to_librdkafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["broker".to_string()]).unwrap();
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        let options = |ca: &str| -> BTreeMap<String, String> {
+            [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "eddy"),
+                ("sasl.password", "s3cret"),
+                ("ssl.ca.location", ca),
+                ("ssl.endpoint.identification.algorithm", "https"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let config = client_config("broker:9093", &[], &options(ca.to_str().unwrap()));
+        let made: Result<BaseConsumer, _> = config.create();
+        assert!(made.is_ok(), "{:?}", made.err());
+        let missing = dir.path().join("absent.pem");
+        let config = client_config("broker:9093", &[], &options(missing.to_str().unwrap()));
+        let e = config.create::<BaseConsumer>().err().unwrap().to_string();
+        assert!(e.contains("ssl.ca.location failed"), "{e}");
+    }
+}
