@@ -213,7 +213,12 @@ pub fn write_file<T: Serialize>(
 /// Reads a file written by [`write_file`], checking its frame and checksum.
 pub fn read_file<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let shown = path.display();
+    decode_file(&bytes, &path.display().to_string())
+}
+
+/// Decodes the bytes of a checkpoint file named `shown` (in every error):
+/// its frame, format version, length and checksum are checked first.
+pub fn decode_file<T: DeserializeOwned>(bytes: &[u8], shown: &str) -> anyhow::Result<T> {
     if bytes.len() < 24 || &bytes[..8] != MAGIC {
         bail!("{shown} is not an eddy checkpoint file (or is truncated)");
     }

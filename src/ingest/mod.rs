@@ -636,7 +636,7 @@ fn io_refusal(e: std::io::Error) -> Refused {
 /// Reads one line (without its end) into `line`, at most `max_line`
 /// bytes; false at end of input. A longer line, or a sender quiet for the
 /// idle timeout, is a [`Refused`]: nothing more of the line is read.
-fn read_line(
+pub fn read_line(
     reader: &mut impl BufRead,
     line: &mut Vec<u8>,
     max_line: usize,

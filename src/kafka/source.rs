@@ -199,14 +199,9 @@ impl<E: Event + ParseRow> KafkaSource<E> {
         part.at_end = false;
         part.last_message = Some(Instant::now());
         batch.generated += 1;
-        self.row.clear();
-        let line = payload.strip_suffix(b"\n").unwrap_or(payload);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        for field in line.split(|b| *b == b',') {
-            self.row.push_field(field);
-        }
         let seq = offset as u64 * self.partition_count as u64 + part.partition as u64;
-        match E::parse_row(&self.row, seq) {
+        let (line, parsed) = decode_message::<E>(payload, &mut self.row, seq);
+        match parsed {
             Err(error) => batch.malformed.push(Malformed {
                 line: offset as u64,
                 error: format!("partition {} offset {offset}: {error}", part.partition),
@@ -423,4 +418,21 @@ impl<E: Event + ParseRow> Source<E> for KafkaSource<E> {
         self.owned = saved;
         self.assign()
     }
+}
+
+/// A message's payload as one row of the stream (one WORKLOAD.md line,
+/// an optional line end): the line, and its record or why it is malformed.
+/// `row` is reused between messages.
+pub fn decode_message<'a, E: ParseRow>(
+    payload: &'a [u8],
+    row: &mut ByteRecord,
+    seq: u64,
+) -> (&'a [u8], Result<E, String>) {
+    row.clear();
+    let line = payload.strip_suffix(b"\n").unwrap_or(payload);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for field in line.split(|b| *b == b',') {
+        row.push_field(field);
+    }
+    (line, E::parse_row(row, seq))
 }

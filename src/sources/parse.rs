@@ -176,6 +176,18 @@ impl ParseRow for Interaction {
 mod tests {
     use super::*;
 
+    /// Found by fuzz/csv_rows: fields are trimmed of any whitespace
+    /// `str::trim` removes (form feeds, Unicode spaces), on both paths.
+    #[test]
+    fn fields_are_trimmed_of_whitespace_on_both_paths() {
+        for size in ["\x0c\x0c\x0c80", " 80\t", "\u{2003}80"] {
+            let line = format!("0,A,8,{size}");
+            let fast = Trade::parse_row(&CommaFields::split(line.as_bytes()), 0).unwrap();
+            assert_eq!(fast, Trade::parse_row(&row(&line), 0).unwrap());
+            assert_eq!((fast.size, fast.price), (80, 8.0));
+        }
+    }
+
     fn row(s: &str) -> ByteRecord {
         ByteRecord::from(s.split(',').collect::<Vec<_>>())
     }
