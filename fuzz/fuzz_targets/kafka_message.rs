@@ -16,5 +16,8 @@ fuzz_target!(|payload: &[u8]| {
         assert!(!why.is_empty());
     }
     let (_, interaction) = decode_message::<Interaction>(payload, &mut row, 3);
-    assert_eq!(interaction, Interaction::parse_row(&CommaFields::split(line), 3));
+    assert_eq!(
+        interaction,
+        Interaction::parse_row(&CommaFields::split(line), 3)
+    );
 });
