@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
-cargo build --release -q
-eddy=$PWD/target/release/eddy
+# EDDY=path/to/eddy uses a built binary as it is.
+[ -n "${EDDY:-}" ] || cargo build --release -q
+eddy=${EDDY:-$PWD/target/release/eddy}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n 20000
@@ -17,15 +18,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 attack_gigabyte='
 import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"trades attacker\n")
-chunk, sent = b"7" * (1 << 20), 0
-try:
-    while sent < (1 << 30):
-        s.sendall(chunk); sent += len(chunk)
-except OSError:
-    pass
-print(f"attacker: {sent >> 20} MiB sent before the engine closed", file=sys.stderr)
+chunk, sent, connections = b"7" * (1 << 16), 0, 0
+while sent < (1 << 30):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    connections += 1
+    try:
+        s.sendall(b"trades attacker\n")
+        while sent < (1 << 30):
+            s.sendall(chunk); sent += len(chunk)
+    except OSError:
+        s.close()
+print(f"attacker: {sent >> 20} MiB without a newline over {connections} connections", file=sys.stderr)
 '
 attack_idle='
 import socket, sys, time
@@ -35,7 +38,8 @@ for _ in range(10000):
         held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5))
     except OSError as e:
         print(f"attacker: {e}", file=sys.stderr); break
-print(f"attacker: {len(held)} connections opened", file=sys.stderr)
+print(f"attacker: {len(held)} connections opened", file=sys.stderr, flush=True)
+open(sys.argv[3], "w").close()
 time.sleep(float(sys.argv[2]))
 '
 
@@ -46,11 +50,13 @@ for scenario in none gigabyte idle10k; do
   "$eddy" run --listen "127.0.0.1:$port" --out "$out" --idle-exit 2 --quiet --no-dashboard 2>"$work/engine-$scenario.log" &
   engine=$!
   sleep 1
+  attacker=""
   case $scenario in
-    gigabyte) python3 -c "$attack_gigabyte" "$port" 2>>"$work/attack.log" & ;;
-    idle10k) python3 -c "$attack_idle" "$port" 20 2>>"$work/attack.log" & ;;
+    gigabyte) python3 -c "$attack_gigabyte" "$port" 2>>"$work/attack.log" & attacker=$! ;;
+    idle10k)
+      python3 -c "$attack_idle" "$port" 60 "$work/ready" 2>>"$work/attack.log" & attacker=$!
+      for _ in $(seq 300); do [ -f "$work/ready" ] && break; sleep 0.1; done ;;
   esac
-  attacker=$!
   sleep 0.5
   peak=0
   ( while kill -0 $engine 2>/dev/null; do
@@ -59,16 +65,20 @@ for scenario in none gigabyte idle10k; do
     done ) > "$work/rss-$scenario" &
   sampler=$!
   start=$(date +%s.%N)
-  "$eddy" send "$work/trades.csv" --to "127.0.0.1:$port" --id good 2>"$work/send-$scenario.log"
+  sent=ok
+  "$eddy" send "$work/trades.csv" --to "127.0.0.1:$port" --id good 2>"$work/send-$scenario.log" || sent=refused
   end=$(date +%s.%N)
-  kill $attacker 2>/dev/null || true
+  [ -z "$attacker" ] || kill "$attacker" 2>/dev/null || true
+  [ -z "$attacker" ] || kill "$attacker" 2>/dev/null || true
+  [ $sent = ok ] || kill -INT $engine 2>/dev/null || true
   wait $engine || true
   wait $sampler || true
   peak=$(sort -n "$work/rss-$scenario" | tail -1)
   refused=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ingest']['refused'])" "$out/metrics.json" | tr ',' ';')
   secs=$(python3 -c "print(f'{$end - $start:.2f}')")
   rate=$(python3 -c "print(f'{$lines / ($end - $start):.0f}')")
-  echo "$scenario,$(python3 -c "print(f'{$peak/1024:.1f}')"),$secs,$rate,\"$refused\"" >> results/hostile.csv
+  if [ $sent = refused ]; then rate="refused: $(tail -1 "$work/send-$scenario.log" | tr ',' ';')"; fi
+  echo "$scenario,$(python3 -c "print(f'{$peak/1024:.1f}')"),$secs,\"$rate\",\"$refused\"" >> results/hostile.csv
 done
 cat "$work/attack.log"
 cat results/hostile.csv
