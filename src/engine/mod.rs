@@ -44,11 +44,7 @@ pub const DEFAULT_START_MS: u64 = 1_700_000_000_000;
 pub fn run(job: Job) -> anyhow::Result<Summary> {
     let pipeline = Arc::new(job.pipeline.with_run_defaults());
     let queries = queries_of(&pipeline, &job.extensions)?;
-    // Open the files first, so that a bad path fails before any work.
-    for (name, path) in csv_paths(&pipeline) {
-        std::fs::metadata(&path)
-            .with_context(|| format!("cannot open {name} file {}", path.display()))?;
-    }
+    check_input_files(&pipeline)?;
     let workers = pipeline.engine.workers;
     let processes = job.cluster.as_ref().map_or(1, |c| c.addresses.len());
     let process = job.cluster.as_ref().map_or(0, |c| c.process);
@@ -70,9 +66,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     }
     let start = RunStart::now(&pipeline, job.cluster.as_ref().and_then(|c| c.origin_ms));
     let ingest = start_ingest(&pipeline, processes, &outputs, resume, &job.stop)?;
-    if let Some(ingest) = &ingest {
-        let _ = metrics.ingest.set(Arc::clone(ingest));
-    }
+    let ingest = register_ingest(&metrics, ingest);
     let copiers = start_result_copiers(
         &pipeline,
         &outputs,
@@ -360,6 +354,14 @@ fn start_result_copiers(
     Ok((threads, done))
 }
 
+/// Lets the metrics count the ingest's refusals (`eddy_ingest_refused_total`).
+fn register_ingest(metrics: &Metrics, ingest: Option<Arc<Ingest>>) -> Option<Arc<Ingest>> {
+    if let Some(ingest) = &ingest {
+        let _ = metrics.ingest.set(Arc::clone(ingest));
+    }
+    ingest
+}
+
 /// Starts the TCP listener of `kind = "tcp"` streams (`--listen`), if any.
 fn start_ingest(
     pipeline: &Pipeline,
@@ -461,6 +463,15 @@ fn serve_dashboard(
         served.address
     );
     Ok(served)
+}
+
+/// Opens the files first, so that a bad path fails before any work.
+fn check_input_files(pipeline: &Pipeline) -> anyhow::Result<()> {
+    for (name, path) in csv_paths(pipeline) {
+        std::fs::metadata(&path)
+            .with_context(|| format!("cannot open {name} file {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn csv_paths(p: &Pipeline) -> Vec<(&'static str, PathBuf)> {
