@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Hostile senders against `eddy run --listen` (defaults: 1 MiB lines, 256
-# connections, 60 s idle timeout): the engine's peak RSS and a good sender's
-# time for the same file, with no attack, while an attacker streams 1 GiB
-# without a newline, and while 10 000 connections are opened and left idle.
+# senders, 256 connections waiting for a first line, 10 s for it, 60 s idle
+# timeout): the engine's peak RSS and a good sender's time for the same
+# file, with no attack, while an attacker streams 1 GiB without a newline,
+# and while 10 000 connections are opened and left silent, then churned
+# (the oldest closed and a new one opened, without pause).
 # Writes results/hostile.csv.   Usage: bash benches/hostile.sh [LINES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,16 +34,31 @@ print(f"attacker: {sent >> 20} MiB without a newline over {connections} connecti
 '
 attack_idle='
 import socket, sys, time
-held = []
+held, opened = [], 0
+def connect():
+    global opened
+    opened += 1
+    return socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
 for _ in range(10000):
     try:
-        held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5))
+        held.append(connect())
     except OSError as e:
         print(f"attacker: {e}", file=sys.stderr); break
 print(f"attacker: {len(held)} connections opened", file=sys.stderr, flush=True)
 open(sys.argv[3], "w").close()
-time.sleep(float(sys.argv[2]))
+# Then churn: close the oldest and open a new one, as fast as it can, so
+# that new silent connections keep arriving while the good sender sends.
+end, i = time.time() + float(sys.argv[2]), 0
+while time.time() < end:
+    held[i].close()
+    try:
+        held[i] = connect()
+    except OSError:
+        pass
+    i = (i + 1) % len(held)
+print(f"attacker: {opened} connections opened in all", file=sys.stderr)
 '
+
 
 echo "scenario,peak_rss_mib,sender_s,sender_lines_per_s,refused" > results/hostile.csv
 for scenario in none gigabyte idle10k; do

@@ -454,9 +454,16 @@ struct RunArgs {
     /// With --listen: a line longer than this (KiB) drops its sender.
     #[arg(long, value_name = "KIB", requires = "listen")]
     max_line_kib: Option<u64>,
-    /// With --listen: connections open at once; more are refused.
+    /// With --listen: senders connected at once; more are told `busy`.
     #[arg(long, value_name = "N", requires = "listen")]
     max_connections: Option<usize>,
+    /// With --listen: connections waiting for their first line at once;
+    /// one more pushes out the oldest.
+    #[arg(long, value_name = "N", requires = "listen")]
+    max_pending: Option<usize>,
+    /// With --listen: a connection must send its first line within this long.
+    #[arg(long, value_name = "SECONDS", requires = "listen")]
+    hello_timeout: Option<f64>,
     /// With --listen: a sender that sends nothing this long is dropped.
     #[arg(long, value_name = "SECONDS", requires = "listen")]
     ingest_idle_timeout: Option<f64>,
@@ -687,6 +694,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             ingest_token_file: None,
             max_line_kib: None,
             max_connections: None,
+            max_pending: None,
+            hello_timeout: None,
             ingest_idle_timeout: None,
             engine: EngineArgs::default(),
         }),
@@ -794,6 +803,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 max_line_kib: args.max_line_kib.unwrap_or(defaults.max_line_kib),
                 max_connections: args.max_connections.unwrap_or(defaults.max_connections),
                 idle_timeout_s: args.ingest_idle_timeout.unwrap_or(defaults.idle_timeout_s),
+                max_pending: args.max_pending.unwrap_or(defaults.max_pending),
+                hello_timeout_s: args.hello_timeout.unwrap_or(defaults.hello_timeout_s),
                 token_file: args.ingest_token_file,
             }),
         };

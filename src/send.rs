@@ -135,6 +135,10 @@ fn attempt(
         }
         _ => {
             let why = reply.trim().trim_start_matches("error: ");
+            // Busy with other senders: a later attempt may get a slot.
+            if why.starts_with("busy:") {
+                bail!("{} is {why}", how.to);
+            }
             return Err(RefusedByEngine(format!("{} refused the sender: {why}", how.to)).into());
         }
     };

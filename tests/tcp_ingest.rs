@@ -12,6 +12,7 @@ mod tls;
 
 use common::*;
 use faults::*;
+use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -303,7 +304,11 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
         "--max-line-kib",
         "64",
         "--max-connections",
-        "6",
+        "3",
+        "--max-pending",
+        "3",
+        "--hello-timeout",
+        "2",
         "--ingest-idle-timeout",
         "2",
     ];
@@ -366,21 +371,46 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
         answer.contains("a line longer than 64 KiB (after 0 lines)"),
         "{answer}"
     );
-    // Two good senders and four idle ones: a seventh is one too many.
-    let idle: Vec<_> = (0..4)
-        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(answer_to(port, b"").contains("6 connections are open already"));
-    // Idle for the timeout: closed (the four above, then one more).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let started = std::time::Instant::now();
-    assert_eq!(
-        answer_to(port, b""),
-        "error: sent nothing for the idle timeout"
+    let connect = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        std::io::BufReader::new(c)
+    };
+    let told = |c: &mut std::io::BufReader<std::net::TcpStream>| {
+        let mut line = String::new();
+        c.read_line(&mut line).unwrap();
+        line
+    };
+    // The two good senders and one more fill the three sender slots.
+    // (Every connection waits among the pending until its first line.)
+    let mut holder = connect();
+    holder
+        .get_mut()
+        .write_all(b"trades holder token=9f8e7d6c5b4a\n")
+        .unwrap();
+    assert_eq!(told(&mut holder), "ok 0\n");
+    let busy = answer_to(port, b"trades token=9f8e7d6c5b4a\n");
+    assert!(
+        busy.contains("busy: 3 senders are connected already"),
+        "{busy}"
     );
+    // Connections that never speak wait apart from senders: a fourth
+    // pushes out the oldest.
+    let mut silent: Vec<_> = (0..3).map(|_| connect()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    silent.push(connect());
+    assert!(told(&mut silent[0]).starts_with("error: pushed out by newer connections"));
+    // Past the hello timeout the silent ones are closed; past the idle
+    // timeout the quiet sender is dropped.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    for c in &mut silent[1..] {
+        assert_eq!(told(c), "error: no first line within 2 s\n");
+    }
+    assert!(told(&mut holder).contains("sent nothing for the idle timeout"));
+    let started = std::time::Instant::now();
+    assert_eq!(answer_to(port, b""), "error: no first line within 2 s");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    drop(idle);
     let said = finish(trades) + &finish(interactions);
     assert!(said.contains("over 1 connection"), "{said}");
     let log = finish(engine);
@@ -398,7 +428,9 @@ fn hostile_senders_are_refused_counted_and_change_nothing() {
     assert_eq!(refused["hello"], 1, "{ingest}");
     assert_eq!(refused["line_too_long"], 1, "{ingest}");
     assert_eq!(refused["connections"], 1, "{ingest}");
-    assert_eq!(refused["idle"], 5, "{ingest}");
+    assert_eq!(refused["pushed_out"], 1, "{ingest}");
+    assert_eq!(refused["hello_timeout"], 4, "{ingest}");
+    assert_eq!(refused["idle"], 1, "{ingest}");
     assert_eq!(refused["tls"], 1, "{ingest}");
 }
 

@@ -18,8 +18,11 @@
 //! Hostile senders are bounded: with `token_file`, the first line must carry
 //! `token=...` (compared in constant time); a line longer than
 //! `max_line_kib` drops its sender (nothing past the limit is read, the
-//! lines before it are kept and told), more than `max_connections` open at
-//! once are refused, and a sender quiet for `idle_timeout_s` is dropped.
+//! lines before it are kept and told), connections that have not yet sent
+//! their first line are bounded apart from senders (`admission.rs`: a
+//! deadline, and the oldest pushed out), more than `max_connections`
+//! senders at once are told `busy`, and a sender quiet for
+//! `idle_timeout_s` is dropped.
 //! Each refusal is answered `error: ...`, logged in one line with the peer's
 //! address and counted by reason (metrics.json `ingest.refused`); nothing of
 //! a refused connection reaches the log.
@@ -30,6 +33,7 @@
 //! were held is reported. With `idle_exit_s`, the streams end (an end mark
 //! is logged) once no sender has been connected for that long.
 
+pub mod admission;
 pub mod log;
 
 use crate::security::{tls, token};
@@ -59,10 +63,15 @@ pub struct ListenConfig {
     pub idle_exit_s: Option<f64>,
     /// A line longer than this drops its sender (KiB).
     pub max_line_kib: u64,
-    /// Connections open at once; more are refused.
+    /// Senders connected at once (past their first line); more are told `busy`.
     pub max_connections: usize,
     /// A sender that sends nothing for this long is dropped.
     pub idle_timeout_s: f64,
+    /// Connections waiting for their first line at once; one more pushes
+    /// out the oldest.
+    pub max_pending: usize,
+    /// A connection must send its first line (after TLS) within this long.
+    pub hello_timeout_s: f64,
     /// A file holding the token every sender must present on its first line
     /// (`trades feed-1 token=...`); none: no token asked.
     pub token_file: Option<PathBuf>,
@@ -78,6 +87,8 @@ impl Default for ListenConfig {
             max_line_kib: 1024,
             max_connections: 256,
             idle_timeout_s: 60.0,
+            max_pending: 256,
+            hello_timeout_s: 10.0,
             token_file: None,
         }
     }
@@ -204,12 +215,12 @@ pub struct Ingest {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections refused or dropped, by reason.
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    admission: admission::Admission,
 }
 
 /// What a sender may do.
 struct Limits {
     max_line: usize,
-    max_connections: usize,
     idle_timeout: Duration,
     token: Option<Vec<u8>>,
 }
@@ -229,14 +240,6 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-fn refused(reason: &'static str, why: impl Into<String>) -> anyhow::Error {
-    Refused {
-        reason,
-        why: why.into(),
-    }
-    .into()
-}
-
 /// What a run reports about its TCP ingest.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct IngestSummary {
@@ -247,8 +250,9 @@ pub struct IngestSummary {
     /// Time senders were held back by the backlog bound, summed over connections.
     pub senders_held_s: f64,
     /// Connections refused or dropped, by reason: `hello` (a bad first
-    /// line), `token` (wrong or missing), `connections` (too many),
-    /// `line_too_long`, `idle`.
+    /// line), `token` (wrong or missing), `connections` (too many senders),
+    /// `hello_timeout`, `pushed_out` (no first line in time, or too many
+    /// waiting), `tls`, `line_too_long`, `idle`.
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
 }
@@ -291,10 +295,15 @@ impl Ingest {
             max_backlog_seen: AtomicU64::new(0),
             limits: Limits {
                 max_line: (config.max_line_kib.max(1) << 10) as usize,
-                max_connections: config.max_connections.max(1),
                 idle_timeout: Duration::from_secs_f64(config.idle_timeout_s.max(0.001)),
                 token,
             },
+            admission: admission::Admission::new(
+                config.max_pending,
+                Duration::from_secs_f64(config.hello_timeout_s.max(0.0)),
+                config.max_connections,
+                tls.is_none(),
+            ),
             tls,
             refused: Mutex::new(BTreeMap::new()),
         });
@@ -360,21 +369,19 @@ impl Ingest {
         let mut idle_since = Instant::now();
         while !stop.load(Relaxed) && !self.ended() {
             match listener.accept() {
-                Ok((mut socket, peer)) => {
+                Ok((socket, peer)) => {
                     socket.set_nonblocking(false)?;
-                    if self.open_connections.load(Relaxed) >= self.limits.max_connections {
-                        let why = format!(
-                            "{} connections are open already",
-                            self.limits.max_connections
-                        );
-                        let _ = writeln!(socket, "error: {why}");
-                        self.refuse(peer, &refused("connections", why));
-                        continue;
-                    }
+                    let ticket = match self.admission.arrived(&socket) {
+                        Ok(ticket) => ticket,
+                        Err(e) => {
+                            tracing::warn!("cannot take a connection from {peer}: {e}");
+                            continue;
+                        }
+                    };
                     self.open_connections.fetch_add(1, Relaxed);
                     let ingest = Arc::clone(self);
                     std::thread::spawn(move || {
-                        if let Err(e) = ingest.serve(socket) {
+                        if let Err(e) = ingest.serve(socket, ticket) {
                             ingest.refuse(peer, &e);
                         }
                         ingest.open_connections.fetch_sub(1, Relaxed);
@@ -385,6 +392,7 @@ impl Ingest {
                 }
                 Err(e) => tracing::warn!("cannot accept a connection: {e}"),
             }
+            self.admission.expire();
             if self.open_connections.load(Relaxed) > 0 {
                 idle_since = Instant::now();
             } else if idle_exit.is_some_and(|d| idle_since.elapsed() >= d) {
@@ -400,7 +408,7 @@ impl Ingest {
     }
 
     /// Serves one sender: handshake, then lines into the log in frames.
-    fn serve(&self, socket: TcpStream) -> anyhow::Result<()> {
+    fn serve(&self, socket: TcpStream, ticket: admission::Ticket) -> anyhow::Result<()> {
         socket.set_read_timeout(Some(self.limits.idle_timeout))?;
         let conn = tls::accept(self.tls.as_ref(), socket)?;
         let mut reader = BufReader::with_capacity(1 << 16, conn);
@@ -417,12 +425,16 @@ impl Ingest {
                 Err(e) => Err(e),
             })
             .and_then(|hello| self.check_token(hello));
-        let (log, id) = match hello {
-            Ok(Hello { stream, id, .. }) => (self.log(stream), id),
+        let hello = self
+            .admission
+            .spoke(ticket, hello)
+            .and_then(|hello| Ok((hello, self.admission.sender()?)));
+        let (log, id, _slot) = match hello {
+            Ok((Hello { stream, id, .. }, slot)) => (self.log(stream), id, slot),
             Err(refusal) => {
                 // A failed TLS handshake has no channel to answer on
                 // (writing would wait for the handshake until the idle timeout).
-                if reader.get_ref().handshake_done() {
+                if reader.get_ref().handshake_done() && !self.admission.told(&refusal) {
                     let _ = writeln!(reader.get_mut(), "error: {refusal}");
                 }
                 return Err(refusal.into());
