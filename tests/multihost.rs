@@ -191,18 +191,7 @@ fn three_hosts_give_the_single_process_results_also_with_one_host_20ms_away() {
         }
         let merged = dir.path().join("sample-merged");
         merge(&outs, &merged);
-        let compare = Command::new("python3")
-            .arg(sample.join("../compare.py"))
-            .arg(sample.join("expected"))
-            .arg(&merged)
-            .output()
-            .unwrap();
-        assert!(
-            compare.status.success(),
-            "the shared sample on 3 hosts, merged:\n{}{}",
-            String::from_utf8_lossy(&compare.stdout),
-            stderr(&compare)
-        );
+        assert_matches_sample(&sample, &merged, "the shared sample on 3 hosts, merged");
     } else {
         println!("multihost: the shared sample is not beside the project; checked on generated data only");
     }

@@ -538,16 +538,5 @@ fn tls_senders(data: &Data, sample: Option<&Path>) {
     let Some(sample) = sample else {
         return assert_same_as_files(&reference, &out, "over TLS");
     };
-    let compare = Command::new("python3")
-        .arg(sample.join("../compare.py"))
-        .arg(sample.join("expected"))
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        compare.status.success(),
-        "the shared sample sent over TLS:\n{}{}",
-        String::from_utf8_lossy(&compare.stdout),
-        stderr(&compare)
-    );
+    assert_matches_sample(sample, &out, "the shared sample sent over TLS");
 }

@@ -190,6 +190,23 @@ pub fn shared_sample() -> Option<PathBuf> {
     p.join("trades.csv").exists().then_some(p)
 }
 
+/// Asserts with the shared sample's `compare.py` that `out` holds its
+/// expected results; `what` names the run in the failure.
+pub fn assert_matches_sample(sample: &Path, out: &Path, what: &str) {
+    let compare = std::process::Command::new("python3")
+        .arg(sample.join("../compare.py"))
+        .arg(sample.join("expected"))
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "{what}:\n{}{}",
+        String::from_utf8_lossy(&compare.stdout),
+        String::from_utf8_lossy(&compare.stderr)
+    );
+}
+
 /// `eddy replay` of the shared sample's two files into `out` on `workers`
 /// workers, quiet, with `extra` flags.
 pub fn replay_sample(
