@@ -30,9 +30,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline file (dataflows/*.toml), or the built-in demo when none is given.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Replay recorded CSV files (WORKLOAD.md formats) and write every result file.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Write a generated data set to a CSV file (WORKLOAD.md format).
     Generate(GenerateArgs),
     /// Stream a CSV file to an engine started with `run --listen`.
@@ -464,6 +464,10 @@ struct RunArgs {
     /// With --listen: a connection must send its first line within this long.
     #[arg(long, value_name = "SECONDS", requires = "listen")]
     hello_timeout: Option<f64>,
+    /// With --listen: the input log's segment size; whole segments behind
+    /// the oldest kept checkpoint are removed.
+    #[arg(long, value_name = "MIB", requires = "listen")]
+    input_log_segment_mib: Option<f64>,
     /// With --listen: a sender that sends nothing this long is dropped.
     #[arg(long, value_name = "SECONDS", requires = "listen")]
     ingest_idle_timeout: Option<f64>,
@@ -696,11 +700,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             max_connections: None,
             max_pending: None,
             hello_timeout: None,
+            input_log_segment_mib: None,
             ingest_idle_timeout: None,
             engine: EngineArgs::default(),
         }),
-        Some(Command::Run(args)) => run(args),
-        Some(Command::Replay(args)) => replay(args),
+        Some(Command::Run(args)) => run(*args),
+        Some(Command::Replay(args)) => replay(*args),
         Some(Command::Generate(args)) => generate(args),
         Some(Command::Send(args)) => send(args),
         Some(Command::Produce(args)) => produce(args),
@@ -805,6 +810,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 idle_timeout_s: args.ingest_idle_timeout.unwrap_or(defaults.idle_timeout_s),
                 max_pending: args.max_pending.unwrap_or(defaults.max_pending),
                 hello_timeout_s: args.hello_timeout.unwrap_or(defaults.hello_timeout_s),
+                segment_mib: args.input_log_segment_mib.unwrap_or(defaults.segment_mib),
                 token_file: args.ingest_token_file,
             }),
         };

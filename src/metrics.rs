@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub sinks: std::collections::BTreeMap<String, SinkCounts>,
     /// TCP ingest connections refused or dropped, by reason (none without --listen).
     pub ingest_refused: std::collections::BTreeMap<String, u64>,
+    /// Bytes of each stream's TCP input log on disk (none without --listen).
+    pub input_log_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -427,6 +429,7 @@ impl Metrics {
                 .get()
                 .map(|i| i.refused_counts())
                 .unwrap_or_default(),
+            input_log_bytes: self.ingest.get().map(|i| i.log_bytes()).unwrap_or_default(),
             finished: self.finished.load(Relaxed),
         }
     }

@@ -378,4 +378,10 @@ fn over_tls_the_dashboard_answers_a_client_trusting_its_ca_with_the_token() {
         scraped.contains("eddy_ingest_refused_total{reason=\"tls\"} 1"),
         "{scraped}"
     );
+    // The input log's size on disk: nothing of the refused sender.
+    let log_bytes = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_input_log_bytes{stream=\"trades\"} "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(log_bytes, Some(0.0), "{scraped}");
 }

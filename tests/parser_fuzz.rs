@@ -86,7 +86,8 @@ fn csv_counts<E: Event + ParseRow>(lines: &[String], workers: usize) -> u64 {
 
 fn log_counts<E: Event + ParseRow>(lines: &[String], chunk: usize, workers: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(StreamLog::open(dir.path(), E::STREAM, workers).unwrap());
+    // Segments of 256 bytes: the readers go from segment to segment.
+    let log = Arc::new(StreamLog::open(dir.path(), E::STREAM, workers, 256).unwrap());
     for part in lines.chunks(chunk.max(1)) {
         // The listener drops empty lines before logging.
         let kept: Vec<String> = part.iter().filter(|l| !l.is_empty()).cloned().collect();

@@ -161,19 +161,22 @@ fn records_sent_over_tcp_give_the_results_of_the_files() {
         ingest["lines"]["interactions"],
         data_lines(&data.interactions)
     );
-    assert!(out.join("input-log/trades.log").exists());
+    let segments = std::fs::read_dir(out.join("input-log/trades"))
+        .unwrap()
+        .count();
+    assert!(segments >= 1, "the trades log is a folder of segments");
 }
 
 #[test]
 fn a_killed_engine_resumes_from_its_log_and_nothing_is_lost_or_doubled() {
-    let log = killed_and_resumed(&[]);
+    let log = killed_and_resumed(&[], &[]).log;
     assert!(!log.contains("rescaling"), "{log}");
 }
 
 #[test]
 fn a_killed_engine_resumed_on_more_or_fewer_workers_takes_each_line_once() {
     for workers in ["3", "1"] {
-        let log = killed_and_resumed(&["--workers", workers]);
+        let log = killed_and_resumed(&[], &["--workers", workers]).log;
         assert!(
             log.contains("rescaling") && log.contains("this run is 1 process × "),
             "{log}"
@@ -181,10 +184,52 @@ fn a_killed_engine_resumed_on_more_or_fewer_workers_takes_each_line_once() {
     }
 }
 
-/// The engine on 2 workers, killed after event time 6 s while senders keep
-/// sending, resumed with `resume_flags`: equal to the files read directly.
-/// Returns the resumed run's log.
-fn killed_and_resumed(resume_flags: &[&str]) -> String {
+/// Input log segments of 20 KiB: trimmed many times over in a run.
+const SMALL_SEGMENT_MIB: &str = "0.02";
+const SMALL_SEGMENT_BYTES: u64 = 20_971;
+
+#[test]
+fn the_input_log_is_trimmed_behind_the_checkpoints_and_a_resume_after_a_trim_is_exact() {
+    let run = killed_and_resumed(&["--input-log-segment-mib", SMALL_SEGMENT_MIB], &[]);
+    // When the engine was killed (checkpoints up to event time 6 s, a
+    // dozen lines a millisecond), the oldest segments were gone already.
+    assert!(
+        run.first_segment_at_kill > 0,
+        "no trades segment was removed before the kill"
+    );
+    // The run ends without a checkpoint at the end of its streams: what is
+    // left is what the two newest checkpoints still read. The interactions
+    // (20 s of event time) ended long before the trades (40 s) and their
+    // readers stood at the end in the last checkpoints.
+    let ingest = &run.metrics["ingest"];
+    let left = |stream: &str| ingest["log_bytes"][stream].as_u64().unwrap();
+    assert!(
+        left("interactions") <= 3 * SMALL_SEGMENT_BYTES,
+        "interactions: {run:?}"
+    );
+    assert!(
+        2 * left("trades") < run.sent_bytes["trades"],
+        "trades: {run:?}"
+    );
+}
+
+/// What [`killed_and_resumed`] saw.
+#[derive(Debug)]
+struct Resumed {
+    /// The resumed run's log.
+    log: String,
+    /// The resumed run's metrics.json.
+    metrics: serde_json::Value,
+    /// The base offset of the first trades log segment at the kill.
+    first_segment_at_kill: u64,
+    /// Bytes of each data file sent.
+    sent_bytes: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// The engine on 2 workers (with `first_flags`), killed after event time
+/// 6 s while senders keep sending, resumed with `resume_flags`: equal to
+/// the files read directly.
+fn killed_and_resumed(first_flags: &[&str], resume_flags: &[&str]) -> Resumed {
     let data = data();
     let pipeline = pipeline(&data);
     let reference = reference(&data, &pipeline);
@@ -197,8 +242,9 @@ fn killed_and_resumed(resume_flags: &[&str]) -> String {
         "--checkpoint-interval-ms",
         "500",
     ];
+    let first_run = [&flags[..], first_flags].concat();
     let mut first = Running(Some(
-        engine(&pipeline, &out, port, &flags)
+        engine(&pipeline, &out, port, &first_run)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -214,8 +260,16 @@ fn killed_and_resumed(resume_flags: &[&str]) -> String {
     process.kill().unwrap();
     assert_eq!(process.wait().unwrap().signal(), Some(9));
     drop(first);
+    let first_segment_at_kill = std::fs::read_dir(ck.join("input-log/trades"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.trim_end_matches(".seg").parse::<u64>().unwrap()
+        })
+        .min()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut resume = flags.to_vec();
+    let mut resume = first_run.clone();
     resume.push("--resume");
     resume.extend_from_slice(resume_flags);
     let second = Running(Some(
@@ -236,7 +290,17 @@ fn killed_and_resumed(resume_flags: &[&str]) -> String {
         r["generated"], lines,
         "every line sent was taken exactly once"
     );
-    log
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    Resumed {
+        log,
+        metrics: m,
+        first_segment_at_kill,
+        sent_bytes: [
+            ("trades", size(&data.trades)),
+            ("interactions", size(&data.interactions)),
+        ]
+        .into(),
+    }
 }
 
 #[test]

@@ -274,6 +274,22 @@ impl Checkpointer {
         })
     }
 
+    /// The epoch the next [`Checkpointer::take`] saves.
+    pub fn pending_epoch(&self) -> u64 {
+        self.limit
+    }
+
+    /// The oldest complete epoch kept on disk once `newest` is complete
+    /// (the store keeps the `KEPT` newest).
+    pub fn oldest_kept(&self, newest: u64) -> Option<u64> {
+        self.layout
+            .epochs()
+            .into_iter()
+            .filter(|e| *e <= newest)
+            .take(store::KEPT)
+            .last()
+    }
+
     /// Whether this worker speaks for its process (writes sinks and manifest).
     pub fn is_process_leader(&self) -> bool {
         self.process_leader

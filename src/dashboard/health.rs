@@ -201,6 +201,7 @@ mod tests {
             kafka_lag: Default::default(),
             sinks: Default::default(),
             ingest_refused: Default::default(),
+            input_log_bytes: Default::default(),
         }
     }
 

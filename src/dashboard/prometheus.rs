@@ -16,6 +16,8 @@
 //! - `eddy_ingest_refused_total{reason}`: TCP ingest connections refused or
 //!   dropped (`tls`, `token`, `hello`, `connections`, `line_too_long`,
 //!   `idle`, `error`); present with `--listen` once one was.
+//! - `eddy_input_log_bytes{stream}`: bytes of the TCP input log on disk
+//!   (with `--listen`; trimmed behind the checkpoints).
 //! - `eddy_kafka_consumer_lag{topic,partition}`: messages a Kafka source's
 //!   partition has that its worker has not read yet;
 //! - `eddy_cpu_seconds` (counter) and `eddy_finished` (0 or 1).
@@ -286,6 +288,17 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
                 .iter()
                 .map(|(reason, n)| (vec![("reason", reason.clone())], *n))
                 .collect::<Vec<_>>(),
+        )?;
+    }
+    if !s.input_log_bytes.is_empty() {
+        gauge(
+            e,
+            "eddy_input_log_bytes",
+            "Bytes of the TCP input log on disk, by stream.",
+            None,
+            s.input_log_bytes
+                .iter()
+                .map(|(stream, n)| (vec![("stream", stream.clone())], *n as f64)),
         )?;
     }
     gauge(

@@ -9,6 +9,7 @@ use super::outputs::Outputs;
 use crate::checkpoint::resume::{find_resumable, OldEpoch};
 use crate::checkpoint::state::StateRegistry;
 use crate::checkpoint::{CheckpointConfig, Checkpointer, ProcessState, WorkerState};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::rescale::layout::{adopt_results, CommittedFolder, RunLayout};
@@ -220,8 +221,10 @@ pub fn take(
     feeds: &mut Feeds,
     outputs: &Outputs,
     metrics: &Metrics,
+    ingest: Option<&Ingest>,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
+    let epoch = ck.pending_epoch();
     let saved = WorkerState {
         states: states.save_all(plan.layout.key_groups)?,
         feeds: feeds.save()?,
@@ -244,6 +247,13 @@ pub fn take(
         feeds.finished(),
     )?;
     metrics.record_checkpoint(began.elapsed(), ck.last_bytes);
+    // The leader passes `take` once every worker saved: the input log
+    // behind the oldest checkpoint kept can go.
+    if let (true, Some(ingest)) = (ck.is_process_leader(), ingest) {
+        if let Some(oldest) = ck.oldest_kept(epoch) {
+            ingest.checkpoint_taken(epoch, oldest)?;
+        }
+    }
     feeds.release(next);
     Ok(())
 }

@@ -340,6 +340,7 @@ impl Driver<'_, '_> {
                         feeds,
                         &shared.outputs,
                         &shared.metrics,
+                        shared.ingest.as_deref(),
                     )?;
                     continue;
                 }

@@ -13,7 +13,11 @@
 //! Each batch of lines is appended to the stream's input log (`log.rs`) and
 //! fsynced before the sources may read it, so every acknowledged line
 //! survives a crash; the log's read offsets are part of each checkpoint, so
-//! a resumed run replays exactly the lines after its checkpoint.
+//! a resumed run replays exactly the lines after its checkpoint. The log is
+//! written in segments of `segment_mib`; once a checkpoint is taken, the
+//! segments wholly before what every local worker had read at the oldest
+//! checkpoint still kept are removed ([`Ingest::checkpoint_taken`]): no
+//! resume can need them.
 //!
 //! Hostile senders are bounded: with `token_file`, the first line must carry
 //! `token=...` (compared in constant time); a line longer than
@@ -40,7 +44,6 @@ use crate::security::{tls, token};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,6 +75,9 @@ pub struct ListenConfig {
     pub max_pending: usize,
     /// A connection must send its first line (after TLS) within this long.
     pub hello_timeout_s: f64,
+    /// The input log is written in segments of this size (MiB); whole
+    /// segments behind the oldest kept checkpoint are removed.
+    pub segment_mib: f64,
     /// A file holding the token every sender must present on its first line
     /// (`trades feed-1 token=...`); none: no token asked.
     pub token_file: Option<PathBuf>,
@@ -89,6 +95,7 @@ impl Default for ListenConfig {
             idle_timeout_s: 60.0,
             max_pending: 256,
             hello_timeout_s: 10.0,
+            segment_mib: 64.0,
             token_file: None,
         }
     }
@@ -101,6 +108,7 @@ const FRAME_LINES: usize = 4096;
 /// the workers that read it.
 pub struct StreamLog {
     pub stream: &'static str,
+    /// The log's folder of segments.
     pub path: PathBuf,
     /// Bytes on disk (fsynced); readers stop here.
     durable: AtomicU64,
@@ -109,10 +117,26 @@ pub struct StreamLog {
     writer: Mutex<Writer>,
     /// Lines logged in this run.
     pub lines: AtomicU64,
+    /// Checkpoint saves of this run: each local worker's read offsets in
+    /// the order it saved them, and the epochs taken so far.
+    saves: Mutex<Saves>,
+    /// Bytes of the segments on disk.
+    pub bytes_on_disk: AtomicU64,
+}
+
+/// See [`StreamLog::saves`].
+struct Saves {
+    /// Per local worker, how many times it saved and, by ordinal, the
+    /// offsets of its saves not yet matched with a checkpoint.
+    offsets: Vec<(u64, BTreeMap<u64, u64>)>,
+    taken: u64,
+    /// Per checkpoint epoch taken in this run, the least offset any local
+    /// worker had read: the log before it is needed by no resume from it.
+    needed_from: BTreeMap<u64, u64>,
 }
 
 struct Writer {
-    file: File,
+    log: log::LogWriter,
     /// Lines logged per sender id.
     sent: BTreeMap<String, u64>,
     connected: BTreeSet<String>,
@@ -120,10 +144,15 @@ struct Writer {
 }
 
 impl StreamLog {
-    /// Opens (creating) `dir/STREAM.log`, for `workers` local readers.
-    pub fn open(dir: &Path, stream: &'static str, workers: usize) -> anyhow::Result<Self> {
-        let path = dir.join(format!("{stream}.log"));
-        let (file, scan) = log::open(&path)?;
+    /// Opens (creating) the log folder `dir/STREAM`, for `workers` local readers.
+    pub fn open(
+        dir: &Path,
+        stream: &'static str,
+        workers: usize,
+        segment_bytes: u64,
+    ) -> anyhow::Result<Self> {
+        let path = dir.join(stream);
+        let (writer, scan) = log::open(&path, segment_bytes)?;
         if scan.cut > 0 {
             tracing::info!(
                 "input log {}: cut {} bytes of an unfinished write",
@@ -136,8 +165,14 @@ impl StreamLog {
             path,
             durable: AtomicU64::new(scan.len),
             read: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            saves: Mutex::new(Saves {
+                offsets: vec![(0, BTreeMap::new()); workers],
+                taken: 0,
+                needed_from: BTreeMap::new(),
+            }),
+            bytes_on_disk: AtomicU64::new(writer.bytes_on_disk()),
             writer: Mutex::new(Writer {
-                file,
+                log: writer,
                 sent: scan.sent,
                 connected: BTreeSet::new(),
                 ended: scan.ended,
@@ -165,9 +200,62 @@ impl StreamLog {
     }
 
     fn append(&self, w: &mut Writer, entry: &log::Entry) -> anyhow::Result<()> {
-        let len = log::append(&mut w.file, entry)
+        let len = w
+            .log
+            .append(entry, &w.sent)
             .with_context(|| format!("cannot append to input log {}", self.path.display()))?;
         self.durable.store(len, Relaxed);
+        self.bytes_on_disk.store(w.log.bytes_on_disk(), Relaxed);
+        Ok(())
+    }
+
+    /// A local worker saved its read offset into a checkpoint (its n-th
+    /// save of this run goes into the run's n-th checkpoint).
+    pub fn saved_at(&self, local_worker: usize, offset: u64) {
+        let mut saves = self.saves.lock().expect("saves lock");
+        if let Some((count, offsets)) = saves.offsets.get_mut(local_worker) {
+            offsets.insert(*count, offset);
+            *count += 1;
+        }
+    }
+
+    /// Checkpoint `epoch` is complete (every local worker saved into it) and
+    /// `oldest_kept` is the oldest epoch left on disk: removes the segments
+    /// no resume from a kept checkpoint can read. An oldest epoch taken
+    /// before this run started is not known here: nothing is removed until
+    /// this run's checkpoints have replaced it.
+    pub fn checkpoint_taken(&self, epoch: u64, oldest_kept: u64) -> anyhow::Result<()> {
+        let mut saves = self.saves.lock().expect("saves lock");
+        let nth = saves.taken;
+        saves.taken += 1;
+        // A worker may already have saved into the next checkpoint: only
+        // its n-th save counts for this one.
+        // A worker without an n-th save (none should be) keeps everything.
+        let least = saves
+            .offsets
+            .iter_mut()
+            .map(|(_, o)| {
+                let at = o.get(&nth).copied();
+                o.retain(|n, _| *n > nth);
+                at.unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        saves.needed_from.insert(epoch, least);
+        saves.needed_from.retain(|e, _| *e >= oldest_kept);
+        let Some(&from) = saves.needed_from.get(&oldest_kept) else {
+            return Ok(());
+        };
+        drop(saves);
+        let mut w = self.writer.lock().expect("log lock");
+        let removed = w.log.trim(from)?;
+        self.bytes_on_disk.store(w.log.bytes_on_disk(), Relaxed);
+        if removed > 0 {
+            tracing::debug!(
+                "input log {}: {removed} bytes before offset {from} removed",
+                self.path.display()
+            );
+        }
         Ok(())
     }
 
@@ -255,6 +343,10 @@ pub struct IngestSummary {
     /// waiting), `tls`, `line_too_long`, `idle`.
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
+    /// Bytes of the input log's segments on disk, per stream (what trimming
+    /// behind the checkpoints left).
+    #[serde(default)]
+    pub log_bytes: BTreeMap<String, u64>,
 }
 
 impl Ingest {
@@ -272,13 +364,14 @@ impl Ingest {
             .with_context(|| format!("cannot create input log folder {}", dir.display()))?;
         if !resume {
             for stream in ["trades", "interactions"] {
-                let path = dir.join(format!("{stream}.log"));
+                let path = dir.join(stream);
                 if path.exists() {
-                    std::fs::remove_file(&path)
+                    std::fs::remove_dir_all(&path)
                         .with_context(|| format!("cannot empty {}", path.display()))?;
                 }
             }
         }
+        let segment_bytes = (config.segment_mib.max(0.0) * (1u64 << 20) as f64) as u64;
         let token = match &config.token_file {
             Some(path) => Some(token::read_token(path)?),
             None => None,
@@ -287,8 +380,13 @@ impl Ingest {
             .with_context(|| format!("cannot listen on {}", config.address))?;
         let ingest = Arc::new(Ingest {
             address: listener.local_addr()?,
-            trades: Arc::new(StreamLog::open(dir, "trades", workers)?),
-            interactions: Arc::new(StreamLog::open(dir, "interactions", workers)?),
+            trades: Arc::new(StreamLog::open(dir, "trades", workers, segment_bytes)?),
+            interactions: Arc::new(StreamLog::open(
+                dir,
+                "interactions",
+                workers,
+                segment_bytes,
+            )?),
             max_backlog: config.max_backlog_mib.max(1) << 20,
             open_connections: AtomicUsize::new(0),
             held_ms: AtomicU64::new(0),
@@ -344,7 +442,23 @@ impl Ingest {
             max_backlog_bytes: self.max_backlog_seen.load(Relaxed),
             senders_held_s: self.held_ms.load(Relaxed) as f64 / 1e3,
             refused: self.refused_counts(),
+            log_bytes: self.log_bytes(),
         }
+    }
+
+    /// Bytes of each stream's input log on disk.
+    pub fn log_bytes(&self) -> BTreeMap<String, u64> {
+        [&self.trades, &self.interactions]
+            .iter()
+            .map(|l| (l.stream.to_string(), l.bytes_on_disk.load(Relaxed)))
+            .collect()
+    }
+
+    /// A checkpoint was taken: trims both logs behind the oldest kept one
+    /// (see [`StreamLog::checkpoint_taken`]).
+    pub fn checkpoint_taken(&self, epoch: u64, oldest_kept: u64) -> anyhow::Result<()> {
+        self.trades.checkpoint_taken(epoch, oldest_kept)?;
+        self.interactions.checkpoint_taken(epoch, oldest_kept)
     }
 
     /// Connections refused or dropped so far, by reason.

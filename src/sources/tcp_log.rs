@@ -84,7 +84,7 @@ impl<E: Event + ParseRow> TcpLog<E> {
         index: usize,
         peers: usize,
     ) -> anyhow::Result<Self> {
-        let reader = LogReader::open(&log.path, 0)?;
+        let reader = LogReader::open_oldest(&log.path)?;
         Ok(TcpLog {
             log,
             reader,
@@ -102,14 +102,17 @@ impl<E: Event + ParseRow> TcpLog<E> {
     }
 
     fn take_lines(&mut self, batch: &mut Batch<E>, watermark: &mut Watermark, entry: Entry) {
-        let Entry::Lines {
-            source,
-            first,
-            lines,
-        } = entry
-        else {
-            self.done = true;
-            return;
+        let (source, first, lines) = match entry {
+            Entry::Lines {
+                source,
+                first,
+                lines,
+            } => (source, first, lines),
+            Entry::Senders { .. } => return,
+            Entry::End => {
+                self.done = true;
+                return;
+            }
         };
         for (k, line) in lines.iter().enumerate() {
             let line_index = self.next_line;
@@ -171,6 +174,7 @@ impl<E: Event + ParseRow> Source<E> for TcpLog<E> {
     }
 
     fn save(&self) -> anyhow::Result<Vec<u8>> {
+        self.log.saved_at(self.local_worker, self.reader.offset());
         Ok(bincode::serialize(&LogPosition {
             offset: self.reader.offset(),
             next_line: self.next_line,
