@@ -193,15 +193,18 @@ pub fn write_file<T: Serialize>(
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let written = File::create(&tmp).and_then(|mut f| {
         let half = bytes.len() / 2;
         f.write_all(&bytes[..half])?;
         crash();
         f.write_all(&bytes[half..])?;
         f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+    });
+    if let Err(e) = written {
+        // A full disk, say: the partial file goes, and the epoch stays
+        // incomplete (a resume takes the one before).
+        let _ = fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("cannot write {}: {e}", path.display()));
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
     File::open(dir)

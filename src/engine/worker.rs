@@ -303,6 +303,11 @@ impl Driver<'_, '_> {
             if shared.stop.load(Relaxed) {
                 feeds.stop();
             }
+            // A result file that cannot be written (a full disk) stops the
+            // run: no later checkpoint commits it (see sinks::CsvSink).
+            if let Some(failed) = shared.outputs.files.failure() {
+                return Err(failed);
+            }
             let pumped = feeds.pump(&ctx)?;
             let input_time = feeds.input_time();
             self.advance_log
@@ -356,6 +361,9 @@ impl Driver<'_, '_> {
         // took the core's time and the shared channels' cache lines from the
         // workers still busy.
         while !self.probe.done() {
+            if let Some(failed) = self.shared.outputs.files.failure() {
+                return Err(failed);
+            }
             self.worker
                 .step_or_park(Some(std::time::Duration::from_millis(1)));
         }
@@ -376,7 +384,7 @@ impl Driver<'_, '_> {
             let too_much = probe.less_than(&bound)
                 || (probe.less_than(&input_time)
                     && feeds.in_flight.outstanding(frontier) > engine.max_inflight_records);
-            if !too_much {
+            if !too_much || self.shared.outputs.files.failure().is_some() {
                 break;
             }
             if !waited {

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A result row: a flat struct whose serde field names are its columns.
 pub trait Row: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
@@ -112,7 +112,13 @@ pub const PART_BYTES: usize = 128 << 10;
 /// written under the lock, so workers do not queue behind each other's formatting.
 pub struct CsvSink<T> {
     name: String,
+    path: PathBuf,
     file: Mutex<BufWriter<File>>,
+    /// The first write that failed (a full disk, say): the file may hold a
+    /// part of a block, so every later write, flush and commit fails with
+    /// it, no checkpoint commits the file again and the run stops; a
+    /// resume cuts the file back to the last committed length.
+    failure: OnceLock<String>,
     /// The buffers of this file's [`PartWriter`]s, drained into the file by
     /// [`Flush`]. Lock order: a part, then the file.
     parts: Mutex<Vec<Arc<Mutex<Vec<u8>>>>>,
@@ -133,12 +139,14 @@ impl<T: Serialize> PartWriter<T> {
     where
         T: 'a,
     {
+        self.sink.check()?;
         let mut part = self.part.lock().expect("part lock");
         self.sink.format(rows, &mut part)?;
         if part.len() >= PART_BYTES {
             // The part stays locked until its bytes are in the file, so a
             // checkpoint's commit never misses them.
-            self.sink.file.lock().expect("sink lock").write_all(&part)?;
+            let written = self.sink.file.lock().expect("sink lock").write_all(&part);
+            self.sink.io(written)?;
             part.clear();
         }
         Ok(())
@@ -164,6 +172,8 @@ impl<T: Serialize> CsvSink<T> {
             file.seek(SeekFrom::End(0))?;
             return Ok(Arc::new(CsvSink {
                 name: name.to_string(),
+                path,
+                failure: OnceLock::new(),
                 file: Mutex::new(BufWriter::with_capacity(1 << 16, file)),
                 parts: Mutex::default(),
                 _rows: PhantomData,
@@ -176,9 +186,12 @@ impl<T: Serialize> CsvSink<T> {
             .has_headers(false)
             .from_writer(Vec::new());
         line.write_record(header)?;
-        file.write_all(&line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+        file.write_all(&line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Arc::new(CsvSink {
             name: name.to_string(),
+            path,
+            failure: OnceLock::new(),
             file: Mutex::new(file),
             parts: Mutex::default(),
             _rows: PhantomData,
@@ -208,8 +221,9 @@ impl<T: Serialize> CsvSink<T> {
         T: 'a,
     {
         for row in rows {
-            csv_row::append_row(row, out)
-                .with_context(|| format!("cannot write a row of {}", self.name))?;
+            if let Err(e) = csv_row::append_row(row, out) {
+                return Err(self.fail(format_args!("a row cannot be written: {e}")));
+            }
         }
         Ok(())
     }
@@ -219,29 +233,31 @@ impl<T: Serialize> CsvSink<T> {
     where
         T: 'a,
     {
+        self.check()?;
         let mut bytes = Vec::with_capacity(4096);
         self.format(rows, &mut bytes)?;
-        self.file.lock().expect("sink lock").write_all(&bytes)?;
-        Ok(())
+        let written = self.file.lock().expect("sink lock").write_all(&bytes);
+        self.io(written)
     }
 }
 
 /// Writes the rows of a dataflow event (from `inspect_core`) to `sink`, if
-/// any; a write error is logged (the run goes on and the summary tells).
+/// any. A write error is kept by the sink (see [`CsvSink::failure`]); the
+/// workers stop the run with it.
 pub fn write_event<T: Serialize>(
     sink: &Option<PartWriter<T>>,
     event: Result<(&timely::dataflow::channels::Stamp<u64>, &Vec<T>), &[u64]>,
 ) {
     if let (Some(sink), Ok((_, rows))) = (sink, event) {
-        if let Err(e) = sink.write_all(rows.iter()) {
-            tracing::error!("cannot write results: {e}");
-        }
+        let _ = sink.write_all(rows.iter());
     }
 }
 
 /// A sink that can be flushed, committed and cut back whatever its row type.
 pub trait Flush: Send + Sync {
     fn flush(&self) -> anyhow::Result<()>;
+    /// The first write that failed, naming the file (see [`CsvSink::failure`]).
+    fn failure(&self) -> Option<&str>;
     /// The file's name in the output folder.
     fn name(&self) -> &str;
     /// Flushes and returns the length written so far: what a checkpoint commits.
@@ -254,22 +270,49 @@ pub trait Flush: Send + Sync {
 impl<T> CsvSink<T> {
     /// Writes what every part holds to the file (not yet flushed).
     fn drain_parts(&self) -> anyhow::Result<()> {
+        self.check()?;
         for part in self.parts.lock().expect("parts lock").iter() {
             let mut part = part.lock().expect("part lock");
             if !part.is_empty() {
-                self.file.lock().expect("sink lock").write_all(&part)?;
+                let written = self.file.lock().expect("sink lock").write_all(&part);
+                self.io(written)?;
                 part.clear();
             }
         }
         Ok(())
+    }
+
+    /// Keeps the first failure; returns it as an error.
+    fn fail(&self, why: impl std::fmt::Display) -> anyhow::Error {
+        let first = self
+            .failure
+            .get_or_init(|| format!("cannot write {}: {why}", self.path.display()));
+        anyhow::anyhow!("{first}")
+    }
+
+    /// `result`, an I/O error becoming the sink's failure.
+    fn io<R>(&self, result: std::io::Result<R>) -> anyhow::Result<R> {
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// The failure, if a write failed before.
+    fn check(&self) -> anyhow::Result<()> {
+        match self.failure.get() {
+            Some(failure) => Err(anyhow::anyhow!("{failure}")),
+            None => Ok(()),
+        }
     }
 }
 
 impl<T> Flush for CsvSink<T> {
     fn flush(&self) -> anyhow::Result<()> {
         self.drain_parts()?;
-        self.file.lock().expect("sink lock").flush()?;
-        Ok(())
+        let flushed = self.file.lock().expect("sink lock").flush();
+        self.io(flushed)
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     fn name(&self) -> &str {
@@ -279,7 +322,7 @@ impl<T> Flush for CsvSink<T> {
     fn committed_len(&self) -> anyhow::Result<u64> {
         self.drain_parts()?;
         let mut file = self.file.lock().expect("sink lock");
-        file.flush()?;
+        self.io(file.flush())?;
         Ok(file.get_mut().stream_position()?)
     }
 
@@ -385,6 +428,12 @@ impl ResultFiles {
 
     pub fn flush(&self) -> anyhow::Result<()> {
         self.files.values().try_for_each(|f| f.flush.flush())
+    }
+
+    /// The first failed write of any file, naming it: the run stops with it.
+    pub fn failure(&self) -> Option<anyhow::Error> {
+        let failed = self.files.values().find_map(|f| f.flush.failure())?;
+        Some(anyhow::anyhow!("{failed}"))
     }
 
     /// The length of every file, flushed: what a checkpoint commits.
