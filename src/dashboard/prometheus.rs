@@ -279,6 +279,18 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         )?;
     }
     encode_sinks(e, s)?;
+    encode_ingest(e, s)?;
+    gauge(
+        e,
+        "eddy_finished",
+        "1 once the run has ended.",
+        None,
+        unlabelled(if s.finished { 1.0 } else { 0.0 }),
+    )
+}
+
+/// The TCP ingest's refusals and input log size (none without --listen).
+fn encode_ingest(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
     if !s.ingest_refused.is_empty() {
         counters(
             e,
@@ -301,13 +313,7 @@ fn encode_gauges(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
                 .map(|(stream, n)| (vec![("stream", stream.clone())], *n as f64)),
         )?;
     }
-    gauge(
-        e,
-        "eddy_finished",
-        "1 once the run has ended.",
-        None,
-        unlabelled(if s.finished { 1.0 } else { 0.0 }),
-    )
+    Ok(())
 }
 
 /// Database sinks' rows and retries, by `sink` (none without database sinks).
