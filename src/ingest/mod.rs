@@ -43,7 +43,7 @@ pub mod log;
 use crate::security::{tls, token};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -126,10 +126,9 @@ pub struct StreamLog {
 
 /// See [`StreamLog::saves`].
 struct Saves {
-    /// Per local worker, how many times it saved and, by ordinal, the
-    /// offsets of its saves not yet matched with a checkpoint.
-    offsets: Vec<(u64, BTreeMap<u64, u64>)>,
-    taken: u64,
+    /// Per local worker, the offsets of its saves not yet matched with a
+    /// checkpoint, oldest first (its n-th save goes into the n-th checkpoint).
+    offsets: Vec<VecDeque<u64>>,
     /// Per checkpoint epoch taken in this run, the least offset any local
     /// worker had read: the log before it is needed by no resume from it.
     needed_from: BTreeMap<u64, u64>,
@@ -166,8 +165,7 @@ impl StreamLog {
             durable: AtomicU64::new(scan.len),
             read: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             saves: Mutex::new(Saves {
-                offsets: vec![(0, BTreeMap::new()); workers],
-                taken: 0,
+                offsets: vec![VecDeque::new(); workers],
                 needed_from: BTreeMap::new(),
             }),
             bytes_on_disk: AtomicU64::new(writer.bytes_on_disk()),
@@ -213,9 +211,8 @@ impl StreamLog {
     /// save of this run goes into the run's n-th checkpoint).
     pub fn saved_at(&self, local_worker: usize, offset: u64) {
         let mut saves = self.saves.lock().expect("saves lock");
-        if let Some((count, offsets)) = saves.offsets.get_mut(local_worker) {
-            offsets.insert(*count, offset);
-            *count += 1;
+        if let Some(offsets) = saves.offsets.get_mut(local_worker) {
+            offsets.push_back(offset);
         }
     }
 
@@ -226,19 +223,13 @@ impl StreamLog {
     /// this run's checkpoints have replaced it.
     pub fn checkpoint_taken(&self, epoch: u64, oldest_kept: u64) -> anyhow::Result<()> {
         let mut saves = self.saves.lock().expect("saves lock");
-        let nth = saves.taken;
-        saves.taken += 1;
         // A worker may already have saved into the next checkpoint: only
-        // its n-th save counts for this one.
-        // A worker without an n-th save (none should be) keeps everything.
+        // its oldest unmatched save counts for this one (a worker without
+        // one, which should not be, keeps everything).
         let least = saves
             .offsets
             .iter_mut()
-            .map(|(_, o)| {
-                let at = o.get(&nth).copied();
-                o.retain(|n, _| *n > nth);
-                at.unwrap_or(0)
-            })
+            .map(|o| o.pop_front().unwrap_or(0))
             .min()
             .unwrap_or(0);
         saves.needed_from.insert(epoch, least);
