@@ -10,6 +10,7 @@
 //! the files hold, as they grow, and everything at the end).
 
 use crate::checkpoint::store::{read_file, Layout, ProcessFile};
+use crate::sinks::rolling;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -23,29 +24,39 @@ pub struct Commit {
     pub lengths: BTreeMap<String, u64>,
 }
 
-/// Bytes of one result file: its columns and the complete lines in
-/// `start..end`, `start` at or past the header.
+/// Bytes of one result file: its columns and its complete lines from a
+/// start at or past the header up to `end`.
 pub struct Block {
     pub columns: Vec<String>,
-    pub start: u64,
+    /// Where each run of `bytes` starts: (index in `bytes`, offset in the
+    /// file, or position in a rolled folder). One run for a single file.
+    pub starts: Vec<(usize, u64)>,
     pub end: u64,
     pub bytes: Vec<u8>,
 }
 
 impl Block {
-    /// The rows with their byte offsets in the file.
+    /// The rows with their byte offsets in the file (positions, rolled).
     pub fn rows(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
-        let mut offset = self.start;
+        let mut index = 0;
+        let mut run = 0;
         self.bytes
             .split_inclusive(|b| *b == b'\n')
             .filter_map(move |line| {
-                let at = offset;
-                offset += line.len() as u64;
+                while run + 1 < self.starts.len() && self.starts[run + 1].0 <= index {
+                    run += 1;
+                }
+                let (run_index, run_offset) = self.starts[run];
+                let at = run_offset + (index - run_index) as u64;
+                index += line.len();
                 let row = std::str::from_utf8(line).ok()?.trim_end();
                 (!row.is_empty()).then_some((at, row))
             })
     }
 }
+
+/// A name for each copier, for [`rolling::hold`].
+static COPIERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Follows the result files of one process (see the module doc).
 pub struct CommittedFiles {
@@ -55,6 +66,8 @@ pub struct CommittedFiles {
     /// (query id, file name) of the files followed.
     pub files: Vec<(String, String)>,
     last_epoch: Option<u64>,
+    /// This copier's name among the holders of rolled folders.
+    who: String,
 }
 
 impl CommittedFiles {
@@ -70,13 +83,22 @@ impl CommittedFiles {
             .iter()
             .filter(|q| only.is_none_or(|only| only.contains(q)))
             .map(|q| (q.clone(), crate::queries::file_name(q)))
-            .collect();
+            .collect::<Vec<_>>();
+        let who = format!(
+            "copier-{}",
+            COPIERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        // Until it reads its progress, a copier may need every part.
+        for (_, name) in &files {
+            rolling::hold(&rolling::folder_of(out, name), &who, 0);
+        }
         CommittedFiles {
             out: out.to_path_buf(),
             checkpoints: checkpoints.map(Path::to_path_buf),
             process,
             files,
             last_epoch: None,
+            who,
         }
     }
 
@@ -124,11 +146,7 @@ impl CommittedFiles {
         }
         let mut lengths = BTreeMap::new();
         for (_, name) in &self.files {
-            let path = self.out.join(name);
-            let len = std::fs::metadata(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .len();
-            lengths.insert(name.clone(), len);
+            lengths.insert(name.clone(), self.present_length(name)?);
         }
         Ok(Some(Commit {
             epoch: self.last_epoch,
@@ -136,10 +154,29 @@ impl CommittedFiles {
         }))
     }
 
+    /// The length of file `name` now, or the position of the end of its
+    /// newest part, rolled.
+    fn present_length(&self, name: &str) -> anyhow::Result<u64> {
+        let path = self.out.join(name);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            return Ok(meta.len());
+        }
+        let folder = rolling::folder_of(&self.out, name);
+        let newest = rolling::parts(&folder)?.pop().with_context(|| {
+            format!("cannot read {} (nor parts in {})", path.display(), folder.display())
+        })?;
+        let len = std::fs::metadata(&newest.path)?.len();
+        Ok(rolling::position(newest.seq, len))
+    }
+
     /// The complete lines of file `name` from `from` (at least past the
     /// header) up to `to`.
     pub fn read(&self, name: &str, from: u64, to: u64) -> anyhow::Result<Block> {
         let path = self.out.join(name);
+        let folder = rolling::folder_of(&self.out, name);
+        if !path.is_file() && folder.is_dir() {
+            return self.read_rolled(&folder, from, to);
+        }
         let mut file = std::fs::File::open(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut header = String::new();
@@ -155,8 +192,28 @@ impl CommittedFiles {
         }
         Ok(Block {
             columns,
-            start,
+            starts: vec![(0, start)],
             end: start + bytes.len() as u64,
+            bytes,
+        })
+    }
+
+    /// [`CommittedFiles::read`] of a rolled folder between two positions.
+    fn read_rolled(&self, folder: &Path, from: u64, to: u64) -> anyhow::Result<Block> {
+        rolling::hold(folder, &self.who, rolling::split(from).0);
+        let first = rolling::parts(folder)?
+            .into_iter()
+            .next()
+            .with_context(|| format!("{} holds no parts", folder.display()))?;
+        let mut header = String::new();
+        let file = std::fs::File::open(&first.path)?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header)?;
+        let columns = header.trim_end().split(',').map(str::to_string).collect();
+        let (bytes, starts, end) = rolling::read_between(folder, from, to.max(from))?;
+        Ok(Block {
+            columns,
+            starts,
+            end,
             bytes,
         })
     }
@@ -173,7 +230,7 @@ mod tests {
         let files = CommittedFiles::new(dir.path(), None, 0, &["q".to_string()], None);
         let block = files.read("q.csv", 0, 100).unwrap();
         assert_eq!(block.columns, ["a", "b"]);
-        assert_eq!((block.start, block.end), (4, 12));
+        assert_eq!((block.starts.clone(), block.end), (vec![(0, 4)], 12));
         let rows: Vec<(u64, &str)> = block.rows().collect();
         assert_eq!(rows, [(4, "1,2"), (8, "3,4")]);
         let rest = files.read("q.csv", 8, 100).unwrap();

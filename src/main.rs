@@ -269,6 +269,19 @@ struct EngineArgs {
     /// (metrics.json `traffic`; costs a little).
     #[arg(long)]
     measure_traffic: bool,
+    /// Roll each query's rows into ID/part-NNNNN.csv files of about this
+    /// many MB (with checkpoints: at the first checkpoint past it).
+    #[arg(long, value_name = "MB")]
+    roll_mb: Option<f64>,
+    /// Roll parts this many seconds old.
+    #[arg(long, value_name = "SECONDS")]
+    roll_s: Option<f64>,
+    /// Keep only the newest this many finished parts of each query.
+    #[arg(long, value_name = "N")]
+    keep_parts: Option<usize>,
+    /// Remove finished parts older than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    keep_s: Option<f64>,
 }
 
 impl EngineArgs {
@@ -313,6 +326,11 @@ impl EngineArgs {
     }
 
     fn apply(&self, p: &mut Pipeline) {
+        let o = &mut p.output;
+        o.roll_mb = self.roll_mb.or(o.roll_mb);
+        o.roll_s = self.roll_s.or(o.roll_s);
+        o.keep_parts = self.keep_parts.or(o.keep_parts);
+        o.keep_s = self.keep_s.or(o.keep_s);
         let e = &mut p.engine;
         if let Some(w) = self.workers {
             e.workers = w;
@@ -888,6 +906,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         },
         output: OutputConfig {
             dir: Some(args.out),
+            ..OutputConfig::default()
         },
         ..Pipeline::default()
     };

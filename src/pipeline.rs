@@ -6,6 +6,7 @@
 //! the line of the file.
 
 use crate::checkpoint::CheckpointConfig;
+use crate::sinks::rolling::RollPolicy;
 use crate::queries::QueryTables;
 use crate::sources::interactions::InteractionConfig;
 use crate::sources::market::MarketConfig;
@@ -13,6 +14,7 @@ use crate::sources::schedule::Timing;
 use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A whole pipeline.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -41,6 +43,22 @@ pub struct SinksConfig {
     pub postgres: Option<crate::database::PostgresSinkConfig>,
     /// Every query's committed rows in MongoDB (see `database/mongodb.rs`).
     pub mongodb: Option<crate::database::MongoSinkConfig>,
+}
+
+impl SinksConfig {
+    /// Whether a sink copies query `id`'s committed rows (from the files).
+    pub fn copies(&self, id: &str) -> bool {
+        let lists = [
+            self.kafka.as_ref().map(|c| &c.queries),
+            self.sqlite.as_ref().map(|c| &c.queries),
+            self.postgres.as_ref().map(|c| &c.queries),
+            self.mongodb.as_ref().map(|c| &c.queries),
+        ];
+        lists
+            .into_iter()
+            .flatten()
+            .any(|only| only.as_ref().is_none_or(|ids| ids.iter().any(|q| q == id)))
+    }
 }
 
 /// How the engine runs (`[engine]`).
@@ -315,6 +333,58 @@ pub struct CsvSource {
 pub struct OutputConfig {
     /// Folder for result files and metrics.json; none writes no files.
     pub dir: Option<PathBuf>,
+    /// Roll a query's rows into `ID/part-NNNNN.csv` files of about this many
+    /// MB (see `sinks/rolling.rs`); none, and no `roll_s`: one `ID.csv`.
+    pub roll_mb: Option<f64>,
+    /// Roll parts this many seconds old.
+    pub roll_s: Option<f64>,
+    /// Keep only the newest this many finished parts of each query.
+    pub keep_parts: Option<usize>,
+    /// Remove finished parts older than this many seconds.
+    pub keep_s: Option<f64>,
+}
+
+impl OutputConfig {
+    /// Whether query rows roll into parts.
+    pub fn rolls(&self) -> bool {
+        self.roll_mb.is_some() || self.roll_s.is_some()
+    }
+
+    /// The rolling policy of the query files (none: single files); with
+    /// checkpoints parts roll only at them.
+    pub fn roll_policy(&self, checkpointed: bool) -> Option<RollPolicy> {
+        self.rolls().then(|| RollPolicy {
+            roll_bytes: self.roll_mb.map(|mb| (mb * 1e6) as u64),
+            roll_after: self.roll_s.map(Duration::from_secs_f64),
+            keep_parts: self.keep_parts,
+            keep_for: self.keep_s.map(Duration::from_secs_f64),
+            at_checkpoints: checkpointed,
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("roll_mb", self.roll_mb),
+            ("roll_s", self.roll_s),
+            ("keep_s", self.keep_s),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("output.{key} must be positive, got {v}"));
+                }
+            }
+        }
+        if self.keep_parts == Some(0) {
+            return Err("output.keep_parts must be at least 1 (the newest finished part)".into());
+        }
+        if !self.rolls() && (self.keep_parts.is_some() || self.keep_s.is_some()) {
+            return Err(
+                "output.keep_parts and output.keep_s remove rolled parts: set output.roll_mb or output.roll_s too"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The built-in demo: both generators for 2 minutes at 10x real time, with the dashboard.
@@ -407,6 +477,7 @@ impl Pipeline {
         if e.checkpoint.interval_ms == 0 {
             return Err("engine.checkpoint.interval_ms must be positive".into());
         }
+        self.output.validate()?;
         if e.checkpoint.resume && e.checkpoint.dir.is_none() {
             return Err("resuming needs a checkpoint folder (--checkpoint-dir DIR)".into());
         }

@@ -247,8 +247,12 @@ pub fn take(
         feeds.finished(),
     )?;
     metrics.record_checkpoint(began.elapsed(), ck.last_bytes);
-    // The leader passes `take` once every worker saved: the input log
-    // behind the oldest checkpoint kept can go.
+    // The leader passes `take` once the checkpoint is complete: the rolled
+    // parts it closed are finished, the input log behind the oldest
+    // checkpoint kept can go.
+    if ck.is_process_leader() {
+        outputs.checkpoint_complete()?;
+    }
     if let (true, Some(ingest)) = (ck.is_process_leader(), ingest) {
         if let Some(oldest) = ck.oldest_kept(epoch) {
             ingest.checkpoint_taken(epoch, oldest)?;

@@ -134,6 +134,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    outputs.finish()?;
     join_result_copiers(copiers)?;
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());

@@ -1,15 +1,30 @@
 //! The files a process writes, shared by its workers: each query's `ID.csv`
-//! (opened from the query's row type), and `late.csv`, `malformed.csv` and
+//! or rolled `ID/` folder (opened from the query's row type; none for a
+//! query with `files = false` that no sink copies), and `late.csv`, `malformed.csv` and
 //! `truth.csv` (the labels of injected anomalies).
 
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::queries::Query;
+use crate::sinks::rolling::RollPolicy;
 use crate::sinks::{CsvSink, LateRow, MalformedRow, ResultFiles};
 use crate::sources::anomalies::{TruthRow, TRUTH_HEADER};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The parts of a query with `files = false` that a sink copies: the
+/// files are only the sinks' log, rolled at every checkpoint (every 8 MB
+/// without) and removed once every sink copied them.
+fn copied_only(checkpointed: bool) -> RollPolicy {
+    RollPolicy {
+        roll_bytes: Some(if checkpointed { 1 } else { 8_000_000 }),
+        roll_after: None,
+        keep_parts: Some(0),
+        keep_for: None,
+        at_checkpoints: checkpointed,
+    }
+}
 
 /// Files shared by the workers of this process; `None` where not written.
 #[derive(Default)]
@@ -36,9 +51,17 @@ impl Outputs {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let mut files = ResultFiles::default();
+        let checkpointed = pipeline.engine.checkpoint.dir.is_some();
         for q in queries {
             let name = crate::queries::file_name(q.id());
-            q.output().open(&mut files, &dir, &name, resume)?;
+            let policy = if pipeline.queries.writes_file(q.id()) {
+                pipeline.output.roll_policy(checkpointed)
+            } else if pipeline.sinks.copies(q.id()) {
+                Some(copied_only(checkpointed))
+            } else {
+                continue;
+            };
+            q.output().open(&mut files, &dir, &name, resume, policy)?;
         }
         let labelled = matches!(&pipeline.sources.trades, Some(TradeSource::Market(m)) if m.anomalies.is_some())
             || matches!(&pipeline.sources.interactions, Some(InteractionSource::Generator(g)) if g.anomalies.is_some());
@@ -67,6 +90,16 @@ impl Outputs {
     /// The length of every file, flushed: what a checkpoint commits.
     pub fn committed(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         self.files.committed()
+    }
+
+    /// A checkpoint is complete: rolled parts closed at it are finished.
+    pub fn checkpoint_complete(&self) -> anyhow::Result<()> {
+        self.files.checkpoint_complete()
+    }
+
+    /// The run ended well: rolled files finish their current parts.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        self.files.finish()
     }
 
     /// Cuts every file back to the length a checkpoint committed.

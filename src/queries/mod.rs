@@ -29,6 +29,7 @@ use crate::probes::{LatencyProbe, QueryCounters};
 use crate::record::{Interaction, Trade};
 use crate::rescale::groups::{KeyGroups, Router};
 use crate::sinks::row_sink::{hand_to_all, RowSink};
+use crate::sinks::rolling::RollPolicy;
 use crate::sinks::{columns, typed_columns, Column, ResultFiles, Row};
 use crate::time::Tick;
 use bars_1s::{Bar, Bars, BarsConfig};
@@ -137,7 +138,7 @@ pub struct RowFile {
     columns: fn() -> &'static [&'static str],
     typed_columns: fn() -> Result<Vec<Column>, String>,
     identity: &'static [&'static str],
-    open: fn(&mut ResultFiles, &Path, &str, bool) -> anyhow::Result<()>,
+    open: fn(&mut ResultFiles, &Path, &str, bool, Option<RollPolicy>) -> anyhow::Result<()>,
 }
 
 impl RowFile {
@@ -146,7 +147,11 @@ impl RowFile {
             columns: columns::<T>,
             typed_columns: typed_columns::<T>,
             identity: &[],
-            open: |files, dir, name, resume| files.open::<T>(dir, name, resume).map(|_| ()),
+            open: |files, dir, name, resume, policy| {
+                files
+                    .open_rolling::<T>(dir, name, resume, policy)
+                    .map(|_| ())
+            },
         }
     }
 
@@ -177,15 +182,17 @@ impl RowFile {
         self.identity
     }
 
-    /// Creates (or, resuming, reopens) `dir/name` among `files`.
+    /// Creates (or, resuming, reopens) `dir/name` among `files`, in
+    /// rolling parts under `policy` if given.
     pub fn open(
         &self,
         files: &mut ResultFiles,
         dir: &Path,
         name: &str,
         resume: bool,
+        policy: Option<RollPolicy>,
     ) -> anyhow::Result<()> {
-        (self.open)(files, dir, name, resume)
+        (self.open)(files, dir, name, resume, policy)
     }
 }
 
@@ -201,7 +208,17 @@ impl QueryTables {
         match self.0.get(id) {
             None => Ok(C::default()),
             Some(table) => {
-                toml::Value::Table(table.clone())
+                // `files` is every query's key, read by [`QueryTables::writes_file`].
+                let mut table = table.clone();
+                match table.remove("files") {
+                    None | Some(toml::Value::Boolean(_)) => {}
+                    Some(other) => {
+                        return Err(format!(
+                            "queries.{id}.files must be true or false, got {other}"
+                        ))
+                    }
+                }
+                toml::Value::Table(table)
                     .try_into()
                     .map_err(|e: toml::de::Error| {
                         format!("queries.{id}: {}", e.message().replace('\n', " "))
@@ -221,6 +238,13 @@ impl QueryTables {
             .entry(id.to_string())
             .or_default()
             .insert(key.to_string(), value.into());
+    }
+
+    /// Whether query `id`'s rows go to the result files (`files = false`:
+    /// only to the dashboard and the Kafka and database sinks).
+    pub fn writes_file(&self, id: &str) -> bool {
+        let files = self.0.get(id).and_then(|t| t.get("files"));
+        files.and_then(toml::Value::as_bool).unwrap_or(true)
     }
 
     /// Switches query `id` off.

@@ -10,6 +10,7 @@
 //! their shortest exact form, so pandas reads back the very same numbers.
 
 pub mod csv_row;
+pub mod rolling;
 pub mod row_sink;
 
 use crate::record::Event;
@@ -17,6 +18,7 @@ use crate::sources::{Late, Malformed};
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use rolling::{RollPolicy, RolledFile};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -107,13 +109,62 @@ pub fn typed_columns<T: Row>() -> Result<Vec<Column>, String> {
 /// How many formatted bytes a [`PartWriter`] holds before writing them.
 pub const PART_BYTES: usize = 128 << 10;
 
+/// Where a [`CsvSink`]'s bytes go: one file, or rolling parts.
+enum Target {
+    Single(BufWriter<File>),
+    Rolled(RolledFile),
+    /// A rolled folder to resume, until its committed position is known.
+    Reopening { header: Vec<u8>, policy: RollPolicy },
+}
+
+impl Target {
+    /// Writes a block of whole rows; a rolled file may roll after it.
+    fn write_block(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Target::Single(file) => file.write_all(bytes),
+            Target::Rolled(file) => {
+                file.write_all(bytes)?;
+                file.roll_if_due()
+            }
+            Target::Reopening { .. } => Err(Self::not_reopened()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Target::Single(file) => file.flush(),
+            Target::Rolled(file) => {
+                file.flush()?;
+                file.roll_if_due()
+            }
+            Target::Reopening { .. } => Ok(()),
+        }
+    }
+
+    fn not_reopened() -> std::io::Error {
+        std::io::Error::other("written before the checkpoint's position reopened it")
+    }
+
+    /// Flushed; the length (or rolled position) a checkpoint commits.
+    fn commit_position(&mut self) -> std::io::Result<u64> {
+        match self {
+            Target::Single(file) => {
+                file.flush()?;
+                file.get_mut().stream_position()
+            }
+            Target::Rolled(file) => file.commit_position(),
+            Target::Reopening { .. } => Err(Self::not_reopened()),
+        }
+    }
+}
+
 /// A CSV file of rows of type `T`, written by every worker of the process.
 /// Rows are formatted by the calling worker; only the finished bytes are
 /// written under the lock, so workers do not queue behind each other's formatting.
 pub struct CsvSink<T> {
     name: String,
     path: PathBuf,
-    file: Mutex<BufWriter<File>>,
+    file: Mutex<Target>,
     /// The first write that failed (a full disk, say): the file may hold a
     /// part of a block, so every later write, flush and commit fails with
     /// it, no checkpoint commits the file again and the run stops; a
@@ -145,7 +196,7 @@ impl<T: Serialize> PartWriter<T> {
         if part.len() >= PART_BYTES {
             // The part stays locked until its bytes are in the file, so a
             // checkpoint's commit never misses them.
-            let written = self.sink.file.lock().expect("sink lock").write_all(&part);
+            let written = self.sink.file.lock().expect("sink lock").write_block(&part);
             self.sink.io(written)?;
             part.clear();
         }
@@ -163,39 +214,67 @@ impl<T: Serialize> CsvSink<T> {
         header: &[&str],
         resume: bool,
     ) -> anyhow::Result<Arc<Self>> {
+        Self::create_rolling(dir, name, header, resume, None)
+    }
+
+    /// As [`CsvSink::create`]; with a `policy`, the rows go to rolling
+    /// parts in `dir/ID/` (see [`rolling`]), which a resume reopens at the
+    /// committed position ([`Flush::truncate_to`]).
+    pub fn create_rolling(
+        dir: &Path,
+        name: &str,
+        header: &[&str],
+        resume: bool,
+        policy: Option<RollPolicy>,
+    ) -> anyhow::Result<Arc<Self>> {
         let path = dir.join(name);
-        if resume {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot reopen {} to resume", path.display()))?;
-            file.seek(SeekFrom::End(0))?;
-            return Ok(Arc::new(CsvSink {
-                name: name.to_string(),
-                path,
-                failure: OnceLock::new(),
-                file: Mutex::new(BufWriter::with_capacity(1 << 16, file)),
-                parts: Mutex::default(),
-                _rows: PhantomData,
-            }));
-        }
-        let file =
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut file = BufWriter::with_capacity(1 << 16, file);
         let mut line = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(Vec::new());
         line.write_record(header)?;
-        file.write_all(&line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Arc::new(CsvSink {
+        let header = line.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = match (policy, resume) {
+            (Some(policy), true) => {
+                // The committed position reopens the right part (`truncate_to`).
+                let folder = rolling::folder_of(dir, name);
+                let target = Target::Reopening { header, policy };
+                return Ok(Self::with_target(name, folder, target));
+            }
+            (Some(policy), false) => {
+                let folder = rolling::folder_of(dir, name);
+                let file = RolledFile::create(&folder, &header, policy)
+                    .with_context(|| format!("cannot create {}", folder.display()))?;
+                Target::Rolled(file)
+            }
+            (None, true) => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot reopen {} to resume", path.display()))?;
+                file.seek(SeekFrom::End(0))?;
+                Target::Single(BufWriter::with_capacity(1 << 16, file))
+            }
+            (None, false) => {
+                let file = File::create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let mut file = BufWriter::with_capacity(1 << 16, file);
+                file.write_all(&header)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Target::Single(file)
+            }
+        };
+        Ok(Self::with_target(name, path, target))
+    }
+
+    fn with_target(name: &str, path: PathBuf, target: Target) -> Arc<Self> {
+        Arc::new(CsvSink {
             name: name.to_string(),
             path,
             failure: OnceLock::new(),
-            file: Mutex::new(file),
+            file: Mutex::new(target),
             parts: Mutex::default(),
             _rows: PhantomData,
-        }))
+        })
     }
 
     /// A writer with a buffer of its own, for one worker.
@@ -236,7 +315,7 @@ impl<T: Serialize> CsvSink<T> {
         self.check()?;
         let mut bytes = Vec::with_capacity(4096);
         self.format(rows, &mut bytes)?;
-        let written = self.file.lock().expect("sink lock").write_all(&bytes);
+        let written = self.file.lock().expect("sink lock").write_block(&bytes);
         self.io(written)
     }
 }
@@ -265,6 +344,11 @@ pub trait Flush: Send + Sync {
     /// Cuts the file back to a checkpoint's committed length (resuming), so
     /// that rows written after it are not doubled when written again.
     fn truncate_to(&self, len: u64) -> anyhow::Result<()>;
+    /// A checkpoint that committed this file is complete: rolled parts
+    /// closed at it take their final names.
+    fn checkpoint_complete(&self) -> anyhow::Result<()>;
+    /// The run ended well: a rolled file's current part is finished too.
+    fn finish(&self) -> anyhow::Result<()>;
 }
 
 impl<T> CsvSink<T> {
@@ -274,7 +358,7 @@ impl<T> CsvSink<T> {
         for part in self.parts.lock().expect("parts lock").iter() {
             let mut part = part.lock().expect("part lock");
             if !part.is_empty() {
-                let written = self.file.lock().expect("sink lock").write_all(&part);
+                let written = self.file.lock().expect("sink lock").write_block(&part);
                 self.io(written)?;
                 part.clear();
             }
@@ -321,25 +405,53 @@ impl<T> Flush for CsvSink<T> {
 
     fn committed_len(&self) -> anyhow::Result<u64> {
         self.drain_parts()?;
-        let mut file = self.file.lock().expect("sink lock");
-        self.io(file.flush())?;
-        Ok(file.get_mut().stream_position()?)
+        let position = self.file.lock().expect("sink lock").commit_position();
+        self.io(position)
+    }
+
+    fn checkpoint_complete(&self) -> anyhow::Result<()> {
+        if let Target::Rolled(file) = &mut *self.file.lock().expect("sink lock") {
+            let finished = file.finish_closed();
+            self.io(finished)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        self.flush()?;
+        if let Target::Rolled(file) = &mut *self.file.lock().expect("sink lock") {
+            let finished = file.finish();
+            self.io(finished)?;
+        }
+        Ok(())
     }
 
     fn truncate_to(&self, len: u64) -> anyhow::Result<()> {
-        let mut file = self.file.lock().expect("sink lock");
-        file.flush()?;
-        let f = file.get_mut();
-        let now = f.metadata()?.len();
-        if now < len {
-            anyhow::bail!(
-                "{} has {now} bytes, fewer than the {len} the checkpoint committed: \
-                 the result files were changed since; start afresh without --resume",
-                self.name
-            );
+        let mut target = self.file.lock().expect("sink lock");
+        match &mut *target {
+            Target::Single(file) => {
+                file.flush()?;
+                let f = file.get_mut();
+                let now = f.metadata()?.len();
+                if now < len {
+                    anyhow::bail!(
+                        "{} has {now} bytes, fewer than the {len} the checkpoint committed: \
+                         the result files were changed since; start afresh without --resume",
+                        self.name
+                    );
+                }
+                f.set_len(len)?;
+                f.seek(SeekFrom::Start(len))?;
+            }
+            Target::Rolled(file) => {
+                let folder = file.dir().to_path_buf();
+                anyhow::bail!("{} was already reopened", folder.display())
+            }
+            Target::Reopening { header, policy } => {
+                let file = RolledFile::resume(&self.path, header, policy.clone(), len)?;
+                *target = Target::Rolled(file);
+            }
         }
-        f.set_len(len)?;
-        f.seek(SeekFrom::Start(len))?;
         Ok(())
     }
 }
@@ -406,7 +518,18 @@ impl ResultFiles {
         name: &str,
         resume: bool,
     ) -> anyhow::Result<Arc<CsvSink<T>>> {
-        let sink = CsvSink::<T>::create(dir, name, columns::<T>(), resume)?;
+        self.open_rolling(dir, name, resume, None)
+    }
+
+    /// As [`ResultFiles::open`], the rows in rolling parts under `policy`.
+    pub fn open_rolling<T: Row>(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        resume: bool,
+        policy: Option<RollPolicy>,
+    ) -> anyhow::Result<Arc<CsvSink<T>>> {
+        let sink = CsvSink::<T>::create_rolling(dir, name, columns::<T>(), resume, policy)?;
         self.insert(name, Arc::clone(&sink));
         Ok(sink)
     }
@@ -442,6 +565,18 @@ impl ResultFiles {
             .values()
             .map(|f| Ok((f.flush.name().to_string(), f.flush.committed_len()?)))
             .collect()
+    }
+
+    /// A checkpoint is complete: the rolled parts it closed are finished.
+    pub fn checkpoint_complete(&self) -> anyhow::Result<()> {
+        self.files
+            .values()
+            .try_for_each(|f| f.flush.checkpoint_complete())
+    }
+
+    /// The run ended well: every rolled file's current part is finished.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        self.files.values().try_for_each(|f| f.flush.finish())
     }
 
     /// Cuts every file back to the length a checkpoint committed.
