@@ -165,7 +165,7 @@ impl CommittedFiles {
         let newest = rolling::parts(&folder)?.pop().with_context(|| {
             format!("cannot read {} (nor parts in {})", path.display(), folder.display())
         })?;
-        let len = std::fs::metadata(&newest.path)?.len();
+        let len = rolling::open_part(&folder, &newest)?.metadata()?.len();
         Ok(rolling::position(newest.seq, len))
     }
 
@@ -201,12 +201,13 @@ impl CommittedFiles {
     /// [`CommittedFiles::read`] of a rolled folder between two positions.
     fn read_rolled(&self, folder: &Path, from: u64, to: u64) -> anyhow::Result<Block> {
         rolling::hold(folder, &self.who, rolling::split(from).0);
+        // The header from a part this copier holds (older ones may go).
         let first = rolling::parts(folder)?
             .into_iter()
-            .next()
+            .find(|p| p.seq >= rolling::split(from).0)
             .with_context(|| format!("{} holds no parts", folder.display()))?;
         let mut header = String::new();
-        let file = std::fs::File::open(&first.path)?;
+        let file = rolling::open_part(folder, &first)?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header)?;
         let columns = header.trim_end().split(',').map(str::to_string).collect();
         let (bytes, starts, end) = rolling::read_between(folder, from, to.max(from))?;
@@ -216,6 +217,13 @@ impl CommittedFiles {
             end,
             bytes,
         })
+    }
+}
+
+impl Drop for CommittedFiles {
+    /// A copier that is done holds back no retention.
+    fn drop(&mut self) {
+        rolling::release(&self.who);
     }
 }
 

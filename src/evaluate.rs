@@ -156,9 +156,16 @@ pub fn score_forecasts(rows: &[Forecast]) -> Vec<ForecastScore> {
         .collect()
 }
 
+/// The rows of a CSV file, or of the finished parts of its rolled folder.
 fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (dir, name) = (
+        path.parent().unwrap_or(Path::new(".")),
+        path.file_name().unwrap_or_default().to_string_lossy(),
+    );
+    let text = crate::sinks::rolling::open_rows(dir, &name)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_context(|| format!("cannot read {}: no such file", path.display()))?;
+    let mut reader = csv::Reader::from_reader(text);
     reader
         .deserialize()
         .enumerate()
@@ -206,18 +213,21 @@ pub fn evaluate(o: &EvaluateOptions) -> anyhow::Result<Evaluation> {
     truth.retain(|t| before(t.start_ms));
     let anomalies_file = results.join("anomalies.csv");
     let forecasts_file = results.join("forecasts.csv");
-    if !anomalies_file.exists() && !forecasts_file.exists() {
+    let there = |name: &str| {
+        crate::sinks::rolling::finished_files(results, name).is_ok_and(|f| !f.is_empty())
+    };
+    if !there("anomalies.csv") && !there("forecasts.csv") {
         anyhow::bail!(
             "{} has neither anomalies.csv nor forecasts.csv: was it written by `eddy run` with [queries.anomalies] or [queries.forecasts] on?",
             results.display()
         );
     }
-    let detections: Vec<Anomaly> = if anomalies_file.exists() {
+    let detections: Vec<Anomaly> = if there("anomalies.csv") {
         read_rows(&anomalies_file)?
     } else {
         Vec::new()
     };
-    let forecasts: Vec<Forecast> = if forecasts_file.exists() {
+    let forecasts: Vec<Forecast> = if there("forecasts.csv") {
         read_rows(&forecasts_file)?
     } else {
         Vec::new()

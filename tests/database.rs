@@ -32,29 +32,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tables::*;
 
-/// The same from an SQLite file, read with `sqlite3 -json`.
-fn sqlite_tables(db: &Path, like: &Tables) -> Tables {
-    like.iter()
-        .map(|(t, (header, _))| {
-            let mut rows: Vec<Vec<String>> = sqlite3_json(db, &format!("SELECT * FROM \"{t}\""))
-                .iter()
-                .map(|row| {
-                    header
-                        .iter()
-                        .map(|c| match &row[c] {
-                            serde_json::Value::Null => String::new(),
-                            serde_json::Value::String(s) => normalise(s),
-                            v => normalise(&v.to_string()),
-                        })
-                        .collect()
-                })
-                .collect();
-            rows.sort();
-            (t.clone(), (header.clone(), rows))
-        })
-        .collect()
-}
-
 /// The same from PostgreSQL's `schema`, read with `psql --csv` (a table
 /// not created yet has no rows).
 fn postgres_tables(pg: &Postgres, schema: &str, like: &Tables) -> Tables {

@@ -6,11 +6,13 @@
 //! must be of one run, one per process, every process present; otherwise
 //! the merge is refused with a line naming the difference. Each result file
 //! is then the concatenation, in process order, of the processes' files
-//! under one header (copied in the kernel, `copy_file_range`), and
+//! under one header (copied in the kernel, `copy_file_range`; a rolled
+//! query folder's finished parts in order, into one file), and
 //! `metrics.json` their merged summary (counts added, latency histograms
 //! merged, the heartbeat's bytes added).
 
 use crate::metrics::{ClusterStats, RunIdentity, Summary};
+use crate::sinks::rolling;
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -185,17 +187,24 @@ fn merge_csv_files(dirs: &[PathBuf], out: &Path, inputs: Inputs) -> anyhow::Resu
     }
     for name in names {
         let merged_path = out.join(&name);
+        let mut sources = Vec::new();
+        for dir in dirs {
+            sources.extend(rolling::finished_files(dir, &name)?);
+        }
+        let Some((first, rest)) = sources.split_first() else {
+            continue;
+        };
         match inputs {
-            Inputs::Consume => std::fs::rename(dirs[0].join(&name), &merged_path),
-            Inputs::Keep => std::fs::copy(dirs[0].join(&name), &merged_path).map(|_| ()),
+            Inputs::Consume => std::fs::rename(first, &merged_path),
+            Inputs::Keep => std::fs::copy(first, &merged_path).map(|_| ()),
         }
         .with_context(|| format!("cannot put {name} into {}", out.display()))?;
         // Written at its end, not opened to append: Linux copies in the
         // kernel (`copy_file_range`) only into a file not in append mode.
         let mut merged = std::fs::OpenOptions::new().write(true).open(&merged_path)?;
         merged.seek(SeekFrom::End(0))?;
-        for dir in dirs.iter().skip(1) {
-            let mut part = BufReader::new(std::fs::File::open(dir.join(&name))?);
+        for source in rest {
+            let mut part = BufReader::new(std::fs::File::open(source)?);
             let mut header = Vec::new();
             part.read_until(b'\n', &mut header)?;
             std::io::copy(&mut part, &mut merged)?;
@@ -204,12 +213,19 @@ fn merge_csv_files(dirs: &[PathBuf], out: &Path, inputs: Inputs) -> anyhow::Resu
     Ok(())
 }
 
+/// The result files of a folder: its `.csv` files and its rolled query
+/// folders (`ID/` of `part-NNNNN.csv` files, named `ID.csv` here).
 fn csv_names(dir: &Path) -> anyhow::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with(".csv"))
-        .collect();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".csv") {
+            names.push(name);
+        } else if entry.path().is_dir() && !rolling::parts(&entry.path())?.is_empty() {
+            names.push(crate::queries::file_name(&name));
+        }
+    }
     names.sort();
     Ok(names)
 }

@@ -136,6 +136,7 @@ pub fn run(job: Job) -> anyhow::Result<Summary> {
     }
     outputs.finish()?;
     join_result_copiers(copiers)?;
+    outputs.after_copiers()?;
     let mut summary = metrics.summary(workers, processes);
     summary.ingest = ingest.as_ref().map(|i| i.summary());
     membership.record(&mut summary);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// The parts of a query with `files = false` that a sink copies: the
 /// files are only the sinks' log, rolled at every checkpoint (every 8 MB
 /// without) and removed once every sink copied them.
-fn copied_only(checkpointed: bool) -> RollPolicy {
+fn only_for_sinks(checkpointed: bool) -> RollPolicy {
     RollPolicy {
         roll_bytes: Some(if checkpointed { 1 } else { 8_000_000 }),
         roll_after: None,
@@ -36,6 +36,8 @@ pub struct Outputs {
     pub malformed: Option<Arc<CsvSink<MalformedRow>>>,
     /// The labels of the anomalies the generators inject.
     pub truth: Option<Arc<CsvSink<TruthRow>>>,
+    /// The folders of the queries with `files = false` that sinks copy.
+    copied_only: Vec<PathBuf>,
 }
 
 impl Outputs {
@@ -51,13 +53,15 @@ impl Outputs {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
         let mut files = ResultFiles::default();
+        let mut copied_only = Vec::new();
         let checkpointed = pipeline.engine.checkpoint.dir.is_some();
         for q in queries {
             let name = crate::queries::file_name(q.id());
             let policy = if pipeline.queries.writes_file(q.id()) {
                 pipeline.output.roll_policy(checkpointed)
             } else if pipeline.sinks.copies(q.id()) {
-                Some(copied_only(checkpointed))
+                copied_only.push(crate::sinks::rolling::folder_of(&dir, &name));
+                Some(only_for_sinks(checkpointed))
             } else {
                 continue;
             };
@@ -80,6 +84,7 @@ impl Outputs {
             late: Some(late),
             malformed: Some(malformed),
             truth,
+            copied_only,
         })
     }
 
@@ -100,6 +105,17 @@ impl Outputs {
     /// The run ended well: rolled files finish their current parts.
     pub fn finish(&self) -> anyhow::Result<()> {
         self.files.finish()
+    }
+
+    /// The sinks copied everything: retention removes what it may, the
+    /// folders of queries with `files = false` go.
+    pub fn after_copiers(&self) -> anyhow::Result<()> {
+        self.files.prune()?;
+        for dir in &self.copied_only {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Cuts every file back to the length a checkpoint committed.

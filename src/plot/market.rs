@@ -103,10 +103,10 @@ fn chosen_symbols(bars: &[BarRow], options: &PlotOptions) -> Vec<String> {
 /// EWMA points of the chosen symbols, read as a stream (the file can be large).
 fn read_ewma(path: &Path, symbols: &[String]) -> anyhow::Result<BTreeMap<String, Vec<(u64, f64)>>> {
     let mut points: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    if !path.exists() {
+    let Some(text) = super::open_result(path)? else {
         return Ok(points);
-    }
-    let mut reader = csv::Reader::from_path(path)?;
+    };
+    let mut reader = csv::Reader::from_reader(text);
     for (i, row) in reader.deserialize::<EwmaRow>().enumerate() {
         let row =
             row.map_err(|e| anyhow::anyhow!("{}: bad row at line {}: {e}", path.display(), i + 2))?;

@@ -112,12 +112,21 @@ fn register_font() {
 }
 
 /// The rows of a CSV file with a header, or `None` when it does not exist.
-fn read_csv<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<Vec<T>>> {
-    if !path.exists() {
+/// The rows of a result file, or of the finished parts of its rolled
+/// folder (`ID/` for `ID.csv`); none if neither is there.
+fn open_result(path: &Path) -> anyhow::Result<Option<Box<dyn std::io::Read>>> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(None);
-    }
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    };
+    crate::sinks::rolling::open_rows(dir, &name.to_string_lossy())
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn read_csv<T: DeserializeOwned>(path: &Path) -> anyhow::Result<Option<Vec<T>>> {
+    let Some(text) = open_result(path)? else {
+        return Ok(None);
+    };
+    let mut reader = csv::Reader::from_reader(text);
     let mut rows = Vec::new();
     for (i, row) in reader.deserialize().enumerate() {
         rows.push(row.with_context(|| format!("{}: bad row at line {}", path.display(), i + 2))?);

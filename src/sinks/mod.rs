@@ -349,6 +349,8 @@ pub trait Flush: Send + Sync {
     fn checkpoint_complete(&self) -> anyhow::Result<()>;
     /// The run ended well: a rolled file's current part is finished too.
     fn finish(&self) -> anyhow::Result<()>;
+    /// Removes the rolled parts retention lets go (once the sinks are done).
+    fn prune(&self) -> anyhow::Result<()>;
 }
 
 impl<T> CsvSink<T> {
@@ -413,6 +415,13 @@ impl<T> Flush for CsvSink<T> {
         if let Target::Rolled(file) = &mut *self.file.lock().expect("sink lock") {
             let finished = file.finish_closed();
             self.io(finished)?;
+        }
+        Ok(())
+    }
+
+    fn prune(&self) -> anyhow::Result<()> {
+        if let Target::Rolled(file) = &*self.file.lock().expect("sink lock") {
+            file.prune()?;
         }
         Ok(())
     }
@@ -577,6 +586,11 @@ impl ResultFiles {
     /// The run ended well: every rolled file's current part is finished.
     pub fn finish(&self) -> anyhow::Result<()> {
         self.files.values().try_for_each(|f| f.flush.finish())
+    }
+
+    /// Removes the rolled parts retention lets go.
+    pub fn prune(&self) -> anyhow::Result<()> {
+        self.files.values().try_for_each(|f| f.flush.prune())
     }
 
     /// Cuts every file back to the length a checkpoint committed.

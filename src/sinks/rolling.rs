@@ -154,6 +154,13 @@ pub fn hold(dir: &Path, who: &str, seq: u64) {
         .insert(who.to_string(), seq);
 }
 
+/// Copier `who` is done: it holds nothing any more.
+pub fn release(who: &str) {
+    for holders in HOLDS.lock().expect("holds lock").values_mut() {
+        holders.remove(who);
+    }
+}
+
 /// The least part any copier of `dir` still needs.
 fn held_from(dir: &Path) -> Option<u64> {
     let holds = HOLDS.lock().expect("holds lock");
@@ -183,9 +190,7 @@ pub fn read_between(
                 dir.display()
             )
         })?;
-        let mut file = std::io::BufReader::new(
-            File::open(&part.path).with_context(|| format!("cannot read {}", part.path.display()))?,
-        );
+        let mut file = std::io::BufReader::new(open_part(dir, part)?);
         let mut header = String::new();
         std::io::BufRead::read_line(&mut file, &mut header)?;
         let offset = if seq == first { split(from).1 } else { 0 };
@@ -204,6 +209,19 @@ pub fn read_between(
         bytes.extend_from_slice(&piece);
     }
     Ok((bytes, starts, end))
+}
+
+/// Opens a part found by [`parts`], which may have been finished (renamed)
+/// since it was listed.
+pub fn open_part(dir: &Path, part: &Part) -> anyhow::Result<File> {
+    use anyhow::Context;
+    match File::open(&part.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !part.finished => {
+            let finished = part_path(dir, part.seq, true);
+            File::open(&finished).with_context(|| format!("cannot read {}", finished.display()))
+        }
+        opened => opened.with_context(|| format!("cannot read {}", part.path.display())),
+    }
 }
 
 /// The file a rolling [`super::CsvSink`] writes: its current part.
@@ -373,7 +391,7 @@ impl RolledFile {
     }
 
     /// Removes the finished parts retention lets go and no copier holds.
-    fn prune(&self) -> std::io::Result<()> {
+    pub fn prune(&self) -> std::io::Result<()> {
         let (count, age) = (self.policy.keep_parts, self.policy.keep_for);
         if count.is_none() && age.is_none() {
             return Ok(());

@@ -10,6 +10,7 @@
 mod apt;
 
 use super::common::temp_dir;
+use super::tables::{normalise, Tables};
 use apt::{apt_install, is_root};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -251,4 +252,27 @@ impl Drop for Postgres {
             &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
         );
     }
+}
+
+/// The same from an SQLite file, read with `sqlite3 -json`.
+pub fn sqlite_tables(db: &Path, like: &Tables) -> Tables {
+    like.iter()
+        .map(|(t, (header, _))| {
+            let mut rows: Vec<Vec<String>> = sqlite3_json(db, &format!("SELECT * FROM \"{t}\""))
+                .iter()
+                .map(|row| {
+                    header
+                        .iter()
+                        .map(|c| match &row[c] {
+                            serde_json::Value::Null => String::new(),
+                            serde_json::Value::String(s) => normalise(s),
+                            v => normalise(&v.to_string()),
+                        })
+                        .collect()
+                })
+                .collect();
+            rows.sort();
+            (t.clone(), (header.clone(), rows))
+        })
+        .collect()
 }
