@@ -117,6 +117,34 @@ fn rolled_parts_after_a_kill_and_resume_equal_an_uninterrupted_run() {
 }
 
 #[test]
+fn rolled_parts_rescaled_through_layouts_equal_an_uninterrupted_run() {
+    let data = data();
+    let reference = data.reference();
+    let (out, ck) = (data.root.join("out"), data.root.join("ck"));
+    let roll = ["--roll-mb", "0.005"];
+    let resume = [&roll[..], &["--resume"]].concat();
+    let killed = |mut c: std::process::Command, nth: u64, what: &str| {
+        let o = c
+            .env("EDDY_CRASH_AT", format!("after-manifest@{nth}/p0"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{what}: not killed: {}", stderr(&o));
+    };
+    killed(data.checkpointed(&out, &ck, 2, &roll), 4, "1 × 2");
+    killed(data.checkpointed_cluster(&out, &ck, 2, &resume), 6, "2 × 1");
+    let last = data.checkpointed(&out, &ck, 1, &resume).output().unwrap();
+    assert!(
+        stderr(&last).contains("rescaling: the checkpoint of epoch"),
+        "{}",
+        stderr(&last)
+    );
+    ok(last);
+    let single = data.root.join("single");
+    assert!(as_single_files(&reference, &out, &single) > 40);
+    assert_same_results(&reference, &single, "rolled 1×2 → 2×1 → 1×1");
+}
+
+#[test]
 fn retention_keeps_the_newest_parts_while_the_database_gets_every_row() {
     let data = data();
     let reference = data.reference();

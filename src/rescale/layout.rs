@@ -13,6 +13,7 @@
 //!   ([`adopt_results`]), so the new layout's folders hold the whole run.
 
 use super::groups::KeyGroups;
+use crate::sinks::rolling;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -121,6 +122,13 @@ pub fn adopt_results(
         adopted.iter().flat_map(|f| f.lengths.keys()).collect();
     let mut lengths = BTreeMap::new();
     for name in names {
+        if adopted
+            .iter()
+            .any(|f| rolling::folder_of(&f.dir, name).is_dir())
+        {
+            lengths.insert(name.clone(), adopt_rolled(out, name, adopted)?);
+            continue;
+        }
         let path = out.join(name);
         let own = adopted.iter().find(|f| same(&f.dir));
         let own_len = own.and_then(|f| f.lengths.get(name)).copied();
@@ -171,6 +179,19 @@ pub fn adopt_results(
         lengths.insert(name.clone(), len);
     }
     Ok(lengths)
+}
+
+/// [`adopt_results`] of a rolled query folder: its committed position
+/// in `out` (see [`rolling::adopt`]).
+fn adopt_rolled(out: &Path, name: &str, adopted: &[CommittedFolder]) -> anyhow::Result<u64> {
+    let own = adopted.iter().find(|f| same_folder(&f.dir, out));
+    let own_at = own.and_then(|f| f.lengths.get(name)).copied();
+    let others: Vec<(PathBuf, u64)> = adopted
+        .iter()
+        .filter(|f| !same_folder(&f.dir, out))
+        .filter_map(|f| Some((rolling::folder_of(&f.dir, name), *f.lengths.get(name)?)))
+        .collect();
+    rolling::adopt(&rolling::folder_of(out, name), own_at, &others)
 }
 
 /// Whether two paths name one folder (the second may not exist yet).

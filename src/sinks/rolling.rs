@@ -211,6 +211,104 @@ pub fn read_between(
     Ok((bytes, starts, end))
 }
 
+/// Makes `dir` what a checkpoint at position `at` committed: the parts
+/// before it finished, the ones after it removed, its own part in progress
+/// and cut to its length. Returns that part's path.
+pub fn cut_back(dir: &Path, at: u64) -> anyhow::Result<PathBuf> {
+    let (seq, len) = split(at);
+    let mut current = None;
+    for part in parts(dir)? {
+        if part.seq > seq {
+            std::fs::remove_file(&part.path)?;
+        } else if part.seq < seq && !part.finished {
+            std::fs::rename(&part.path, part_path(dir, part.seq, true))?;
+        } else if part.seq == seq {
+            current = Some(part);
+        }
+    }
+    let part = current.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no part {seq}, which the checkpoint committed: the result files were \
+             changed since; start afresh without --resume",
+            dir.display()
+        )
+    })?;
+    let path = part_path(dir, seq, false);
+    if part.finished {
+        std::fs::rename(&part.path, &path)?;
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    let now = file.metadata()?.len();
+    anyhow::ensure!(
+        now >= len,
+        "{} has {now} bytes, fewer than the {len} the checkpoint committed: the result \
+         files were changed since; start afresh without --resume",
+        path.display()
+    );
+    file.set_len(len)?;
+    Ok(path)
+}
+
+/// Takes the committed parts of other processes' rolled folders (`others`:
+/// folder and committed position) into `dir` after its own committed rows
+/// (`own`, none: `dir` starts afresh), each as a finished part of its own,
+/// and begins a new part. Returns its position, which the resumed run
+/// reopens. Running it again from the same folders gives the same parts.
+pub fn adopt(dir: &Path, own: Option<u64>, others: &[(PathBuf, u64)]) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut header = Vec::new();
+    let mut next = match own {
+        Some(at) => {
+            let path = cut_back(dir, at)?;
+            let mut reader = std::io::BufReader::new(File::open(&path)?);
+            std::io::BufRead::read_until(&mut reader, b'\n', &mut header)?;
+            let (seq, len) = split(at);
+            if len > header.len() as u64 {
+                std::fs::rename(&path, part_path(dir, seq, true))?;
+                seq + 1
+            } else {
+                std::fs::remove_file(&path)?;
+                seq
+            }
+        }
+        None => {
+            for part in parts(dir)? {
+                std::fs::remove_file(&part.path)?;
+            }
+            0
+        }
+    };
+    for (folder, at) in others {
+        let (last, last_len) = split(*at);
+        for part in parts(folder)?.into_iter().filter(|p| p.seq <= last) {
+            let mut reader = std::io::BufReader::new(open_part(folder, &part)?);
+            let mut their_header = Vec::new();
+            std::io::BufRead::read_until(&mut reader, b'\n', &mut their_header)?;
+            let limit = if part.seq == last { last_len } else { u64::MAX };
+            let mut rows = reader.take(limit.saturating_sub(their_header.len() as u64));
+            let mut copy = File::create(part_path(dir, next, true))?;
+            copy.write_all(&their_header)?;
+            let copied = std::io::copy(&mut rows, &mut copy)?;
+            if copied == 0 {
+                std::fs::remove_file(part_path(dir, next, true))?;
+                continue;
+            }
+            header = their_header;
+            next += 1;
+        }
+    }
+    anyhow::ensure!(
+        !header.is_empty(),
+        "{}: no committed part to take the header from",
+        dir.display()
+    );
+    let mut current = File::create(part_path(dir, next, false))?;
+    current.write_all(&header)?;
+    current.sync_all()?;
+    Ok(position(next, header.len() as u64))
+}
+
 /// Opens a part found by [`parts`], which may have been finished (renamed)
 /// since it was listed.
 pub fn open_part(dir: &Path, part: &Part) -> anyhow::Result<File> {
@@ -266,37 +364,9 @@ impl RolledFile {
         policy: RollPolicy,
         at: u64,
     ) -> anyhow::Result<Self> {
+        let path = cut_back(dir, at)?;
         let (seq, len) = split(at);
-        let mut current = None;
-        for part in parts(dir)? {
-            if part.seq > seq {
-                std::fs::remove_file(&part.path)?;
-            } else if part.seq < seq && !part.finished {
-                std::fs::rename(&part.path, part_path(dir, part.seq, true))?;
-            } else if part.seq == seq {
-                current = Some(part);
-            }
-        }
-        let part = current.ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} has no part {seq}, which the checkpoint committed: the result files were \
-                 changed since; start afresh without --resume",
-                dir.display()
-            )
-        })?;
-        let path = part_path(dir, seq, false);
-        if part.finished {
-            std::fs::rename(&part.path, &path)?;
-        }
         let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        let now = file.metadata()?.len();
-        anyhow::ensure!(
-            now >= len,
-            "{} has {now} bytes, fewer than the {len} the checkpoint committed: the result \
-             files were changed since; start afresh without --resume",
-            path.display()
-        );
-        file.set_len(len)?;
         file.seek(SeekFrom::Start(len))?;
         Ok(RolledFile {
             dir: dir.to_path_buf(),
