@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The soak benchmark: the demo (generators at --speed 10, every query) and
 # the same queries over TCP (`--listen`, fed by `eddy send` at 3000 lines/s)
-# run for an hour with rolling results (16 MB parts), retention (300 s),
+# run for an hour with rolling results (16 MB or 60 s parts), retention (300 s),
 # checkpoints every 5 s and the input log in 8 MiB segments; RSS, CPU,
 # result, checkpoint and input-log bytes, window latency p99 and generator
 # lag are sampled every 10 s into results/soak.csv and plotted

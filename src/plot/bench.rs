@@ -1,7 +1,7 @@
 //! Performance charts: the latency distribution of a run (metrics.json), and
 //! from the benchmark CSVs in results/: latency against offered load,
 //! throughput per worker/process layout, the peer comparison, the cost of
-//! checkpoints, and the models' quality.
+//! checkpoints, the models' quality and the soak run (`soak.rs`).
 
 use super::{job, legend, read_csv, Chart, Job, CAPTION, PALETTE};
 use crate::metrics::decode;
@@ -49,6 +49,9 @@ pub(super) fn charts(dir: &Path) -> anyhow::Result<Vec<Job>> {
     }
     if let Some(rows) = read_csv::<CheckpointRow>(&dir.join("checkpoints.csv"))? {
         jobs.push(job(Checkpoints { rows }));
+    }
+    if let Some(rows) = read_csv(&dir.join("soak.csv"))? {
+        jobs.push(job(super::soak::Soak { rows }));
     }
     let anomalies = read_csv::<AnomalyRow>(&dir.join("anomaly_quality.csv"))?;
     let forecasts = read_csv::<ForecastRow>(&dir.join("forecast_quality.csv"))?;

@@ -9,6 +9,7 @@
 mod bench;
 mod interactions;
 mod market;
+mod soak;
 
 use anyhow::Context;
 use plotters::coord::Shift;
