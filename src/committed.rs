@@ -10,7 +10,7 @@
 //! the files hold, as they grow, and everything at the end).
 
 use crate::checkpoint::store::{read_file, Layout, ProcessFile};
-use crate::sinks::rolling;
+use crate::rolling;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -163,7 +163,11 @@ impl CommittedFiles {
         }
         let folder = rolling::folder_of(&self.out, name);
         let newest = rolling::parts(&folder)?.pop().with_context(|| {
-            format!("cannot read {} (nor parts in {})", path.display(), folder.display())
+            format!(
+                "cannot read {} (nor parts in {})",
+                path.display(),
+                folder.display()
+            )
         })?;
         let len = rolling::open_part(&folder, &newest)?.metadata()?.len();
         Ok(rolling::position(newest.seq, len))
@@ -210,12 +214,12 @@ impl CommittedFiles {
         let file = rolling::open_part(folder, &first)?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header)?;
         let columns = header.trim_end().split(',').map(str::to_string).collect();
-        let (bytes, starts, end) = rolling::read_between(folder, from, to.max(from))?;
+        let lines = rolling::read_between(folder, from, to.max(from))?;
         Ok(Block {
             columns,
-            starts,
-            end,
-            bytes,
+            starts: lines.starts,
+            end: lines.end,
+            bytes: lines.bytes,
         })
     }
 }

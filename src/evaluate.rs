@@ -162,7 +162,7 @@ fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<
         path.parent().unwrap_or(Path::new(".")),
         path.file_name().unwrap_or_default().to_string_lossy(),
     );
-    let text = crate::sinks::rolling::open_rows(dir, &name)
+    let text = crate::rolling::open_rows(dir, &name)
         .with_context(|| format!("cannot read {}", path.display()))?
         .with_context(|| format!("cannot read {}: no such file", path.display()))?;
     let mut reader = csv::Reader::from_reader(text);
@@ -213,9 +213,8 @@ pub fn evaluate(o: &EvaluateOptions) -> anyhow::Result<Evaluation> {
     truth.retain(|t| before(t.start_ms));
     let anomalies_file = results.join("anomalies.csv");
     let forecasts_file = results.join("forecasts.csv");
-    let there = |name: &str| {
-        crate::sinks::rolling::finished_files(results, name).is_ok_and(|f| !f.is_empty())
-    };
+    let there =
+        |name: &str| crate::rolling::finished_files(results, name).is_ok_and(|f| !f.is_empty());
     if !there("anomalies.csv") && !there("forecasts.csv") {
         anyhow::bail!(
             "{} has neither anomalies.csv nor forecasts.csv: was it written by `eddy run` with [queries.anomalies] or [queries.forecasts] on?",

@@ -22,6 +22,7 @@ pub mod quality;
 pub mod queries;
 pub mod record;
 pub mod rescale;
+pub mod rolling;
 pub mod security;
 pub mod send;
 pub mod sinks;

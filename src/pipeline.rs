@@ -6,8 +6,8 @@
 //! the line of the file.
 
 use crate::checkpoint::CheckpointConfig;
-use crate::sinks::rolling::RollPolicy;
 use crate::queries::QueryTables;
+use crate::rolling::RollPolicy;
 use crate::sources::interactions::InteractionConfig;
 use crate::sources::market::MarketConfig;
 use crate::sources::schedule::Timing;
@@ -334,7 +334,7 @@ pub struct OutputConfig {
     /// Folder for result files and metrics.json; none writes no files.
     pub dir: Option<PathBuf>,
     /// Roll a query's rows into `ID/part-NNNNN.csv` files of about this many
-    /// MB (see `sinks/rolling.rs`); none, and no `roll_s`: one `ID.csv`.
+    /// MB (see `rolling.rs`); none, and no `roll_s`: one `ID.csv`.
     pub roll_mb: Option<f64>,
     /// Roll parts this many seconds old.
     pub roll_s: Option<f64>,

@@ -27,7 +27,6 @@ use databases::*;
 use faults::*;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tables::*;

@@ -111,7 +111,10 @@ fn rolled_parts_after_a_kill_and_resume_equal_an_uninterrupted_run() {
             .unwrap());
         let single = data.root.join(format!("single-{point}"));
         let seen = as_single_files(&reference, &out, &single);
-        assert!(seen > 40, "{what}: only {seen} parts: the rows did not roll");
+        assert!(
+            seen > 40,
+            "{what}: only {seen} parts: the rows did not roll"
+        );
         assert_same_results(&reference, &single, &what);
     }
 }

@@ -12,7 +12,7 @@
 //! merged, the heartbeat's bytes added).
 
 use crate::metrics::{ClusterStats, RunIdentity, Summary};
-use crate::sinks::rolling;
+use crate::rolling;
 use anyhow::{bail, Context};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
 use crate::queries::Query;
-use crate::sinks::rolling::RollPolicy;
+use crate::rolling::RollPolicy;
 use crate::sinks::{CsvSink, LateRow, MalformedRow, ResultFiles};
 use crate::sources::anomalies::{TruthRow, TRUTH_HEADER};
 use anyhow::Context;
@@ -60,7 +60,7 @@ impl Outputs {
             let policy = if pipeline.queries.writes_file(q.id()) {
                 pipeline.output.roll_policy(checkpointed)
             } else if pipeline.sinks.copies(q.id()) {
-                copied_only.push(crate::sinks::rolling::folder_of(&dir, &name));
+                copied_only.push(crate::rolling::folder_of(&dir, &name));
                 Some(only_for_sinks(checkpointed))
             } else {
                 continue;

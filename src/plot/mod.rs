@@ -119,7 +119,7 @@ fn open_result(path: &Path) -> anyhow::Result<Option<Box<dyn std::io::Read>>> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Ok(None);
     };
-    crate::sinks::rolling::open_rows(dir, &name.to_string_lossy())
+    crate::rolling::open_rows(dir, &name.to_string_lossy())
         .with_context(|| format!("cannot read {}", path.display()))
 }
 

@@ -13,7 +13,7 @@
 //!   ([`adopt_results`]), so the new layout's folders hold the whole run.
 
 use super::groups::KeyGroups;
-use crate::sinks::rolling;
+use crate::rolling;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

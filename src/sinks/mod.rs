@@ -10,15 +10,14 @@
 //! their shortest exact form, so pandas reads back the very same numbers.
 
 pub mod csv_row;
-pub mod rolling;
 pub mod row_sink;
 
 use crate::record::Event;
+use crate::rolling::{self, RollPolicy, RolledFile};
 use crate::sources::{Late, Malformed};
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use rolling::{RollPolicy, RolledFile};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -114,7 +113,10 @@ enum Target {
     Single(BufWriter<File>),
     Rolled(RolledFile),
     /// A rolled folder to resume, until its committed position is known.
-    Reopening { header: Vec<u8>, policy: RollPolicy },
+    Reopening {
+        header: Vec<u8>,
+        policy: RollPolicy,
+    },
 }
 
 impl Target {

@@ -63,11 +63,7 @@ pub fn folder_of(out: &Path, name: &str) -> PathBuf {
 /// A part's path, in progress or finished.
 pub fn part_path(dir: &Path, seq: u64, finished: bool) -> PathBuf {
     let name = format!("part-{seq:05}.csv");
-    dir.join(if finished {
-        name
-    } else {
-        name + IN_PROGRESS
-    })
+    dir.join(if finished { name } else { name + IN_PROGRESS })
 }
 
 /// A part found in a folder.
@@ -167,15 +163,18 @@ fn held_from(dir: &Path) -> Option<u64> {
     holds.get(dir).and_then(|h| h.values().min().copied())
 }
 
+/// Complete lines read from a rolled folder (see [`read_between`]).
+pub struct Lines {
+    pub bytes: Vec<u8>,
+    /// Where each part's run of `bytes` starts: (index in `bytes`, position).
+    pub starts: Vec<(usize, u64)>,
+    /// The position reading stopped at.
+    pub end: u64,
+}
+
 /// The complete lines of a rolled folder between two positions: each
-/// part's rows after its header, with the position each run of bytes
-/// starts at. Returns the bytes, their starts (index in the bytes,
-/// position) and the position reading stopped at.
-pub fn read_between(
-    dir: &Path,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<(Vec<u8>, Vec<(usize, u64)>, u64)> {
+/// part's rows after its header.
+pub fn read_between(dir: &Path, from: u64, to: u64) -> anyhow::Result<Lines> {
     use anyhow::Context;
     let (first, _) = split(from);
     let (last, last_len) = split(to);
@@ -208,7 +207,7 @@ pub fn read_between(
         end = position(seq, start + piece.len() as u64);
         bytes.extend_from_slice(&piece);
     }
-    Ok((bytes, starts, end))
+    Ok(Lines { bytes, starts, end })
 }
 
 /// Makes `dir` what a checkpoint at position `at` committed: the parts
@@ -358,12 +357,7 @@ impl RolledFile {
 
     /// Reopens `dir` at a checkpoint's `position`: the parts before it are
     /// finished, the ones after it removed, its own part cut to its length.
-    pub fn resume(
-        dir: &Path,
-        header: &[u8],
-        policy: RollPolicy,
-        at: u64,
-    ) -> anyhow::Result<Self> {
+    pub fn resume(dir: &Path, header: &[u8], policy: RollPolicy, at: u64) -> anyhow::Result<Self> {
         let path = cut_back(dir, at)?;
         let (seq, len) = split(at);
         let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
@@ -381,7 +375,8 @@ impl RolledFile {
     }
 
     fn begin(dir: &Path, seq: u64, header: &[u8]) -> std::io::Result<BufWriter<File>> {
-        let mut writer = BufWriter::with_capacity(1 << 16, File::create(part_path(dir, seq, false))?);
+        let mut writer =
+            BufWriter::with_capacity(1 << 16, File::create(part_path(dir, seq, false))?);
         writer.write_all(header)?;
         Ok(writer)
     }
@@ -395,7 +390,10 @@ impl RolledFile {
     fn due(&self) -> bool {
         self.len > self.header.len() as u64
             && (self.policy.roll_bytes.is_some_and(|b| self.len >= b)
-                || self.policy.roll_after.is_some_and(|d| self.opened.elapsed() >= d))
+                || self
+                    .policy
+                    .roll_after
+                    .is_some_and(|d| self.opened.elapsed() >= d))
     }
 
     /// Closes the current part and begins the next; a closed part is
@@ -534,15 +532,18 @@ mod tests {
         assert_eq!(names(&d), ["part-00000.csv.inprogress"]);
         let at = f.commit_position().unwrap();
         assert_eq!(at, position(1, 2));
-        assert_eq!(names(&d), ["part-00000.csv.inprogress", "part-00001.csv.inprogress"]);
+        assert_eq!(
+            names(&d),
+            ["part-00000.csv.inprogress", "part-00001.csv.inprogress"]
+        );
         f.finish_closed().unwrap();
         assert_eq!(names(&d), ["part-00000.csv", "part-00001.csv.inprogress"]);
         f.write_all(b"4\n").unwrap();
         f.flush().unwrap();
-        let (bytes, starts, end) = read_between(&d, position(0, 4), position(1, 4)).unwrap();
-        assert_eq!(bytes, b"2\n3\n4\n");
-        assert_eq!(starts, [(0, position(0, 4)), (4, position(1, 2))]);
-        assert_eq!(end, position(1, 4));
+        let lines = read_between(&d, position(0, 4), position(1, 4)).unwrap();
+        assert_eq!(lines.bytes, b"2\n3\n4\n");
+        assert_eq!(lines.starts, [(0, position(0, 4)), (4, position(1, 2))]);
+        assert_eq!(lines.end, position(1, 4));
     }
 
     #[test]
@@ -586,7 +587,12 @@ mod tests {
         // Parts 0..=3 finished, 4 in progress: 0 goes; 1 and 2 are held.
         assert_eq!(
             names(&d),
-            ["part-00001.csv", "part-00002.csv", "part-00003.csv", "part-00004.csv.inprogress"]
+            [
+                "part-00001.csv",
+                "part-00002.csv",
+                "part-00003.csv",
+                "part-00004.csv.inprogress"
+            ]
         );
         hold(&d, "test", 4);
         f.write_all(b"5\n").unwrap();
