@@ -13,7 +13,6 @@ use crate::checkpoint::store::{read_file, Layout, ProcessFile};
 use crate::rolling;
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// A point the files were committed to: the checkpoint's epoch (none
@@ -187,13 +186,7 @@ impl CommittedFiles {
         std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut file), &mut header)?;
         let columns = header.trim_end().split(',').map(str::to_string).collect();
         let start = from.max(header.len() as u64);
-        let mut bytes = Vec::new();
-        if to > start {
-            file.seek(SeekFrom::Start(start))?;
-            file.take(to - start).read_to_end(&mut bytes)?;
-            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            bytes.truncate(whole);
-        }
+        let bytes = rolling::whole_lines(&mut file, start, to)?;
         Ok(Block {
             columns,
             starts: vec![(0, start)],

@@ -196,13 +196,7 @@ pub fn read_between(dir: &Path, from: u64, to: u64) -> anyhow::Result<Lines> {
         let start = offset.max(header.len() as u64);
         // Parts before the last one are closed: read to their end.
         let stop = if seq == last { last_len } else { u64::MAX };
-        let mut piece = Vec::new();
-        if stop > start {
-            file.seek(SeekFrom::Start(start))?;
-            file.take(stop - start).read_to_end(&mut piece)?;
-            let whole = piece.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            piece.truncate(whole);
-        }
+        let piece = whole_lines(file.get_mut(), start, stop)?;
         starts.push((bytes.len(), position(seq, start)));
         end = position(seq, start + piece.len() as u64);
         bytes.extend_from_slice(&piece);
@@ -321,7 +315,19 @@ pub fn open_part(dir: &Path, part: &Part) -> anyhow::Result<File> {
     }
 }
 
-/// The file a rolling [`super::CsvSink`] writes: its current part.
+/// The complete lines of `file` from byte `start` up to byte `stop` (or its end).
+pub fn whole_lines(file: &mut File, start: u64, stop: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if stop > start {
+        file.seek(SeekFrom::Start(start))?;
+        file.take(stop - start).read_to_end(&mut bytes)?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(whole);
+    }
+    Ok(bytes)
+}
+
+/// The file a rolling [`crate::sinks::CsvSink`] writes: its current part.
 pub struct RolledFile {
     dir: PathBuf,
     header: Vec<u8>,
