@@ -1,6 +1,7 @@
 //! The files a process writes, shared by its workers: each query's `ID.csv`
 //! or rolled `ID/` folder (opened from the query's row type; none for a
-//! query with `files = false` that no sink copies), and `late.csv`, `malformed.csv` and
+//! query with `files = false` that no sink copies; `late` and
+//! `malformed` roll with them), and `late.csv`, `malformed.csv` and
 //! `truth.csv` (the labels of injected anomalies).
 
 use crate::pipeline::{InteractionSource, Pipeline, TradeSource};
@@ -76,8 +77,12 @@ impl Outputs {
         } else {
             None
         };
-        let late = files.open::<LateRow>(&dir, "late.csv", resume)?;
-        let malformed = files.open::<MalformedRow>(&dir, "malformed.csv", resume)?;
+        // Late and malformed rows roll with the queries': a live source
+        // with disorder may send late rows for as long as it runs.
+        let policy = pipeline.output.roll_policy(checkpointed);
+        let late = files.open_rolling::<LateRow>(&dir, "late.csv", resume, policy.clone())?;
+        let malformed =
+            files.open_rolling::<MalformedRow>(&dir, "malformed.csv", resume, policy)?;
         Ok(Outputs {
             dir: Some(dir),
             files,
