@@ -35,7 +35,12 @@ pub fn normalise(text: &str) -> String {
 pub type Tables = BTreeMap<String, (Vec<String>, Vec<Vec<String>>)>;
 
 pub fn csv_tables(dir: &Path) -> Tables {
-    TABLES
+    csv_tables_of(dir, &TABLES)
+}
+
+/// As [`csv_tables`], of the tables `names` only.
+pub fn csv_tables_of(dir: &Path, names: &[&str]) -> Tables {
+    names
         .iter()
         .map(|t| {
             let mut reader = csv::Reader::from_path(dir.join(format!("{t}.csv"))).unwrap();
