@@ -182,10 +182,8 @@ impl CommittedFiles {
         }
         let mut file = std::fs::File::open(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut header = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut file), &mut header)?;
-        let columns = header.trim_end().split(',').map(str::to_string).collect();
-        let start = from.max(header.len() as u64);
+        let (columns, header_len) = header_of(&mut file)?;
+        let start = from.max(header_len);
         let bytes = rolling::whole_lines(&mut file, start, to)?;
         Ok(Block {
             columns,
@@ -203,10 +201,7 @@ impl CommittedFiles {
             .into_iter()
             .find(|p| p.seq >= rolling::split(from).0)
             .with_context(|| format!("{} holds no parts", folder.display()))?;
-        let mut header = String::new();
-        let file = rolling::open_part(folder, &first)?;
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header)?;
-        let columns = header.trim_end().split(',').map(str::to_string).collect();
+        let (columns, _) = header_of(&mut rolling::open_part(folder, &first)?)?;
         let lines = rolling::read_between(folder, from, to.max(from))?;
         Ok(Block {
             columns,
@@ -215,6 +210,14 @@ impl CommittedFiles {
             bytes: lines.bytes,
         })
     }
+}
+
+/// The columns of a result file's header line, and the line's length.
+fn header_of(file: &mut std::fs::File) -> anyhow::Result<(Vec<String>, u64)> {
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut header)?;
+    let columns = header.trim_end().split(',').map(str::to_string).collect();
+    Ok((columns, header.len() as u64))
 }
 
 impl Drop for CommittedFiles {

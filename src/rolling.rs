@@ -349,16 +349,29 @@ impl RolledFile {
             std::fs::remove_file(&part.path)?;
         }
         let writer = Self::begin(dir, 0, header)?;
-        Ok(RolledFile {
+        let len = header.len() as u64;
+        Ok(Self::writing(dir, header, policy, 0, writer, len))
+    }
+
+    /// Writing part `seq` through `writer`, which holds `len` bytes of it.
+    fn writing(
+        dir: &Path,
+        header: &[u8],
+        policy: RollPolicy,
+        seq: u64,
+        writer: BufWriter<File>,
+        len: u64,
+    ) -> Self {
+        RolledFile {
             dir: dir.to_path_buf(),
             header: header.to_vec(),
             policy,
-            seq: 0,
+            seq,
             writer,
-            len: header.len() as u64,
+            len,
             opened: Instant::now(),
             closed: Vec::new(),
-        })
+        }
     }
 
     /// Reopens `dir` at a checkpoint's `position`: the parts before it are
@@ -368,16 +381,8 @@ impl RolledFile {
         let (seq, len) = split(at);
         let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
         file.seek(SeekFrom::Start(len))?;
-        Ok(RolledFile {
-            dir: dir.to_path_buf(),
-            header: header.to_vec(),
-            policy,
-            seq,
-            writer: BufWriter::with_capacity(1 << 16, file),
-            len,
-            opened: Instant::now(),
-            closed: Vec::new(),
-        })
+        let writer = BufWriter::with_capacity(1 << 16, file);
+        Ok(Self::writing(dir, header, policy, seq, writer, len))
     }
 
     fn begin(dir: &Path, seq: u64, header: &[u8]) -> std::io::Result<BufWriter<File>> {
