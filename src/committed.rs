@@ -172,6 +172,16 @@ impl CommittedFiles {
         Ok(rolling::position(newest.seq, len))
     }
 
+    /// Retention may remove the parts before `positions` (one for each
+    /// file, 0 when missing): what the sink's target holds for good.
+    pub fn hold_at(&self, positions: &BTreeMap<String, u64>) {
+        for (_, name) in &self.files {
+            let at = positions.get(name).copied().unwrap_or(0);
+            let folder = rolling::folder_of(&self.out, name);
+            rolling::hold(&folder, &self.who, rolling::split(at).0);
+        }
+    }
+
     /// The complete lines of file `name` from `from` (at least past the
     /// header) up to `to`.
     pub fn read(&self, name: &str, from: u64, to: u64) -> anyhow::Result<Block> {
@@ -195,8 +205,7 @@ impl CommittedFiles {
 
     /// [`CommittedFiles::read`] of a rolled folder between two positions.
     fn read_rolled(&self, folder: &Path, from: u64, to: u64) -> anyhow::Result<Block> {
-        rolling::hold(folder, &self.who, rolling::split(from).0);
-        // The header from a part this copier holds (older ones may go).
+        // The header from the first part read (older ones may be gone).
         let first = rolling::parts(folder)?
             .into_iter()
             .find(|p| p.seq >= rolling::split(from).0)

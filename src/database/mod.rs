@@ -303,6 +303,10 @@ pub struct Batch<'a> {
     /// Fault injection (`EDDY_CRASH_AT=sink-before-commit@N`): the store
     /// kills the process once the rows are written, before the commit.
     pub crash_before_commit: bool,
+    /// The commit must be on disk when acknowledged, and with it every
+    /// commit before (a store that acknowledges earlier may lose its last
+    /// commits in a crash, see [`DatabaseSink::durable`]).
+    pub durable: bool,
 }
 
 impl Batch<'_> {
@@ -433,6 +437,12 @@ pub struct DatabaseSink {
     workers: std::ops::Range<usize>,
     /// Bytes of each file the database holds.
     written: BTreeMap<String, u64>,
+    /// Bytes of each file the database holds on disk: a server that
+    /// crashes may come back without its last commits (PostgreSQL commits
+    /// without waiting for the disk), so the rolled parts from here on stay.
+    durable: BTreeMap<String, u64>,
+    /// When a commit last waited for the disk.
+    last_durable: Instant,
     retry_for: Duration,
     metrics: Arc<Metrics>,
     pub rows: u64,
@@ -528,6 +538,8 @@ impl DatabaseSink {
             pipeline: place.pipeline.to_string(),
             process: place.process,
             workers: place.workers,
+            durable: written.clone(),
+            last_durable: Instant::now(),
             written,
             retry_for: Duration::from_secs_f64(retry_for_s.max(0.0)),
             metrics,
@@ -555,14 +567,15 @@ impl DatabaseSink {
         let Some(commit) = self.files.next(at_end)? else {
             return Ok(());
         };
-        self.write_commit(&commit)
+        self.write_commit(&commit, at_end)
     }
 
     /// Writes the rows between what the database holds and `commit` in one
     /// transaction. A database that went away is waited for with backoff;
     /// once back, what it holds is read again (a lost answer may hide a
-    /// commit) and the transaction rebuilt from there.
-    fn write_commit(&mut self, commit: &Commit) -> anyhow::Result<()> {
+    /// commit) and the transaction rebuilt from there. About once a second,
+    /// and at the end, a commit waits for the disk.
+    fn write_commit(&mut self, commit: &Commit, at_end: bool) -> anyhow::Result<()> {
         let kind = self.store.kind();
         let started = Instant::now();
         let mut wait = Duration::from_millis(100);
@@ -582,6 +595,7 @@ impl DatabaseSink {
                 to,
                 rows,
                 crash_before_commit,
+                durable: at_end || self.last_durable.elapsed() >= DURABLE_EVERY,
             };
             let error = match self.store.write(&batch) {
                 Ok(()) => {
@@ -589,6 +603,11 @@ impl DatabaseSink {
                         crate::checkpoint::crash_here();
                     }
                     let count = batch.row_count() as u64;
+                    if batch.durable {
+                        self.last_durable = Instant::now();
+                        self.durable = batch.to.clone();
+                        self.files.hold_at(&self.durable);
+                    }
                     self.written = batch.to;
                     self.rows += count;
                     self.metrics.add_sink_rows(kind, count);
@@ -618,6 +637,10 @@ impl DatabaseSink {
                 match back {
                     Ok(held) => {
                         self.written = held.unwrap_or_default();
+                        // What a crash took is written again from its parts.
+                        for (file, at) in &mut self.durable {
+                            *at = (*at).min(self.written.get(file).copied().unwrap_or(0));
+                        }
                         break;
                     }
                     Err(DbError::Fatal(e)) => bail!("{kind} sink: {e:#}"),
@@ -634,6 +657,9 @@ impl DatabaseSink {
             .is_some_and(|c| c.stage == stage && c.nth == self.transactions)
     }
 }
+
+/// How often a commit waits for the disk (see [`DatabaseSink::durable`]).
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The rows from `written` to `commit`, and the bytes of each file written
 /// after them; none if that adds nothing.

@@ -112,8 +112,8 @@ impl PostgresStore {
     /// the connection). Commits do not wait for the WAL to reach the disk:
     /// a server that crashes may lose its last commits, but their progress
     /// rows go with them, so the sink, reading them again when the server
-    /// is back (or resuming), writes those rows again. The run's last
-    /// transaction waits (see [`Store::write`] with `final_commit`).
+    /// is back (or resuming), writes those rows again. About once a second,
+    /// and at the run's end, a commit waits ([`super::Batch::durable`]).
     fn create_stages(&mut self) -> Result<(), DbError> {
         self.client
             .batch_execute("SET synchronous_commit = off")
@@ -323,6 +323,12 @@ impl Store for PostgresStore {
                     &progress_sql,
                     &[&pipeline, &process, &worker, &epoch, &published],
                 )
+                .map_err(classify)?;
+        }
+        if batch.durable {
+            // Flushes the WAL to here: this commit and every one before.
+            transaction
+                .batch_execute("SET LOCAL synchronous_commit = on")
                 .map_err(classify)?;
         }
         batch.before_commit();

@@ -368,6 +368,8 @@ impl ResultPublisher {
         self.producer
             .flush(Duration::from_secs(60))
             .context("kafka sink: progress not acknowledged")?;
+        // The brokers acknowledged it all: the parts before may go.
+        self.files.hold_at(&self.published);
         Ok(())
     }
 
