@@ -198,6 +198,8 @@ pub struct Feed<E: Event> {
     held: Vec<E>,
     /// The source is exhausted (or stopped); the feed closes once nothing is held.
     source_done: bool,
+    /// The source's last read found records ready (it is behind, not idle).
+    busy: bool,
 }
 
 /// What a worker shares with its feeds.
@@ -207,6 +209,8 @@ pub struct FeedContext<'a> {
     pub reported: &'a AtomicU64,
     pub local_index: usize,
     pub report_progress: bool,
+    /// How far (ms of event time) a feed may run ahead of a busy one.
+    pub align_ms: u64,
 }
 
 impl<E: Event> Feed<E> {
@@ -228,12 +232,18 @@ impl<E: Event> Feed<E> {
             limit,
             held: Vec::new(),
             source_done: false,
+            busy: false,
         }
     }
 
     /// The time this input can still send at; none once closed.
     pub fn time(&self) -> Option<u64> {
         self.cap.as_ref().map(|c| *c.time())
+    }
+
+    /// The feed's time, while its source is behind (had records ready).
+    fn busy_time(&self) -> Option<u64> {
+        self.time().filter(|_| self.busy)
     }
 
     /// Whether the feed waits for the pending epoch (or is closed): it reads no more.
@@ -331,6 +341,7 @@ impl<E: Event> Feed<E> {
     /// Takes one batch from the source into the dataflow and notes what it
     /// sent in `in_flight`. Returns what the source said.
     pub fn pump(&mut self, ctx: &FeedContext, in_flight: &mut InFlight) -> anyhow::Result<Poll> {
+        self.busy = false;
         if self.source_done || self.at_limit() {
             return Ok(Poll::Done);
         }
@@ -338,6 +349,7 @@ impl<E: Event> Feed<E> {
         let poll = self
             .source
             .next_batch(&mut self.batch, &mut self.watermark)?;
+        self.busy = poll == Poll::Ready;
         let counters: &StreamCounters = ctx.metrics.stream(E::STREAM);
         let b = &mut self.batch;
         counters.generated.fetch_add(b.generated, Relaxed);
@@ -526,8 +538,16 @@ impl Feeds {
         self.interactions.iter_mut().for_each(Feed::stop);
     }
 
-    /// Takes one batch from each source into the dataflow.
+    /// Takes one batch from each source into the dataflow, but from a feed
+    /// more than `ctx.align_ms` ahead of a busy one (watermark alignment):
+    /// the operators of the stream ahead would hold its records until the
+    /// slower stream's time lets them go, so under overload the faster
+    /// generator would fill memory with panes of the future. An idle feed
+    /// (a socket with nothing to read) holds nobody back.
     pub fn pump(&mut self, ctx: &FeedContext) -> anyhow::Result<Pumped> {
+        let trades_busy = self.trades.as_ref().and_then(Feed::busy_time);
+        let interactions_busy = self.interactions.as_ref().and_then(Feed::busy_time);
+        let ahead_of = |time: Option<u64>, other: Option<u64>| matches!((time, other), (Some(t), Some(o)) if t > o.saturating_add(ctx.align_ms));
         let mut pumped = Pumped {
             ready: false,
             wait: None,
@@ -538,10 +558,14 @@ impl Feeds {
             Poll::Done => {}
         };
         if let Some(f) = self.trades.as_mut() {
-            note(f.pump(ctx, &mut self.in_flight)?);
+            if !ahead_of(f.time(), interactions_busy) {
+                note(f.pump(ctx, &mut self.in_flight)?);
+            }
         }
         if let Some(f) = self.interactions.as_mut() {
-            note(f.pump(ctx, &mut self.in_flight)?);
+            if !ahead_of(f.time(), trades_busy) {
+                note(f.pump(ctx, &mut self.in_flight)?);
+            }
         }
         Ok(pumped)
     }

@@ -297,6 +297,7 @@ impl Driver<'_, '_> {
             reported: &shared.reported,
             local_index: index % engine.workers,
             report_progress: index == 0,
+            align_ms: engine.inflight_ms(),
         };
         let gauges = shared.metrics.worker(index % engine.workers);
         loop {
