@@ -97,10 +97,18 @@ def p99_ms(now, before):
     return ""
 
 
+def last_ts_ms(path):
+    """The event time of the last line of a generated CSV file."""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 4096))
+        return int(f.read().splitlines()[-1].split(b",")[0])
+
+
 def feeder(eddy, work, port, rate, stop):
     """Sends rounds of generated trades and interactions at `rate` lines/s
     (2/3 trades), each round's event time after the last's."""
     rounds, start_ms, seconds = 0, 0, 120
+    last_ms = 0
     while not stop():
         # Each round's event time starts now (or after the last round's).
         start_ms = max(start_ms, int(time.time() * 1000))
@@ -113,6 +121,10 @@ def feeder(eddy, work, port, rate, stop):
                  "--start-ms", str(start_ms), "--seed", str(rounds + 1)],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             files[stream] = (path, per_s)
+            # n records at a rate span about n / rate seconds, not exactly:
+            # the next round starts after the latest record of both streams
+            # (else its first records are late for the one that ran longer).
+            last_ms = max(last_ms, last_ts_ms(path))
         senders = [
             subprocess.Popen(
                 [eddy, "send", "--to", f"127.0.0.1:{port}", "--rate", str(per_s),
@@ -128,7 +140,7 @@ def feeder(eddy, work, port, rate, stop):
         for path, _ in files.values():
             os.remove(path)
         rounds += 1
-        start_ms += seconds * 1000
+        start_ms = max(start_ms + seconds * 1000, last_ms + 1)
     return rounds
 
 
