@@ -82,6 +82,11 @@ impl Admission {
         }
     }
 
+    /// How long a pending connection may take to speak.
+    pub fn hello_timeout(&self) -> Duration {
+        self.hello_timeout
+    }
+
     /// Takes a new connection as pending, pushing out the oldest when
     /// `max_pending` wait already.
     pub fn arrived(&self, socket: &TcpStream) -> std::io::Result<Ticket> {

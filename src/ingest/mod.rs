@@ -514,7 +514,12 @@ impl Ingest {
 
     /// Serves one sender: handshake, then lines into the log in frames.
     fn serve(&self, socket: TcpStream, ticket: admission::Ticket) -> anyhow::Result<()> {
-        socket.set_read_timeout(Some(self.limits.idle_timeout))?;
+        // While pending, the admission's hello timeout closes a silent
+        // connection (and names it so); the read's own timeout is a backstop
+        // past it. A sender's reads then time out after the idle timeout.
+        let control = socket.try_clone()?;
+        let idle = self.limits.idle_timeout;
+        socket.set_read_timeout(Some(self.admission.hello_timeout() + idle))?;
         let conn = tls::accept(self.tls.as_ref(), socket)?;
         let mut reader = BufReader::with_capacity(1 << 16, conn);
         let mut line = Vec::new();
@@ -530,6 +535,7 @@ impl Ingest {
                 Err(e) => Err(e),
             })
             .and_then(|hello| self.check_token(hello));
+        control.set_read_timeout(Some(idle))?;
         let hello = self
             .admission
             .spoke(ticket, hello)
