@@ -288,7 +288,7 @@ fn expect_stopped(
         assert_one_line(&log, &lost(h), name);
         // The heartbeat's read timeout, or TCP_USER_TIMEOUT on data in flight.
         assert!(
-            !silent || log.contains("no heartbeat for 2.0 s") || log.contains("timed out"),
+            !silent || log.contains("no heartbeat for ") || log.contains("timed out"),
             "host {h}:\n{log}"
         );
     }

@@ -16,8 +16,9 @@
 //! waits half a second for a loss to be reported first (a worker whose
 //! channel broke with the peer may panic a moment earlier), then shows as usual.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// A formed cluster lost a peer.
 pub const EXIT_PEER_LOST: u8 = 3;
@@ -72,8 +73,82 @@ pub fn is_finished() -> bool {
     FINISHED.load(Ordering::SeqCst)
 }
 
+/// When each peer's heartbeat was last heard (ms since the first instant),
+/// and the peer timeout: see [`peer_lost`].
+static HEARD: OnceLock<(Instant, Duration, Vec<AtomicU64>)> = OnceLock::new();
+/// A peer that said goodbye, or this process itself, is never silent.
+const GONE: u64 = u64::MAX;
+
+/// Starts keeping when each process was last heard: `peers[k]` says
+/// whether process k is a peer (this process, and absent ones, are not).
+pub fn expect_heartbeats(peers: &[bool], timeout: Duration) {
+    let _ = HEARD.set((
+        Instant::now(),
+        timeout,
+        peers
+            .iter()
+            .map(|&peer| AtomicU64::new(if peer { 0 } else { GONE }))
+            .collect(),
+    ));
+}
+
+/// `peer`'s heartbeat arrived now (or, `bye`, it finished).
+pub fn heard(peer: usize, bye: bool) {
+    if let Some((since, _, heard)) = HEARD.get() {
+        let now = if bye {
+            GONE
+        } else {
+            since.elapsed().as_millis() as u64
+        };
+        if let Some(at) = heard.get(peer) {
+            at.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The peer silent longest before `closed` was last heard, if for over
+/// half the timeout.
+fn silent_peer(closed: usize) -> Option<(usize, Duration)> {
+    let (_, timeout, heard) = HEARD.get()?;
+    let heard: Vec<u64> = heard.iter().map(|at| at.load(Ordering::Relaxed)).collect();
+    silent_before(*timeout, &heard, closed)
+}
+
+/// Of peers last heard at `heard` (ms), the one silent longest before
+/// `closed` was last heard, if for over half of `timeout`. Measured against
+/// `closed` and not the clock, so that a pause of this process (all peers
+/// unread alike) is not taken for a peer's silence.
+fn silent_before(timeout: Duration, heard: &[u64], closed: usize) -> Option<(usize, Duration)> {
+    let last = *heard.get(closed).filter(|&&at| at != GONE)?;
+    heard
+        .iter()
+        .enumerate()
+        .filter(|&(peer, &at)| peer != closed && at != GONE)
+        .map(|(peer, &at)| (peer, Duration::from_millis(last.saturating_sub(at))))
+        .filter(|&(_, silent)| silent > timeout / 2)
+        .max_by_key(|&(_, silent)| silent)
+}
+
 /// Reports the loss of `peer` in one line and exits with [`EXIT_PEER_LOST`].
+///
+/// A peer whose connection closed may have stopped on the loss of a third
+/// one that hung or was cut off, a moment before this process noticed it:
+/// when another peer had been silent for over half the timeout when the
+/// closed one was last heard, that one is named as lost (the cause), and
+/// the closed connection is told after it.
 pub fn peer_lost(peer: usize, what: &str) -> ! {
+    if !what.starts_with("no heartbeat") {
+        if let Some((silent, for_how_long)) = silent_peer(peer) {
+            stop_lost(
+                &peer_name(silent),
+                &format!(
+                    "no heartbeat for {:.1} s, and {} then went ({what})",
+                    for_how_long.as_secs_f64(),
+                    peer_name(peer)
+                ),
+            )
+        }
+    }
     stop_lost(&peer_name(peer), what)
 }
 
@@ -147,16 +222,16 @@ pub fn watch_panics(addresses: &[String]) {
 }
 
 /// How long another panic waits for a loss to be reported first.
-const LOSS_REPORT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+const LOSS_REPORT_GRACE: Duration = Duration::from_millis(500);
 
 /// Whether a loss is being reported within `grace`.
-fn wait_for_a_report(grace: std::time::Duration) -> bool {
-    let until = std::time::Instant::now() + grace;
-    while std::time::Instant::now() < until {
+fn wait_for_a_report(grace: Duration) -> bool {
+    let until = Instant::now() + grace;
+    while Instant::now() < until {
         if REPORTING.load(Ordering::SeqCst) {
             return true;
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
     }
     REPORTING.load(Ordering::SeqCst)
 }
@@ -164,6 +239,26 @@ fn wait_for_a_report(grace: std::time::Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_silent_over_half_the_timeout_is_named_before_one_that_closed() {
+        let timeout = Duration::from_secs(2);
+        // Process 1, last heard at 5 000 ms, closed its connection; 0 was
+        // last heard at 3 200 ms (1.8 s before), 2 at 4 900 ms, 3 said goodbye.
+        let heard = [3_200, 5_000, 4_900, GONE];
+        assert_eq!(
+            silent_before(timeout, &heard, 1),
+            Some((0, Duration::from_millis(1_800)))
+        );
+        // Nobody else silent for over a second before it: the closed one is the loss.
+        let heard = [4_100, 5_000, 4_900, GONE];
+        assert_eq!(silent_before(timeout, &heard, 1), None);
+        // A pause here leaves every peer unread alike: no one is singled out.
+        let heard = [1_000, 1_100, 900];
+        assert_eq!(silent_before(timeout, &heard, 1), None);
+        // A closed peer that had said goodbye is no measure.
+        assert_eq!(silent_before(timeout, &[0, GONE], 1), None);
+    }
 
     #[test]
     fn timely_thread_names_give_the_peer() {

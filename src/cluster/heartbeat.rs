@@ -8,7 +8,9 @@
 //! process (the kernel closes its sockets), a hung one (its heartbeat thread
 //! stops with it) and a cut link (nothing arrives) alike, whether or not
 //! data is in flight on timely's connection. The loss is reported by
-//! [`exit::peer_lost`]: one line and exit code 3.
+//! [`exit::peer_lost`]: one line and exit code 3. Each beat's arrival is
+//! noted there, so that a peer that went because it lost a silent third one
+//! is not named in its place.
 //!
 //! When this process's workers finish, [`Heartbeat::finish`] sends [`BYE`]:
 //! a peer that reads it stops watching, so processes that end at different
@@ -49,6 +51,8 @@ impl Heartbeat {
         let sent = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
         let mut peers = Vec::new();
+        let is_peer: Vec<bool> = sockets.iter().map(Option::is_some).collect();
+        exit::expect_heartbeats(&is_peer, timeout);
         for (peer, socket) in sockets.into_iter().enumerate() {
             let Some(socket) = socket else { continue };
             socket.set_write_timeout(Some(timeout))?;
@@ -138,7 +142,9 @@ fn watch(peer: usize, mut socket: TcpStream, timeout: Duration, received: &Atomi
             Ok(0) => "it closed the connection without finishing".to_string(),
             Ok(n) => {
                 received.fetch_add(n as u64, Ordering::Relaxed);
-                if buffer[..n].contains(&BYE) {
+                let bye = buffer[..n].contains(&BYE);
+                exit::heard(peer, bye);
+                if bye {
                     return;
                 }
                 continue;
