@@ -76,6 +76,8 @@ pub fn is_finished() -> bool {
 /// When each peer's heartbeat was last heard (ms since the first instant),
 /// and the peer timeout: see [`peer_lost`].
 static HEARD: OnceLock<(Instant, Duration, Vec<AtomicU64>)> = OnceLock::new();
+/// How a loss by silence is told (the heartbeat's words, matched here).
+pub const NO_HEARTBEAT: &str = "no heartbeat for";
 /// A peer that said goodbye, or this process itself, is never silent.
 const GONE: u64 = u64::MAX;
 
@@ -137,12 +139,12 @@ fn silent_before(timeout: Duration, heard: &[u64], closed: usize) -> Option<(usi
 /// closed one was last heard, that one is named as lost (the cause), and
 /// the closed connection is told after it.
 pub fn peer_lost(peer: usize, what: &str) -> ! {
-    if !what.starts_with("no heartbeat") {
+    if !what.starts_with(NO_HEARTBEAT) {
         if let Some((silent, for_how_long)) = silent_peer(peer) {
             stop_lost(
                 &peer_name(silent),
                 &format!(
-                    "no heartbeat for {:.1} s, and {} then went ({what})",
+                    "{NO_HEARTBEAT} {:.1} s, and {} then went ({what})",
                     for_how_long.as_secs_f64(),
                     peer_name(peer)
                 ),

@@ -150,7 +150,7 @@ fn watch(peer: usize, mut socket: TcpStream, timeout: Duration, received: &Atomi
                 continue;
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                format!("no heartbeat for {:.1} s", timeout.as_secs_f64())
+                format!("{} {:.1} s", exit::NO_HEARTBEAT, timeout.as_secs_f64())
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => format!("its connection failed: {e}"),
